@@ -1,0 +1,186 @@
+"""`annotate`: run tasks over drops, export datasets, review, and inspect a home."""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from annotation_assets.core.spec import SpecError
+from annotation_assets.home import PROJECT_ROOT, resolve_home, resolve_tasks_dir
+from annotation_assets.runner import Runner, UsageError
+
+DEMO_DROPS = Path(__file__).resolve().parent / "demo_data" / "drops"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="annotate",
+        description="Turn scrape drops into labeled datasets (rules, models, people).",
+    )
+    parser.add_argument(
+        "--home", help="state folder (default $ANNOTATION_HOME or ./annotation_home)"
+    )
+    parser.add_argument("--tasks", help="task specs folder (default $ANNOTATION_TASKS or tasks/)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("demo", help="run the bundled demo drops and print a summary")
+
+    run = sub.add_parser("run", help="run every stage of TASK for one drop")
+    run.add_argument("task")
+    run.add_argument("--drop", required=True, help="drop folder; its name is the drop id")
+
+    export = sub.add_parser("export", help="write TASK's final dataset to a folder")
+    export.add_argument("task")
+    export.add_argument("--out", required=True, help="output folder")
+
+    status = sub.add_parser("status", help="per-drop counts of one or every task")
+    status.add_argument("task", nargs="?")
+    return parser
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print(json.dumps(summary), flush=True)
+
+
+def cmd_run(runner: Runner, args: argparse.Namespace) -> int:
+    drop_id = runner.stage_drop(args.task, Path(args.drop))
+    _print_summary(runner.run_drop(args.task, drop_id))
+    return 0
+
+
+def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
+    from annotation_assets.core.export import export_jsonl
+    from resources import Warehouse
+
+    spec = runner.spec(args.task)
+    if spec.kind != "text_classification":
+        raise UsageError(f"export of {spec.kind} tasks is not supported yet")
+    if not runner.home.warehouse.exists():
+        raise UsageError(f"{runner.home.root} has no warehouse yet: run a drop first")
+    warehouse = Warehouse(path=str(runner.home.warehouse))
+    warehouse.ensure_task(spec.name)
+    with warehouse.connect() as conn:
+        path, rows = export_jsonl(conn, spec.name, Path(args.out))
+    print(json.dumps({"task": spec.name, "path": str(path), "rows": rows}))
+    return 0
+
+
+def _status_rows(runner: Runner, tasks: Sequence[str]) -> list[dict[str, Any]]:
+    from annotation_assets.core import pipeline
+    from resources import Warehouse
+
+    rows: list[dict[str, Any]] = []
+    if not runner.home.warehouse.exists():
+        return rows
+    with Warehouse(path=str(runner.home.warehouse)).connect() as conn:
+        schemas = {
+            r[0] for r in conn.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()
+        }
+        for task in tasks:
+            if task not in schemas:
+                continue
+            drops = conn.execute(f'SELECT drop_id FROM "{task}".drops ORDER BY seq').fetchall()
+            for (drop_id,) in drops:
+                counts = pipeline.drop_counts(conn, task, drop_id)
+                by_source = counts.pop("by_source")
+                rows.append({**counts, **{f"by_{k}": v for k, v in by_source.items()}})
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    line = lambda values: "  ".join(str(v).rjust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
+    return "\n".join([line(columns), *(line([r.get(c, "") for c in columns]) for r in rows)])
+
+
+STATUS_COLUMNS = (
+    "task",
+    "drop",
+    "ingested",
+    "quarantined",
+    "duplicates",
+    "auto_accepted",
+    "hitl_pending",
+    "final_rows",
+)
+
+
+def cmd_status(runner: Runner, args: argparse.Namespace) -> int:
+    tasks = [runner.spec(args.task).name] if args.task else sorted(runner.specs)
+    rows = _status_rows(runner, tasks)
+    print(f"home: {runner.home.root}")
+    if not rows:
+        print("no drops have been run yet")
+        return 0
+    print(_table(rows, STATUS_COLUMNS))
+    return 0
+
+
+def cmd_demo(runner: Runner, args: argparse.Namespace) -> int:
+    from annotation_assets.progress import show_on_console
+
+    show_on_console(True)
+    tasks = sorted(p.name for p in DEMO_DROPS.iterdir() if p.is_dir() and p.name in runner.specs)
+    if not tasks:
+        raise UsageError(
+            f"no demo task in {runner.tasks_dir}; the bundled demo specs are in "
+            f"{PROJECT_ROOT / 'tasks'}"
+        )
+    summaries = []
+    for task in tasks:
+        for drop in sorted(p for p in (DEMO_DROPS / task).iterdir() if p.is_dir()):
+            print(f"running {task} drop {drop.name} ...", file=sys.stderr, flush=True)
+            drop_id = runner.stage_drop(task, drop)
+            summaries.append(runner.run_drop(task, drop_id))
+    rows = [{**s, **{f"by_{k}": v for k, v in s["by_source"].items()}} for s in summaries]
+    cols = (*STATUS_COLUMNS, "by_rule", "by_model", "by_heavy", "by_human")
+    print(_table(rows, cols))
+    home = runner.home.root
+    print(
+        "\nNext steps:\n"
+        f"  annotate --home {home} review export {tasks[0]} --out queue.json\n"
+        f"  annotate --home {home} export {tasks[0]} --out {home / 'exports'}\n"
+        "Open the Dagster UI on the same home:\n"
+        f"  ANNOTATION_HOME={home} DAGSTER_HOME={home / 'dagster'} "
+        f"dagster dev -m definitions -d {PROJECT_ROOT}\n"
+    )
+    total = {
+        "task": ",".join(tasks),
+        "drops": len(summaries),
+        **{k: sum(s[k] for s in summaries) for k in STATUS_COLUMNS[2:]},
+    }
+    _print_summary(total)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "export": cmd_export, "status": cmd_status, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    runner = Runner(resolve_home(args.home), resolve_tasks_dir(args.tasks), verbose=args.verbose)
+    try:
+        return COMMANDS[args.command](runner, args)
+    except (UsageError, SpecError) as err:
+        print(f"annotate: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("annotate: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.verbose:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(
+            f"annotate: internal error: {type(err).__name__}: {first} (rerun with -v for the "
+            "traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""Near-duplicate detection with MinHash signatures and LSH banding.
+
+A text's shingles are the character 5-grams of its casefolded, space-collapsed normalized form
+(a text of 1-4 characters is a single shingle; an empty text has none and never matches). Each
+shingle is hashed with ``zlib.crc32`` of its UTF-32-LE bytes, and each of ``NUM_PERM`` universal
+hashes ``(a*x + b) mod (2**61 - 1)``, truncated to the low 32 bits, keeps its minimum over the
+shingles. ``a`` and ``b`` derive from blake2b of the seed, so signatures are identical in every
+process and NumPy version and can be stored (DuckDB ``UINTEGER[]``) and compared later.
+
+The fraction of equal signature positions estimates the Jaccard similarity of the two 5-gram
+sets. ``DEFAULT_THRESHOLD = 0.8`` means "at most about one shingle in nine differs": changing a
+word or some punctuation in a review of 20 words or more rewrites 5-9 of its 100+ shingles
+(similarity about 0.85-0.95) and counts as a duplicate, while changing "item 10" to "item 17"
+mid-text in a 24-character text rewrites 5 of its 20 shingles (similarity 0.6) and does not.
+With 64 permutations the estimate has a standard error of about 0.05 near the threshold, so
+pairs whose true similarity is within about 0.05 of it can fall either way. An edit in the last
+four characters of a text touches fewer than five shingles, so it weighs less than the same
+edit mid-text.
+
+LSH splits a signature into ``BANDS`` bands of 4 rows; records that agree on a whole band are
+candidates. A pair with similarity 0.8 shares a band with probability 0.9998, one with 0.5 with
+probability 0.64, one with 0.3 with probability 0.12; every candidate is then verified against
+the threshold on the full signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Sequence
+from itertools import chain
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "BANDS",
+    "DEFAULT_THRESHOLD",
+    "EMPTY_HASH",
+    "NUM_PERM",
+    "SHINGLE_SIZE",
+    "minhash_signatures",
+    "near_duplicate_pairs",
+    "signatures_from_lists",
+    "signatures_to_lists",
+]
+
+NUM_PERM = 64
+BANDS = 16
+DEFAULT_THRESHOLD = 0.8
+SHINGLE_SIZE = 5
+EMPTY_HASH = 0xFFFFFFFF
+
+_MERSENNE_61 = (1 << 61) - 1
+_LOW_29 = (1 << 29) - 1
+_BAND_MIX = np.uint64(0x9E3779B97F4A7C15)
+_SHINGLES_PER_CHUNK = 1 << 15
+_PERMUTE_BLOCK = 1 << 13
+_PAIRS_PER_CHUNK = 1 << 16
+
+Signatures = npt.NDArray[np.uint32]
+
+
+def _crc_position_tables() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32], int]:
+    """Return CRC-32 contributions per window position for UTF-32-LE 5-grams (CRC is affine)."""
+    width = 4 * SHINGLE_SIZE
+    zero_crc = zlib.crc32(bytes(width))
+    byte_tables = np.zeros((width, 256), dtype=np.uint32)
+    for position in range(width):
+        message = bytearray(width)
+        for value in range(1, 256):
+            message[position] = value
+            byte_tables[position, value] = zlib.crc32(message) ^ zero_crc
+    low = np.arange(1 << 16, dtype=np.uint32)
+    low16 = np.stack(
+        [
+            byte_tables[4 * j][low & 0xFF] ^ byte_tables[4 * j + 1][low >> 8]
+            for j in range(SHINGLE_SIZE)
+        ]
+    )
+    plane = np.ascontiguousarray(byte_tables[2::4])
+    return low16, plane, zero_crc
+
+
+_CRC_LOW16, _CRC_PLANE, _CRC_ZERO = _crc_position_tables()
+
+
+def _permutation_params(num_perm: int, seed: int) -> tuple[list[int], list[int]]:
+    """Return the fixed universal-hash coefficients ``a`` (in [1, p)) and ``b`` (in [0, p))."""
+    coefficients = []
+    for i in range(num_perm):
+        digest = hashlib.blake2b(f"minhash:{seed}:{i}".encode(), digest_size=16).digest()
+        coefficients.append(
+            (
+                int.from_bytes(digest[:8], "little") % (_MERSENNE_61 - 1) + 1,
+                int.from_bytes(digest[8:], "little") % _MERSENNE_61,
+            )
+        )
+    return [a for a, _ in coefficients], [b for _, b in coefficients]
+
+
+def _window_hashes(codepoints: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """Return ``zlib.crc32`` of the UTF-32-LE bytes of every 5-character window."""
+    count = codepoints.size - SHINGLE_SIZE + 1
+    low = (codepoints & 0xFFFF).astype(np.intp)
+    hashes = np.full(count, _CRC_ZERO, dtype=np.uint32)
+    for j in range(SHINGLE_SIZE):
+        hashes ^= _CRC_LOW16[j][low[j : j + count]]
+    high = codepoints >> 16
+    if high.any():
+        for j in range(SHINGLE_SIZE):
+            hashes ^= _CRC_PLANE[j][high[j : j + count]]
+    return hashes
+
+
+class _Permuter:
+    """Universal hashes ``((a*x + b) mod (2**61 - 1)) & 0xFFFFFFFF`` with reusable buffers."""
+
+    def __init__(self, num_perm: int, seed: int) -> None:
+        a, b = _permutation_params(num_perm, seed)
+        a_arr = np.array(a, dtype=np.uint64)[:, None]
+        self.a_hi = a_arr >> 29
+        self.a_lo = a_arr & _LOW_29
+        self.b = np.array(b, dtype=np.uint64)[:, None]
+        self.num_perm = num_perm
+        self._buffers = [np.empty((num_perm, _PERMUTE_BLOCK), dtype=np.uint64) for _ in range(3)]
+
+    def _block_into(self, x: npt.NDArray[np.uint64], out: npt.NDArray[np.uint32]) -> None:
+        """Write the hashes of ``x`` (values < 2**32) into ``out`` (num_perm, len(x))."""
+        w, u, t = (buffer[:, : x.size] for buffer in self._buffers)
+        row = x[None, :]
+        np.multiply(self.a_hi, row, out=w)
+        np.multiply(self.a_lo, row, out=u)
+        np.right_shift(w, 32, out=t)
+        np.left_shift(w, 32, out=w)
+        np.right_shift(w, 3, out=w)
+        t += w
+        t += u
+        t += self.b
+        np.right_shift(t, 61, out=u)
+        u += t
+        u += 1
+        np.right_shift(u, 61, out=u)
+        t += u
+        out[...] = t
+
+    def min_signatures(
+        self, shingles: npt.NDArray[np.uint64], starts: npt.NDArray[np.intp]
+    ) -> Signatures:
+        """Return (len(starts), num_perm) minima over shingle segments beginning at ``starts``."""
+        permuted = np.empty((self.num_perm, shingles.size), dtype=np.uint32)
+        for begin in range(0, shingles.size, _PERMUTE_BLOCK):
+            end = begin + _PERMUTE_BLOCK
+            self._block_into(shingles[begin:end], permuted[:, begin:end])
+        return np.minimum.reduceat(permuted, starts, axis=1).T
+
+
+def minhash_signatures(
+    texts: Sequence[str], *, num_perm: int = NUM_PERM, seed: int = 1
+) -> Signatures:
+    """Return the (len(texts), num_perm) uint32 MinHash signatures of normalized texts."""
+    prepared = [" ".join(text.casefold().split()) for text in texts]
+    lengths = np.fromiter(map(len, prepared), dtype=np.intp, count=len(prepared))
+    out = np.full((len(prepared), num_perm), EMPTY_HASH, dtype=np.uint32)
+    permuter = _Permuter(num_perm, seed)
+
+    short = np.flatnonzero((lengths > 0) & (lengths < SHINGLE_SIZE))
+    if short.size:
+        whole = np.fromiter(
+            (zlib.crc32(prepared[i].encode("utf-32-le", "surrogatepass")) for i in short),
+            dtype=np.uint64,
+            count=short.size,
+        )
+        out[short] = permuter.min_signatures(whole, np.arange(short.size, dtype=np.intp))
+
+    long = np.flatnonzero(lengths >= SHINGLE_SIZE)
+    counts = lengths[long] - (SHINGLE_SIZE - 1)
+    bounds = np.searchsorted(
+        np.cumsum(counts), np.arange(_SHINGLES_PER_CHUNK, counts.sum(), _SHINGLES_PER_CHUNK)
+    )
+    for chunk in np.split(np.arange(long.size), np.unique(bounds)):
+        if not chunk.size:
+            continue
+        rows = long[chunk]
+        joined = "".join([prepared[i] for i in rows]).encode("utf-32-le", "surrogatepass")
+        hashes = _window_hashes(np.frombuffer(joined, dtype="<u4"))
+        chunk_lengths = lengths[rows]
+        ends = np.cumsum(chunk_lengths)
+        keep = np.ones(hashes.size, dtype=bool)
+        crossing = (ends[:-1, None] - np.arange(1, SHINGLE_SIZE)).ravel()
+        keep[crossing] = False
+        starts = np.concatenate(([0], np.cumsum(counts[chunk])[:-1]))
+        out[rows] = permuter.min_signatures(hashes[keep].astype(np.uint64), starts)
+    return out
+
+
+def signatures_to_lists(sigs: npt.ArrayLike) -> list[list[int]]:
+    """Return signatures as lists of Python ints, ready for a DuckDB ``UINTEGER[]`` column."""
+    lists: list[list[int]] = np.asarray(sigs, dtype=np.uint32).tolist()
+    return lists
+
+
+def signatures_from_lists(rows: Sequence[Sequence[int]], *, num_perm: int = NUM_PERM) -> Signatures:
+    """Return a (len(rows), num_perm) uint32 array from stored signature lists."""
+    if len(rows) == 0:
+        return np.empty((0, num_perm), dtype=np.uint32)
+    sigs = np.array(list(rows), dtype=np.uint32)
+    if sigs.ndim != 2 or sigs.shape[1] != num_perm:
+        raise ValueError(f"expected signatures of length {num_perm}, got shape {sigs.shape}")
+    return sigs
+
+
+def _band_keys(sigs: Signatures, band: int, rows: int) -> npt.NDArray[np.uint64]:
+    """Return one uint64 bucket key per signature for ``band`` (equal bands give equal keys)."""
+    columns = sigs[:, band * rows : (band + 1) * rows]
+    keys = columns[:, 0].astype(np.uint64)
+    for r in range(1, rows):
+        keys *= _BAND_MIX
+        keys ^= columns[:, r]
+    return keys
+
+
+def _equal_counts(left: Signatures, right: Signatures) -> npt.NDArray[np.intp]:
+    """Return the number of equal positions of each row pair."""
+    return np.asarray(np.count_nonzero(left == right, axis=1), dtype=np.intp)
+
+
+def _best_old_matches(
+    new_sigs: Signatures,
+    new_rows: npt.NDArray[np.intp],
+    old_sigs: Signatures,
+    old_rows: npt.NDArray[np.intp],
+    *,
+    bands: int,
+    min_equal: int,
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Return, per new record, the best old match index (-1 if none) and its equal count."""
+    best = np.full(new_sigs.shape[0], -1, dtype=np.intp)
+    best_equal = np.zeros(new_sigs.shape[0], dtype=np.intp)
+    if not new_rows.size or not old_rows.size:
+        return best, best_equal
+    rows = new_sigs.shape[1] // bands
+    n_old = old_sigs.shape[0]
+    codes = []
+    for band in range(bands):
+        old_keys = _band_keys(old_sigs, band, rows)[old_rows]
+        order = np.argsort(old_keys, kind="stable")
+        sorted_keys = old_keys[order]
+        new_keys = _band_keys(new_sigs, band, rows)[new_rows]
+        lo = np.searchsorted(sorted_keys, new_keys, side="left")
+        hits = np.searchsorted(sorted_keys, new_keys, side="right") - lo
+        total = int(hits.sum())
+        if not total:
+            continue
+        firsts = np.cumsum(hits) - hits
+        positions = np.arange(total) - np.repeat(firsts - lo, hits)
+        new_idx = np.repeat(new_rows, hits).astype(np.int64)
+        codes.append(new_idx * n_old + old_rows[order[positions]])
+    if not codes:
+        return best, best_equal
+    pairs = np.unique(np.concatenate(codes))
+    new_idx_all, old_idx_all = np.divmod(pairs, n_old)
+    equal = np.concatenate(
+        [
+            _equal_counts(
+                new_sigs[new_idx_all[i : i + _PAIRS_PER_CHUNK]],
+                old_sigs[old_idx_all[i : i + _PAIRS_PER_CHUNK]],
+            )
+            for i in range(0, pairs.size, _PAIRS_PER_CHUNK)
+        ]
+    )
+    passing = equal >= min_equal
+    new_idx, old_idx, equal = new_idx_all[passing], old_idx_all[passing], equal[passing]
+    order = np.lexsort((old_idx, -equal, new_idx))
+    new_idx, old_idx, equal = new_idx[order], old_idx[order], equal[order]
+    first = np.ones(new_idx.size, dtype=bool)
+    first[1:] = new_idx[1:] != new_idx[:-1]
+    best[new_idx[first]] = old_idx[first]
+    best_equal[new_idx[first]] = equal[first]
+    return best, best_equal
+
+
+def _non_empty_rows(sigs: Signatures) -> npt.NDArray[np.intp]:
+    """Return the indices of rows that are not the empty-text signature."""
+    return np.flatnonzero((sigs != EMPTY_HASH).any(axis=1))
+
+
+def _checked_signatures(sigs: npt.ArrayLike, keys: Sequence[str], name: str) -> Signatures:
+    arr = np.asarray(sigs, dtype=np.uint32)
+    if arr.ndim != 2 or arr.shape[0] != len(keys):
+        raise ValueError(f"{name} must have shape ({len(keys)}, num_perm), got {arr.shape}")
+    return arr
+
+
+def near_duplicate_pairs(
+    new_keys: Sequence[str],
+    new_sigs: np.ndarray,
+    old_keys: Sequence[str],
+    old_sigs: np.ndarray,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    bands: int = BANDS,
+) -> list[tuple[str, str, float]]:
+    """Return ``(new_key, kept_key, similarity)`` for each new record that is a near-duplicate.
+
+    The kept record is an old record or an earlier new record that was not itself a duplicate;
+    the most similar candidate wins, old records first on ties, then the earliest record.
+    """
+    new = _checked_signatures(new_sigs, new_keys, "new_sigs")
+    old = _checked_signatures(old_sigs, old_keys, "old_sigs")
+    num_perm = new.shape[1]
+    if old.shape[0] and old.shape[1] != num_perm:
+        raise ValueError(f"old_sigs have {old.shape[1]} positions, new_sigs {num_perm}")
+    if bands <= 0 or num_perm % bands:
+        raise ValueError(f"bands={bands} must divide num_perm={num_perm}")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    min_equal = next(k for k in range(num_perm + 1) if k / num_perm >= threshold)
+    rows = num_perm // bands
+
+    new_rows = _non_empty_rows(new)
+    best_old, best_old_equal = _best_old_matches(
+        new, new_rows, old, _non_empty_rows(old), bands=bands, min_equal=min_equal
+    )
+    band_keys = np.stack([_band_keys(new, band, rows) for band in range(bands)], axis=1)
+    buckets: list[dict[int, list[int]]] = [{} for _ in range(bands)]
+    pairs: list[tuple[str, str, float]] = []
+    for i in new_rows.tolist():
+        keys = band_keys[i].tolist()
+        old_equal = int(best_old_equal[i])
+        new_match, new_equal = -1, 0
+        if old_equal < num_perm:
+            found = [hit for hit in map(dict.get, buckets, keys) if hit]
+            if found:
+                candidates = np.unique(np.fromiter(chain.from_iterable(found), dtype=np.intp))
+                equal = np.count_nonzero(new[candidates] == new[i], axis=1)
+                top = int(np.argmax(equal))
+                if equal[top] >= min_equal:
+                    new_match, new_equal = int(candidates[top]), int(equal[top])
+        if new_match >= 0 and new_equal > old_equal:
+            pairs.append((new_keys[i], new_keys[new_match], new_equal / num_perm))
+        elif best_old[i] >= 0:
+            pairs.append((new_keys[i], old_keys[best_old[i]], old_equal / num_perm))
+        else:
+            for bucket, key in zip(buckets, keys, strict=True):
+                bucket.setdefault(key, []).append(i)
+    return pairs

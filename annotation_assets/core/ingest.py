@@ -1,0 +1,278 @@
+"""Streaming ingestion of a drop's record files into raw rows, bad lines kept with a reason."""
+
+import csv
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+RAW_COLUMNS = ["source_file", "line_no", "record_id", "text", "meta", "payload", "error", "detail"]
+RECORD_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet", ".jsonl.gz", ".ndjson.gz", ".csv.gz")
+MAX_ID_CHARS = 512
+MAX_CSV_RECORD_LINES = 100
+
+# Reason codes for raw rows that cannot become records.
+MALFORMED_JSON = "malformed_json"
+NOT_AN_OBJECT = "not_an_object"
+INVALID_UTF8 = "invalid_utf8"
+LINE_TOO_LONG = "line_too_long"
+MALFORMED_CSV = "malformed_csv"
+MISSING_ID = "missing_id"
+INVALID_ID = "invalid_id"
+MISSING_TEXT = "missing_text"
+INVALID_TEXT = "invalid_text"
+UNREADABLE_FILE = "unreadable_file"
+UNSUPPORTED_FILE = "unsupported_file"
+OUTSIDE_DROP = "outside_drop"
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    id: str = "id"
+    text: str = "text"
+
+
+@dataclass
+class _Row:
+    line_no: int | None
+    payload: str | None
+    record: dict[str, Any] | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+def is_record_file(name: str) -> bool:
+    return name.lower().endswith(RECORD_SUFFIXES)
+
+
+def list_drop_files(drop_dir: Path) -> list[Path]:
+    """Every file of a drop, sorted, skipping hidden and marker files (`.x`, `_SUCCESS`)."""
+    files: list[Path] = []
+    for root, dirs, names in os.walk(drop_dir, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        files.extend(Path(root) / n for n in names if not n.startswith((".", "_")))
+    return sorted(files, key=lambda p: p.relative_to(drop_dir).as_posix())
+
+
+def _open_text_lines(path: Path) -> IO[bytes]:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _decode(raw: bytes) -> tuple[str, bool]:
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="backslashreplace"), False
+
+
+def _jsonl_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
+    with _open_text_lines(path) as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            raw = raw.rstrip(b"\r\n")
+            if not raw.strip():
+                continue
+            text, valid = _decode(raw)
+            if not valid:
+                yield _Row(line_no, text, error=INVALID_UTF8, detail="line is not valid UTF-8")
+            elif len(raw) > max_line_bytes:
+                yield _Row(line_no, text, error=LINE_TOO_LONG, detail=f"{len(raw)} bytes")
+            else:
+                yield _parse_json_line(line_no, text)
+
+
+def _parse_json_line(line_no: int, text: str) -> _Row:
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return _Row(line_no, text, error=MALFORMED_JSON, detail="nesting too deep")
+    except ValueError as err:
+        return _Row(line_no, text, error=MALFORMED_JSON, detail=str(err)[:200])
+    if not isinstance(value, dict):
+        return _Row(line_no, text, error=NOT_AN_OBJECT, detail=type(value).__name__)
+    return _Row(line_no, text, record=value)
+
+
+def _csv_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
+    with _open_text_lines(path) as fh:
+        lines = enumerate(fh, start=1)
+        header: list[str] | None = None
+        for start, chunk, error in _csv_records(lines, max_line_bytes):
+            if error is not None:
+                yield _Row(start, chunk, error=error[0], detail=error[1])
+                continue
+            fields = next(csv.reader([chunk], strict=True))
+            if header is None:
+                header = fields
+                continue
+            if len(fields) != len(header):
+                detail = f"{len(fields)} fields, header has {len(header)}"
+                yield _Row(start, chunk, error=MALFORMED_CSV, detail=detail)
+                continue
+            yield _Row(start, chunk, record=dict(zip(header, fields, strict=True)))
+
+
+def _csv_records(
+    lines: Iterable[tuple[int, bytes]], max_line_bytes: int
+) -> Iterator[tuple[int, str, tuple[str, str] | None]]:
+    """Groups physical lines into CSV records (a quoted field may span lines). A record that
+    does not close within MAX_CSV_RECORD_LINES lines or max_line_bytes gives up its first line
+    as malformed, and the lines after it are read again."""
+    pending: list[tuple[int, bytes]] = []
+    queue = iter(lines)
+    replay: list[tuple[int, bytes]] = []
+    while True:
+        if replay:
+            line_no, raw = replay.pop(0)
+        else:
+            nxt = next(queue, None)
+            if nxt is None:
+                break
+            line_no, raw = nxt
+        if not pending and not raw.strip():
+            continue
+        pending.append((line_no, raw))
+        joined = b"".join(r for _, r in pending)
+        text, valid = _decode(joined)
+        if not valid and len(pending) == 1:
+            yield line_no, text.rstrip("\r\n"), (INVALID_UTF8, "line is not valid UTF-8")
+            pending = []
+            continue
+        state = _csv_state(text)
+        if state == "ok" and valid:
+            yield pending[0][0], text.rstrip("\r\n"), None
+            pending = []
+        elif state == "bad" or len(pending) >= MAX_CSV_RECORD_LINES or len(joined) > max_line_bytes:
+            first_no, first_raw = pending[0]
+            first_text, _ = _decode(first_raw)
+            reason = "unclosed quote" if state == "open" else "bad quoting"
+            if len(first_raw) > max_line_bytes:
+                yield first_no, first_text.rstrip("\r\n"), (LINE_TOO_LONG, f"{len(first_raw)} b")
+            else:
+                yield first_no, first_text.rstrip("\r\n"), (MALFORMED_CSV, reason)
+            replay = pending[1:] + replay
+            pending = []
+    if pending:
+        first_no, first_raw = pending[0]
+        yield first_no, _decode(first_raw)[0].rstrip("\r\n"), (MALFORMED_CSV, "unclosed quote")
+        yield from _csv_records(pending[1:], max_line_bytes)
+
+
+def _csv_state(text: str) -> str:
+    """'ok' when the text is one complete CSV record, 'open' when a quoted field is still
+    open, 'bad' when the quoting is broken."""
+    if '"' not in text:
+        return "ok"
+    try:
+        rows = list(csv.reader(io.StringIO(text), strict=True))
+    except csv.Error as err:
+        return "open" if "unexpected end of data" in str(err) else "bad"
+    return "ok" if len(rows) <= 1 else "bad"
+
+
+def _parquet_rows(path: Path, batch_size: int) -> Iterator[_Row]:
+    row_no = 0
+    try:
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=batch_size):
+            for record in batch.to_pylist():
+                row_no += 1
+                yield _Row(row_no, None, record=record)
+    except Exception as err:  # pyarrow raises many types for damaged files
+        detail = f"after {row_no} rows: {type(err).__name__}: {str(err)[:200]}"
+        yield _Row(None, None, error=UNREADABLE_FILE, detail=detail)
+
+
+def _file_rows(path: Path, drop_dir: Path, *, max_line_bytes: int) -> Iterator[_Row]:
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(drop_dir.resolve()):
+            yield _Row(None, None, error=OUTSIDE_DROP, detail="symlink points outside the drop")
+            return
+    if not is_record_file(path.name):
+        yield _Row(None, None, error=UNSUPPORTED_FILE, detail=f"not one of {RECORD_SUFFIXES}")
+        return
+    name = path.name.lower().removesuffix(".gz")
+    try:
+        if name.endswith(".parquet"):
+            yield from _parquet_rows(path, batch_size=10_000)
+        elif name.endswith(".csv"):
+            yield from _csv_rows(path, max_line_bytes)
+        else:
+            yield from _jsonl_rows(path, max_line_bytes)
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        yield _Row(None, None, error=UNREADABLE_FILE, detail=f"{type(err).__name__}: {err}"[:300])
+
+
+def _scalar_id(value: Any) -> tuple[str | None, str | None]:
+    if value is None or value == "":
+        return None, MISSING_ID
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None, INVALID_ID
+    text = str(value).strip()
+    if not text:
+        return None, MISSING_ID
+    if len(text) > MAX_ID_CHARS or "\x00" in text:
+        return None, INVALID_ID
+    return text, None
+
+
+def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "source_file": source_file,
+        "line_no": row.line_no,
+        "record_id": None,
+        "text": None,
+        "meta": None,
+        "payload": row.payload,
+        "error": row.error,
+        "detail": row.detail,
+    }
+    record = row.record
+    if record is None:
+        return out
+    if row.payload is None:
+        out["payload"] = json.dumps(record, default=str, ensure_ascii=False)
+    record_id, id_error = _scalar_id(record.get(fields.id))
+    out["record_id"] = record_id
+    text = record.get(fields.text)
+    if id_error:
+        out["error"], out["detail"] = id_error, f"field {fields.id!r}"
+    elif text is None or (isinstance(text, str) and not text.strip()):
+        out["error"], out["detail"] = MISSING_TEXT, f"field {fields.text!r}"
+    elif not isinstance(text, str):
+        out["error"], out["detail"] = INVALID_TEXT, f"{type(text).__name__} in {fields.text!r}"
+    else:
+        out["text"] = text
+        meta = {k: v for k, v in record.items() if k not in (fields.id, fields.text)}
+        out["meta"] = json.dumps(meta, default=str, ensure_ascii=False) if meta else None
+    return out
+
+
+def iter_raw_chunks(
+    drop_dir: Path,
+    *,
+    fields: FieldMap = FieldMap(),
+    max_line_bytes: int = 1_000_000,
+    chunk_size: int = 50_000,
+) -> Iterator[pd.DataFrame]:
+    """Reads every file of a drop, yielding DataFrames of at most chunk_size raw rows with
+    RAW_COLUMNS. Rows that cannot be records carry an `error` reason code and their payload."""
+    buffer: list[dict[str, Any]] = []
+    for path in list_drop_files(drop_dir):
+        source_file = path.relative_to(drop_dir).as_posix()
+        for row in _file_rows(path, drop_dir, max_line_bytes=max_line_bytes):
+            buffer.append(_to_raw(row, source_file, fields))
+            if len(buffer) >= chunk_size:
+                yield pd.DataFrame(buffer, columns=RAW_COLUMNS)
+                buffer = []
+    if buffer:
+        yield pd.DataFrame(buffer, columns=RAW_COLUMNS)

@@ -1,0 +1,945 @@
+"""The stage computations of one drop (partition), over a DuckDB warehouse; no Dagster here.
+
+Each stage reads its inputs from the task's schema, computes, replaces the drop's rows of its
+output tables in one transaction, and returns what it measured. Stages take a `connect`
+factory rather than a connection so long computations (the encoder) hold no database lock.
+"""
+
+import json
+import os
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from annotation_assets.core import dedup, ingest, normalize, reconcile
+from annotation_assets.core.classifier import (
+    HEAD,
+    LabelModel,
+    head_version,
+    prototype_model,
+    train_head,
+)
+from annotation_assets.core.routing import NO_LABEL, StageVotes, route_by_confidence
+from annotation_assets.core.rules import (
+    apply_labeling_functions,
+    build_labeling_functions,
+    combine_rule_votes,
+    rule_summary,
+)
+from annotation_assets.core.spec import TaskSpec
+from annotation_assets.core.tables import column_names
+
+Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+Progress = Callable[[str, int, int | None], None]
+
+TEXT_TOO_LONG = "text_too_long"
+EMPTY_TEXT = "empty_text"
+DUPLICATE_ID = "duplicate_id"
+CHUNK_ROWS = 50_000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _q(task: str, table: str) -> str:
+    return f'"{task}"."{table}"'
+
+
+def _replace(
+    conn: duckdb.DuckDBPyConnection, task: str, table: str, drop_id: str, frame: pd.DataFrame
+) -> None:
+    conn.execute(f"DELETE FROM {_q(task, table)} WHERE drop_id = ?", [drop_id])
+    _append(conn, task, table, frame)
+
+
+def _append(conn: duckdb.DuckDBPyConnection, task: str, table: str, frame: pd.DataFrame) -> None:
+    if frame.empty:
+        return
+    cols = [c for c in column_names(table) if c in frame.columns]
+    col_sql = ", ".join(f'"{c}"' for c in cols)
+    name = f"_incoming_{table}"
+    conn.register(name, frame[cols])
+    try:
+        conn.execute(f"INSERT INTO {_q(task, table)} ({col_sql}) SELECT {col_sql} FROM {name}")
+    finally:
+        conn.unregister(name)
+
+
+class _Transaction:
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.conn.execute("BEGIN TRANSACTION")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def drop_seq(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> int:
+    row = conn.execute(
+        f"SELECT seq FROM {_q(task, 'drops')} WHERE drop_id = ?", [drop_id]
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"drop {drop_id!r} of task {task!r} has not been ingested")
+    return int(row[0])
+
+
+# ---------------------------------------------------------------------------------- ingest
+
+
+@dataclass
+class IngestStats:
+    ingested: int = 0
+    parse_errors: dict[str, int] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)
+
+
+def ingest_drop(
+    connect: Connect,
+    spec: TaskSpec,
+    drop_id: str,
+    drop_dir: Path,
+    *,
+    location: str | None = None,
+    progress: Progress | None = None,
+) -> IngestStats:
+    """Streams every record file of the drop into raw_records (bad lines kept with a reason)."""
+    task = spec.name
+    stats = IngestStats()
+    now = _now()
+    fields = ingest.FieldMap(id=spec.fields.id, text=spec.fields.text)
+    with connect() as conn, _Transaction(conn):
+        conn.execute(
+            f"INSERT INTO {_q(task, 'drops')} SELECT ?, coalesce(max(seq), 0) + 1, ?, ? "
+            f"FROM {_q(task, 'drops')} ON CONFLICT DO NOTHING",
+            [drop_id, location or str(drop_dir), now],
+        )
+        conn.execute(f"DELETE FROM {_q(task, 'raw_records')} WHERE drop_id = ?", [drop_id])
+        for chunk in ingest.iter_raw_chunks(
+            drop_dir,
+            fields=fields,
+            max_line_bytes=spec.limits.max_line_bytes,
+            chunk_size=CHUNK_ROWS,
+        ):
+            chunk.insert(0, "drop_id", drop_id)
+            chunk.insert(1, "row_num", np.arange(stats.ingested, stats.ingested + len(chunk)))
+            chunk["ingested_at"] = now
+            _append(conn, task, "raw_records", chunk)
+            stats.ingested += len(chunk)
+            for reason, n in chunk["error"].value_counts().items():
+                stats.parse_errors[str(reason)] = stats.parse_errors.get(str(reason), 0) + int(n)
+            for name, n in chunk["source_file"].value_counts().items():
+                stats.files[str(name)] = stats.files.get(str(name), 0) + int(n)
+            if progress:
+                progress("ingest", stats.ingested, None)
+    return stats
+
+
+# ------------------------------------------------------------------------------- normalize
+
+
+@dataclass
+class NormalizeStats:
+    normalized: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+
+
+def _iter_chunks(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any]
+) -> Iterator[pd.DataFrame]:
+    """Streams a query's rows in DataFrames of about CHUNK_ROWS, on a cursor of its own so the
+    caller may keep using `conn` meanwhile."""
+    cursor = conn.cursor()
+    cursor.execute(sql, params)
+    while True:
+        chunk = cursor.fetch_df_chunk(vectors_per_chunk=max(1, CHUNK_ROWS // 2048))
+        if chunk.empty:
+            return
+        yield chunk
+
+
+def normalize_drop(
+    connect: Connect, spec: TaskSpec, drop_id: str, *, progress: Progress | None = None
+) -> NormalizeStats:
+    """Cleans text, quarantines unusable rows, and drops exact and near duplicates (within the
+    drop and against every earlier drop of the task) with a pointer to the kept record."""
+    task = spec.name
+    stats = NormalizeStats()
+    with connect() as conn, _Transaction(conn):
+        seq = drop_seq(conn, task, drop_id)
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _cand (row_num BIGINT, record_id VARCHAR, text VARCHAR,"
+            " dedup_key VARCHAR, minhash UINTEGER[], meta VARCHAR, source_file VARCHAR,"
+            " line_no BIGINT, ingested_at TIMESTAMP, payload VARCHAR)"
+        )
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _quar (row_num BIGINT, source_file VARCHAR,"
+            " line_no BIGINT, record_id VARCHAR, reason VARCHAR, detail VARCHAR, payload VARCHAR)"
+        )
+        raw_sql = (
+            "SELECT row_num, source_file, line_no, record_id, text, meta, payload, error, detail,"
+            f" ingested_at FROM {_q(task, 'raw_records')} WHERE drop_id = ? ORDER BY row_num"
+        )
+        done = 0
+        for chunk in _iter_chunks(conn, raw_sql, [drop_id]):
+            cand, quar = _normalize_chunk(chunk, spec)
+            _insert_temp(conn, "_cand", cand)
+            _insert_temp(conn, "_quar", quar)
+            done += len(chunk)
+            if progress:
+                progress("normalize", done, None)
+        _mark_exact_duplicates(conn, task, drop_id, seq)
+        near = _near_duplicates(conn, task, seq)
+        if not near.empty:
+            near["duplicate_of_drop"] = near["duplicate_of_drop"].fillna(drop_id)
+            conn.register("_near_df", near)
+            conn.execute(
+                "INSERT INTO _dups SELECT n.row_num, n.record_id, 'near', n.duplicate_of_drop,"
+                " n.duplicate_of_id, n.similarity FROM _near_df n"
+            )
+            conn.unregister("_near_df")
+        for table in ("quarantine", "duplicates", "normalized_records"):
+            conn.execute(f"DELETE FROM {_q(task, table)} WHERE drop_id = ?", [drop_id])
+        conn.execute(
+            f"INSERT INTO {_q(task, 'quarantine')} SELECT ?, row_num, source_file, line_no,"
+            " record_id, reason, detail, payload FROM _quar",
+            [drop_id],
+        )
+        conn.execute(
+            f"INSERT INTO {_q(task, 'duplicates')} SELECT ?, row_num, record_id, kind,"
+            " duplicate_of_drop, duplicate_of_id, similarity FROM _dups",
+            [drop_id],
+        )
+        conn.execute(
+            f"INSERT INTO {_q(task, 'normalized_records')} SELECT ?, c.row_num, c.record_id,"
+            " c.text, c.dedup_key, c.minhash, c.meta, c.source_file, c.line_no, c.ingested_at"
+            " FROM _cand c ANTI JOIN _dups d ON c.row_num = d.row_num"
+            " ANTI JOIN _quar q ON c.row_num = q.row_num ORDER BY c.row_num",
+            [drop_id],
+        )
+        for reason, n in conn.execute("SELECT reason, count(*) FROM _quar GROUP BY 1").fetchall():
+            stats.quarantined[reason] = int(n)
+        for kind, n in conn.execute("SELECT kind, count(*) FROM _dups GROUP BY 1").fetchall():
+            stats.duplicates[kind] = int(n)
+        stats.normalized = int(
+            conn.execute(
+                f"SELECT count(*) FROM {_q(task, 'normalized_records')} WHERE drop_id = ?",
+                [drop_id],
+            ).fetchone()[0]  # type: ignore[index]
+        )
+        for temp in ("_cand", "_quar", "_dups", "_classified"):
+            conn.execute(f"DROP TABLE IF EXISTS {temp}")
+    return stats
+
+
+def _insert_temp(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    if frame.empty:
+        return
+    conn.register("_chunk", frame)
+    try:
+        cols = ", ".join(f'"{c}"' for c in frame.columns)
+        conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _chunk")
+    finally:
+        conn.unregister("_chunk")
+
+
+def _normalize_chunk(chunk: pd.DataFrame, spec: TaskSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    bad = chunk["error"].notna()
+    quar = chunk.loc[bad, ["row_num", "source_file", "line_no", "record_id", "payload"]].copy()
+    quar["reason"] = chunk.loc[bad, "error"]
+    quar["detail"] = chunk.loc[bad, "detail"]
+    good = chunk.loc[~bad].copy()
+    good["text"] = normalize.normalize_texts(good["text"].tolist())
+    lengths = good["text"].str.len()
+    empty = lengths == 0
+    too_long = lengths > spec.limits.max_text_chars
+    rejected = good.loc[empty | too_long, ["row_num", "source_file", "line_no", "record_id"]].copy()
+    rejected["payload"] = chunk.loc[rejected.index, "payload"]
+    rejected["reason"] = np.where(empty[empty | too_long], EMPTY_TEXT, TEXT_TOO_LONG)
+    rejected["detail"] = np.where(
+        empty[empty | too_long],
+        "no text left after cleanup",
+        lengths[empty | too_long].astype(str) + f" chars > {spec.limits.max_text_chars}",
+    )
+    good = good.loc[~(empty | too_long)]
+    good["dedup_key"] = [normalize.dedup_key(t) for t in good["text"]]
+    good["minhash"] = dedup.signatures_to_lists(dedup.minhash_signatures(good["text"].tolist()))
+    cand = good[
+        [
+            "row_num",
+            "record_id",
+            "text",
+            "dedup_key",
+            "minhash",
+            "meta",
+            "source_file",
+            "line_no",
+            "ingested_at",
+            "payload",
+        ]
+    ]
+    return cand, pd.concat([quar, rejected], ignore_index=True)
+
+
+def _mark_exact_duplicates(
+    conn: duckdb.DuckDBPyConnection, task: str, drop_id: str, seq: int
+) -> None:
+    """Fills temp table _dups with exact duplicates and moves id collisions to _quar.
+
+    Precedence per candidate: its id was kept by an earlier drop (same text: duplicate; other
+    text: quarantined as duplicate_id); else its id occurred earlier in this drop (likewise);
+    else its text was kept by an earlier drop; else its text occurred earlier in this drop."""
+    conn.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _classified AS
+        WITH earlier AS (
+            SELECT n.record_id, n.dedup_key, n.drop_id, d.seq
+            FROM {_q(task, "normalized_records")} n JOIN {_q(task, "drops")} d USING (drop_id)
+            WHERE d.seq < $seq
+        ),
+        firsts AS (
+            SELECT row_num, record_id, dedup_key,
+                   first_value(row_num) OVER (PARTITION BY record_id ORDER BY row_num) AS id_first,
+                   first_value(dedup_key) OVER (PARTITION BY record_id ORDER BY row_num) AS id_key,
+                   first_value(row_num) OVER (PARTITION BY dedup_key ORDER BY row_num) AS key_first,
+                   first_value(record_id) OVER (PARTITION BY dedup_key ORDER BY row_num) AS key_id
+            FROM _cand
+        ),
+        by_id AS (
+            SELECT record_id, min_by(dedup_key, seq) AS dedup_key, min_by(drop_id, seq) AS drop_id
+            FROM earlier GROUP BY record_id
+        ),
+        by_key AS (
+            SELECT dedup_key, min_by(record_id, seq) AS record_id, min_by(drop_id, seq) AS drop_id
+            FROM earlier GROUP BY dedup_key
+        )
+        SELECT f.*, i.dedup_key AS old_id_key, i.drop_id AS old_id_drop,
+               k.record_id AS old_key_id, k.drop_id AS old_key_drop
+        FROM firsts f
+        LEFT JOIN by_id i ON f.record_id = i.record_id
+        LEFT JOIN by_key k ON f.dedup_key = k.dedup_key
+        """,
+        {"seq": seq},
+    )
+    conn.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _dups AS
+        SELECT row_num, record_id, 'exact' AS kind,
+               CASE WHEN old_id_drop IS NOT NULL THEN old_id_drop
+                    WHEN row_num <> id_first THEN $drop
+                    ELSE coalesce(old_key_drop, $drop) END AS duplicate_of_drop,
+               CASE WHEN old_id_drop IS NOT NULL OR row_num <> id_first THEN record_id
+                    ELSE coalesce(old_key_id, key_id) END AS duplicate_of_id,
+               1.0::DOUBLE AS similarity
+        FROM _classified
+        WHERE (old_id_drop IS NOT NULL AND old_id_key = dedup_key)
+           OR (old_id_drop IS NULL AND row_num <> id_first AND id_key = dedup_key)
+           OR (old_id_drop IS NULL AND row_num = id_first
+               AND (old_key_drop IS NOT NULL OR row_num <> key_first))
+        """,
+        {"drop": drop_id},
+    )
+    conn.execute(
+        """
+        INSERT INTO _quar
+        SELECT c.row_num, c.source_file, c.line_no, c.record_id, 'duplicate_id',
+               CASE WHEN k.old_id_drop IS NOT NULL
+                    THEN 'id already used in drop ' || k.old_id_drop || ' for another text'
+                    ELSE 'id already used earlier in this drop for another text' END,
+               c.payload
+        FROM _classified k JOIN _cand c USING (row_num)
+        WHERE (k.old_id_drop IS NOT NULL AND k.old_id_key <> k.dedup_key)
+           OR (k.old_id_drop IS NULL AND k.row_num <> k.id_first AND k.id_key <> k.dedup_key)
+        """
+    )
+
+
+def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, seq: int) -> pd.DataFrame:
+    """Near duplicates (MinHash) among the candidates still standing, against earlier drops'
+    kept records and earlier candidates of this drop."""
+    new = conn.execute(
+        "SELECT c.row_num, c.record_id, c.minhash FROM _cand c"
+        " ANTI JOIN _dups d ON c.row_num = d.row_num ANTI JOIN _quar q ON c.row_num = q.row_num"
+        " ORDER BY c.row_num"
+    ).fetchdf()
+    old = conn.execute(
+        f"SELECT n.drop_id, n.record_id, n.minhash FROM {_q(task, 'normalized_records')} n"
+        f" JOIN {_q(task, 'drops')} d USING (drop_id) WHERE d.seq < ? ORDER BY d.seq, n.row_num",
+        [seq],
+    ).fetchdf()
+    empty = pd.DataFrame(
+        columns=["row_num", "record_id", "duplicate_of_drop", "duplicate_of_id", "similarity"]
+    )
+    if new.empty:
+        return empty
+    new_keys = [f"n{r}" for r in new["row_num"]]
+    old_keys = [f"o{i}" for i in range(len(old))]
+    pairs = dedup.near_duplicate_pairs(
+        new_keys,
+        dedup.signatures_from_lists(new["minhash"].tolist()),
+        old_keys,
+        dedup.signatures_from_lists(old["minhash"].tolist()),
+    )
+    if not pairs:
+        return empty
+    by_row = dict(zip(new_keys, zip(new["row_num"], new["record_id"], strict=True), strict=True))
+    rows = []
+    for new_key, kept_key, similarity in pairs:
+        row_num, record_id = by_row[new_key]
+        if kept_key.startswith("o"):
+            kept = old.iloc[int(kept_key[1:])]
+            of_drop, of_id = kept["drop_id"], kept["record_id"]
+        else:
+            of_drop, of_id = None, by_row[kept_key][1]
+        rows.append((row_num, record_id, of_drop, of_id, float(similarity)))
+    return pd.DataFrame(rows, columns=empty.columns)
+
+
+# --------------------------------------------------------------------------- human decisions
+
+
+def human_decisions(conn: duckdb.DuckDBPyConnection, spec: TaskSpec) -> pd.DataFrame:
+    """The reconciled human decision (or contested/awaiting status) of every voted record."""
+    votes = conn.execute(
+        "SELECT record_id, label, annotator, decided_at, imported_at"
+        f" FROM {_q(spec.name, 'human_labels')}"
+    ).fetchdf()
+    return reconcile.reconcile_votes(
+        votes,
+        annotators_per_record=spec.review.annotators_per_record,
+        min_agreement=spec.review.min_agreement,
+        adjudicators=set(spec.review.adjudicators),
+    )
+
+
+def _decided(conn: duckdb.DuckDBPyConnection, spec: TaskSpec) -> pd.DataFrame:
+    decisions = human_decisions(conn, spec)
+    return decisions[decisions["status"] == reconcile.DECIDED]
+
+
+# ----------------------------------------------------------------------------------- rules
+
+
+@dataclass
+class RulesResult:
+    n_records: int
+    n_labeled: int
+    n_conflicts: int
+    summary: list[dict[str, Any]]
+
+
+def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResult:
+    """Applies the spec's rules to the drop's records and writes rule_labels."""
+    task = spec.name
+    lfs = build_labeling_functions(spec)
+    label_names = spec.label_names
+    with connect() as conn, _Transaction(conn):
+        extra = sorted({lf.field for lf in lfs} - {"text"})
+        extra_sql = "".join(
+            f', json_extract_string(meta, $f{i}) AS "{f}"' for i, f in enumerate(extra)
+        )
+        params: dict[str, Any] = {"drop": drop_id}
+        params.update({f"f{i}": f'$."{f}"' for i, f in enumerate(extra)})
+        frame = conn.execute(
+            f"SELECT record_id, text{extra_sql} FROM {_q(task, 'normalized_records')}"
+            " WHERE drop_id = $drop ORDER BY row_num",
+            params,
+        ).fetchdf()
+        matrix = apply_labeling_functions(frame, lfs)
+        votes = combine_rule_votes(matrix, lfs, len(label_names))
+        decided = _decided(conn, spec).set_index("record_id")["label"]
+        index = {label: i for i, label in enumerate(label_names)}
+        gold = np.array(
+            [index.get(str(decided.get(r)), NO_LABEL) for r in frame["record_id"]], dtype=np.int64
+        )
+        names = np.array([lf.name for lf in lfs], dtype=object)
+        fired = [names[row != NO_LABEL].tolist() for row in matrix] if lfs else [[]] * len(frame)
+        out = pd.DataFrame(
+            {
+                "drop_id": drop_id,
+                "record_id": frame["record_id"],
+                "rule_label": [
+                    label_names[i] if i != NO_LABEL else None for i in votes.label_index
+                ],
+                "rule_confidence": np.where(
+                    votes.label_index != NO_LABEL, votes.confidence, np.nan
+                ),
+                "rules_fired": fired,
+                "rule_conflict": votes.conflict,
+            }
+        )
+        _replace(conn, task, "rule_labels", drop_id, out)
+    return RulesResult(
+        n_records=len(frame),
+        n_labeled=int((votes.label_index != NO_LABEL).sum()),
+        n_conflicts=int(votes.conflict.sum()),
+        summary=rule_summary(matrix, lfs, gold=gold),
+    )
+
+
+# ----------------------------------------------------------------------------------- model
+
+
+class Encoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(
+        self, texts: Sequence[str], *, progress: Callable[[int, int], None] | None = None
+    ) -> np.ndarray: ...
+
+
+class HeavyScorer(Protocol):
+    """A slower, stronger model consulted only for records the small model left unsure."""
+
+    version: str
+
+    def predict_proba(self, texts: Sequence[str], label_names: Sequence[str]) -> np.ndarray: ...
+
+
+class ModelStore:
+    """Trained label models, pickled under one folder by version."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, version: str) -> Path:
+        return self.root / f"{version}.pkl"
+
+    def load(self, version: str) -> LabelModel | None:
+        path = self.path(version)
+        if not path.exists():
+            return None
+        with open(path, "rb") as fh:
+            model = pickle.load(fh)
+        return model if isinstance(model, LabelModel) else None
+
+    def save(self, model: LabelModel) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.path(model.version)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(model, fh)
+        os.replace(tmp, path)
+        return path
+
+
+EMBED_CHUNK = 2048
+RULE_TRAIN_CAP = 2000
+
+
+def embed_cached(
+    connect: Connect,
+    task: str,
+    encoder: Encoder,
+    keys: Sequence[str] | pd.Series,
+    texts: Sequence[str] | pd.Series,
+    *,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, int]:
+    """Embeddings for (key, text) pairs, reusing the warehouse cache and storing what was
+    computed. Returns the (n, dim) matrix and how many texts were newly encoded."""
+    order = pd.DataFrame({"dedup_key": list(keys), "text": list(texts)})
+    unique = order.drop_duplicates("dedup_key").reset_index(drop=True)
+    vectors: dict[str, np.ndarray] = {}
+    with connect() as conn:
+        conn.register("_want", unique[["dedup_key"]])
+        cached = conn.sql(
+            f"SELECT e.dedup_key, e.vector FROM {_q(task, 'embeddings')} e"
+            " JOIN _want w USING (dedup_key) WHERE e.encoder = ?",
+            params=[encoder.name],
+        ).to_arrow_table()
+        conn.unregister("_want")
+    if cached.num_rows:
+        flat = cached.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        matrix = np.asarray(flat, dtype=np.float32).reshape(cached.num_rows, -1)
+        vectors.update(zip(cached.column("dedup_key").to_pylist(), matrix, strict=True))
+    missing = unique[~unique["dedup_key"].isin(vectors)]
+    for start in range(0, len(missing), EMBED_CHUNK):
+        part = missing.iloc[start : start + EMBED_CHUNK]
+        emb = encoder.encode(part["text"].tolist())
+        with connect() as conn:
+            frame = pd.DataFrame(
+                {"encoder": encoder.name, "dedup_key": part["dedup_key"], "vector": list(emb)}
+            )
+            conn.register("_emb", frame)
+            conn.execute(
+                f"INSERT OR IGNORE INTO {_q(task, 'embeddings')} SELECT encoder, dedup_key,"
+                " vector::FLOAT[] FROM _emb"
+            )
+            conn.unregister("_emb")
+        vectors.update(zip(part["dedup_key"], emb, strict=True))
+        if progress:
+            progress("embed", start + len(part), len(missing))
+    if len(order) == 0:
+        return np.zeros((0, encoder.dim), dtype=np.float32), 0
+    return np.vstack([vectors[k] for k in order["dedup_key"]]), len(missing)
+
+
+def training_set(conn: duckdb.DuckDBPyConnection, spec: TaskSpec, seq: int) -> pd.DataFrame:
+    """Labeled texts for the head: human decisions (weight 1), the spec's few-shot examples
+    (weight 1) and confident, conflict-free rule labels of this and earlier drops (weight
+    `model.rule_label_weight`, at most RULE_TRAIN_CAP per label). One row per distinct text,
+    human decisions first."""
+    task = spec.name
+    decided = _decided(conn, spec)[["record_id", "label"]]
+    conn.register("_decided", decided)
+    humans = conn.execute(
+        f"SELECT n.dedup_key, n.text, d.label FROM _decided d"
+        f" JOIN {_q(task, 'normalized_records')} n USING (record_id)"
+    ).fetchdf()
+    conn.unregister("_decided")
+    rules = conn.execute(
+        f"""
+        SELECT dedup_key, text, label FROM (
+            SELECT n.dedup_key, n.text, r.rule_label AS label,
+                   row_number() OVER (PARTITION BY r.rule_label ORDER BY hash(n.dedup_key)) AS rn
+            FROM {_q(task, "rule_labels")} r
+            JOIN {_q(task, "normalized_records")} n USING (drop_id, record_id)
+            JOIN {_q(task, "drops")} d USING (drop_id)
+            WHERE d.seq <= ? AND r.rule_confidence >= ? AND NOT r.rule_conflict
+        ) WHERE rn <= ?
+        """,
+        [seq, spec.thresholds.auto_accept, RULE_TRAIN_CAP],
+    ).fetchdf()
+    example_texts = [
+        (label, normalize.normalize_text(t)) for label, ts in spec.examples.items() for t in ts
+    ]
+    examples = pd.DataFrame(
+        {
+            "dedup_key": [normalize.dedup_key(t) for _, t in example_texts],
+            "text": [t for _, t in example_texts],
+            "label": [label for label, _ in example_texts],
+        }
+    )
+    parts = [
+        humans.assign(weight=1.0, origin="human"),
+        examples.assign(weight=1.0, origin="example"),
+        rules.assign(weight=spec.model.rule_label_weight, origin="rule"),
+    ]
+    combined = pd.concat([p for p in parts if not p.empty], ignore_index=True)
+    if combined.empty:
+        return pd.DataFrame(columns=["dedup_key", "text", "label", "weight", "origin"])
+    combined = combined[combined["text"].str.len() > 0]
+    return combined.drop_duplicates("dedup_key", keep="first").reset_index(drop=True)
+
+
+def label_model_for(
+    connect: Connect,
+    spec: TaskSpec,
+    seq: int,
+    encoder: Encoder,
+    store: ModelStore,
+    *,
+    progress: Progress | None = None,
+) -> LabelModel:
+    """The head trained on the current training set (loaded when this exact set was trained
+    before), or the zero/few-shot prototype scorer while some label has too few examples."""
+    task = spec.name
+    labels = spec.label_names
+    index = {label: i for i, label in enumerate(labels)}
+    with connect() as conn:
+        train = training_set(conn, spec, seq)
+    counts = train["label"].value_counts()
+    if all(counts.get(label, 0) >= spec.model.min_examples_per_label for label in labels):
+        y = train["label"].map(index).to_numpy(dtype=np.int64)
+        w = train["weight"].to_numpy(dtype=np.float64)
+        version = head_version(train["dedup_key"].tolist(), y, w, encoder=encoder.name)
+        model = store.load(version)
+        if model is None:
+            x, _ = embed_cached(
+                connect, task, encoder, train["dedup_key"], train["text"], progress=progress
+            )
+            model = train_head(x, y, w, n_labels=len(labels), version=version)
+            model.metrics["train_by_origin"] = json.dumps(train["origin"].value_counts().to_dict())
+            path = store.save(model)
+            _register_model(connect, task, model, encoder.name, train, str(path))
+        return model
+    descriptions = [
+        spec.model.label_template.format(label=label.replace("_", " "))
+        + (f" {desc}" if desc else "")
+        for label, desc in spec.labels.items()
+    ]
+    label_vectors = encoder.encode(descriptions)
+    examples = []
+    for label in labels:
+        texts = [normalize.normalize_text(t) for t in spec.examples.get(label, [])]
+        examples.append(
+            encoder.encode(texts) if texts else np.zeros((0, encoder.dim), dtype=np.float32)
+        )
+    model = prototype_model(
+        label_vectors, examples, temperature=spec.model.zero_shot_temperature, encoder=encoder.name
+    )
+    if store.load(model.version) is None:
+        path = store.save(model)
+        _register_model(connect, task, model, encoder.name, train, str(path))
+    return model
+
+
+def _register_model(
+    connect: Connect,
+    task: str,
+    model: LabelModel,
+    encoder: str,
+    train: pd.DataFrame,
+    artifact: str,
+) -> None:
+    with connect() as conn:
+        conn.execute(
+            f"INSERT INTO {_q(task, 'model_versions')} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [
+                model.version,
+                model.kind,
+                encoder,
+                _now(),
+                len(train),
+                json.dumps(train["origin"].value_counts().to_dict()) if len(train) else "{}",
+                json.dumps(model.metrics),
+                artifact,
+            ],
+        )
+
+
+@dataclass
+class ModelResult:
+    model_version: str
+    model_kind: str
+    n_records: int
+    n_scored: int
+    n_encoded: int
+    accepted: dict[str, int]
+    pending: int
+    model_confidence: np.ndarray
+    metrics: dict[str, Any]
+
+
+def label_by_model(
+    connect: Connect,
+    spec: TaskSpec,
+    drop_id: str,
+    *,
+    encoder: Encoder,
+    store: ModelStore,
+    heavy: HeavyScorer | None = None,
+    progress: Progress | None = None,
+) -> ModelResult:
+    """Scores records the rules did not settle, runs the heavy model on those still unsure,
+    routes every record through the cascade, and writes model_labels."""
+    task = spec.name
+    labels = spec.label_names
+    index = {label: i for i, label in enumerate(labels)}
+    threshold = spec.thresholds.auto_accept
+    with connect() as conn:
+        seq = drop_seq(conn, task, drop_id)
+        frame = conn.execute(
+            f"SELECT n.record_id, n.dedup_key, n.text, r.rule_label, r.rule_confidence"
+            f" FROM {_q(task, 'normalized_records')} n"
+            f" LEFT JOIN {_q(task, 'rule_labels')} r USING (drop_id, record_id)"
+            " WHERE n.drop_id = ? ORDER BY n.row_num",
+            [drop_id],
+        ).fetchdf()
+    model = label_model_for(connect, spec, seq, encoder, store, progress=progress)
+    rule_idx = frame["rule_label"].map(index).fillna(NO_LABEL).to_numpy(dtype=np.int64)
+    rule_conf = frame["rule_confidence"].fillna(0.0).to_numpy(dtype=np.float64)
+    needs_model = ~(rule_conf >= threshold)
+    n = len(frame)
+    model_idx = np.full(n, NO_LABEL, dtype=np.int64)
+    model_conf = np.full(n, np.nan)
+    model_probs: list[list[float] | None] = [None] * n
+    where = np.flatnonzero(needs_model)
+    emb, n_encoded = embed_cached(
+        connect,
+        task,
+        encoder,
+        frame["dedup_key"].iloc[where],
+        frame["text"].iloc[where],
+        progress=progress,
+    )
+    probs = model.predict_proba(emb)
+    if len(where):
+        model_idx[where] = probs.argmax(axis=1)
+        model_conf[where] = probs.max(axis=1)
+        for k, i in enumerate(where):
+            model_probs[i] = probs[k].round(6).tolist()
+    may_accept = model.kind == HEAD or spec.model.zero_shot_auto_accept
+    stages = [
+        StageVotes("rule", rule_idx, rule_conf),
+        StageVotes("model", model_idx, model_conf, may_accept=may_accept),
+    ]
+    heavy_idx = np.full(n, NO_LABEL, dtype=np.int64)
+    heavy_conf = np.full(n, np.nan)
+    if heavy is not None:
+        first = route_by_confidence(stages, threshold=threshold)
+        unsure = np.flatnonzero(~first.accepted)
+        if len(unsure):
+            heavy_probs = heavy.predict_proba(frame["text"].iloc[unsure].tolist(), labels)
+            heavy_idx[unsure] = heavy_probs.argmax(axis=1)
+            heavy_conf[unsure] = heavy_probs.max(axis=1)
+        stages.append(StageVotes("heavy", heavy_idx, heavy_conf))
+    routed = route_by_confidence(stages, threshold=threshold)
+    out = pd.DataFrame(
+        {
+            "drop_id": drop_id,
+            "record_id": frame["record_id"],
+            "model_label": [labels[i] if i != NO_LABEL else None for i in model_idx],
+            "model_confidence": model_conf,
+            "model_probs": model_probs,
+            "model_version": [model.version if x else None for x in needs_model],
+            "heavy_label": [labels[i] if i != NO_LABEL else None for i in heavy_idx],
+            "heavy_confidence": heavy_conf,
+            "heavy_version": [
+                heavy.version if heavy is not None and i != NO_LABEL else None for i in heavy_idx
+            ],
+            "label": [labels[i] if i != NO_LABEL else None for i in routed.label_index],
+            "confidence": routed.confidence,
+            "source": [s or None for s in routed.source],
+            "accepted": routed.accepted,
+        }
+    )
+    with connect() as conn, _Transaction(conn):
+        _replace(conn, task, "model_labels", drop_id, out)
+    accepted = pd.Series(routed.source[routed.accepted]).value_counts().to_dict()
+    return ModelResult(
+        model_version=model.version,
+        model_kind=model.kind,
+        n_records=n,
+        n_scored=len(where),
+        n_encoded=n_encoded,
+        accepted={str(k): int(v) for k, v in accepted.items()},
+        pending=int((~routed.accepted).sum()),
+        model_confidence=model_conf[where],
+        metrics=dict(model.metrics),
+    )
+
+
+# ------------------------------------------------------------------------ review and final
+
+
+@dataclass
+class PendingResult:
+    n_pending: int
+    by_reason: dict[str, int]
+    by_suggestion: dict[str, int]
+
+
+def queue_for_review(connect: Connect, spec: TaskSpec, drop_id: str) -> PendingResult:
+    """Writes hitl_pending: the drop's records no stage accepted and no human has decided,
+    with the most confident suggestion and why they wait."""
+    task = spec.name
+    with connect() as conn, _Transaction(conn):
+        conn.register("_decisions", human_decisions(conn, spec))
+        frame = conn.execute(
+            f"""
+            SELECT m.drop_id, m.record_id, n.text, m.label AS suggested_label,
+                   m.confidence, m.source AS suggested_by,
+                   CASE WHEN h.status = 'contested' THEN 'contested'
+                        WHEN h.status = 'awaiting_votes' THEN 'awaiting_votes'
+                        WHEN r.rule_conflict THEN 'rule_conflict'
+                        WHEN m.label IS NULL THEN 'no_suggestion'
+                        ELSE 'low_confidence' END AS reason,
+                   m.model_version
+            FROM {_q(task, "model_labels")} m
+            JOIN {_q(task, "normalized_records")} n USING (drop_id, record_id)
+            LEFT JOIN {_q(task, "rule_labels")} r USING (drop_id, record_id)
+            LEFT JOIN _decisions h USING (record_id)
+            WHERE m.drop_id = ? AND NOT m.accepted AND coalesce(h.status, '') <> 'decided'
+            ORDER BY m.confidence NULLS FIRST, n.row_num
+            """,
+            [drop_id],
+        ).fetchdf()
+        conn.unregister("_decisions")
+        _replace(conn, task, "hitl_pending", drop_id, frame)
+    return PendingResult(
+        n_pending=len(frame),
+        by_reason={str(k): int(v) for k, v in frame["reason"].value_counts().items()},
+        by_suggestion={
+            str(k): int(v)
+            for k, v in frame["suggested_label"].fillna("(none)").value_counts().items()
+        },
+    )
+
+
+@dataclass
+class FinalResult:
+    n_rows: int
+    by_source: dict[str, int]
+    by_label: dict[str, int]
+    confidence: np.ndarray
+
+
+def build_final_dataset(connect: Connect, spec: TaskSpec, drop_id: str) -> FinalResult:
+    """Writes final_dataset: auto-accepted records plus human-decided ones (a human decision
+    overrides any automatic label), with lineage."""
+    task = spec.name
+    with connect() as conn, _Transaction(conn):
+        conn.register("_decided", _decided(conn, spec))
+        frame = conn.execute(
+            f"""
+            SELECT n.record_id AS id, n.drop_id, n.text,
+                   coalesce(h.label, m.label) AS label,
+                   CASE WHEN h.label IS NOT NULL THEN 'human' ELSE m.source END AS source,
+                   CASE WHEN h.label IS NOT NULL THEN h.share ELSE m.confidence END AS confidence,
+                   r.rules_fired AS rule_names, m.model_version,
+                   h.annotators, n.source_file, n.line_no, n.ingested_at
+            FROM {_q(task, "normalized_records")} n
+            JOIN {_q(task, "model_labels")} m USING (drop_id, record_id)
+            LEFT JOIN {_q(task, "rule_labels")} r USING (drop_id, record_id)
+            LEFT JOIN _decided h ON h.record_id = n.record_id
+            WHERE n.drop_id = ? AND (h.label IS NOT NULL OR m.accepted)
+            ORDER BY n.row_num
+            """,
+            [drop_id],
+        ).fetchdf()
+        conn.unregister("_decided")
+        _replace(conn, task, "final_dataset", drop_id, frame)
+    return FinalResult(
+        n_rows=len(frame),
+        by_source={str(k): int(v) for k, v in frame["source"].value_counts().items()},
+        by_label={str(k): int(v) for k, v in frame["label"].value_counts().items()},
+        confidence=frame["confidence"].to_numpy(dtype=np.float64),
+    )
+
+
+SOURCES = ("rule", "model", "heavy", "human")
+
+
+def drop_counts(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> dict[str, Any]:
+    """The conservation figures of one drop, as in the `annotate run` summary line."""
+
+    def count(table: str) -> int:
+        row = conn.execute(
+            f"SELECT count(*) FROM {_q(task, table)} WHERE drop_id = ?", [drop_id]
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    by_source = dict.fromkeys(SOURCES, 0)
+    for source, n in conn.execute(
+        f"SELECT source, count(*) FROM {_q(task, 'final_dataset')} WHERE drop_id = ? GROUP BY 1",
+        [drop_id],
+    ).fetchall():
+        by_source[source] = int(n)
+    final = count("final_dataset")
+    return {
+        "task": task,
+        "drop": drop_id,
+        "ingested": count("raw_records"),
+        "quarantined": count("quarantine"),
+        "duplicates": count("duplicates"),
+        "auto_accepted": final - by_source["human"],
+        "hitl_pending": count("hitl_pending"),
+        "final_rows": final,
+        "by_source": by_source,
+    }

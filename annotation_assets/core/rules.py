@@ -1,0 +1,190 @@
+"""Labeling functions built from a task spec, applied set-wise to a batch of records.
+
+Applying the rules gives a label matrix (records x rules) holding a label index where a rule
+fires and -1 where it abstains, as in Snorkel. Rules are evaluated column-wise: regex and
+keyword rules as RE2 expressions in DuckDB, lexicon rules from one VADER score per record.
+"""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from annotation_assets.core.spec import (
+    KeywordsRule,
+    LexiconSentimentRule,
+    RegexRule,
+    TaskSpec,
+)
+
+ABSTAIN = -1
+_WORD_EDGE = r"[^\pL\pN_]"
+
+
+@dataclass(frozen=True)
+class LabelingFunction:
+    """One rule: fires on a record with `label` at `confidence`."""
+
+    name: str
+    label: str
+    label_index: int
+    confidence: float
+    field: str
+    kind: str
+    pattern: str | None = None
+    band: tuple[float, float] | None = None
+
+
+def keywords_pattern(words: Sequence[str]) -> str:
+    """An RE2 pattern matching any of the words or phrases as whole words, any case, with any
+    run of whitespace between the words of a phrase."""
+    alts = sorted({r"\s+".join(re.escape(w) for w in word.split()) for word in words}, key=len)
+    body = "|".join(reversed(alts))
+    return f"(?i)(?:^|{_WORD_EDGE})(?:{body})(?:$|{_WORD_EDGE})"
+
+
+def build_labeling_functions(spec: TaskSpec) -> list[LabelingFunction]:
+    """One LabelingFunction per rule of the spec, in spec order."""
+    index = {label: i for i, label in enumerate(spec.label_names)}
+    lfs = []
+    for rule in spec.rules:
+        pattern: str | None = None
+        band: tuple[float, float] | None = None
+        if isinstance(rule, RegexRule):
+            pattern = rule.pattern
+        elif isinstance(rule, KeywordsRule):
+            pattern = keywords_pattern(rule.words)
+        elif isinstance(rule, LexiconSentimentRule):
+            band = (rule.min, rule.max)
+        lfs.append(
+            LabelingFunction(
+                name=rule.name,
+                label=rule.label,
+                label_index=index[rule.label],
+                confidence=rule.confidence,
+                field=rule.field,
+                kind=rule.type,
+                pattern=pattern,
+                band=band,
+            )
+        )
+    return lfs
+
+
+def vader_compound(texts: Sequence[str | None]) -> np.ndarray:
+    """VADER compound scores in [-1, 1]; NaN for missing text."""
+    import vader
+
+    analyzer = vader.SentimentIntensityAnalyzer()
+    return np.array(
+        [analyzer.polarity_scores(t)["compound"] if t else np.nan for t in texts],
+        dtype=np.float64,
+    )
+
+
+def apply_labeling_functions(frame: pd.DataFrame, lfs: Sequence[LabelingFunction]) -> np.ndarray:
+    """The label matrix of `lfs` over `frame` (one column per rule field), int16, -1 = abstain.
+
+    Pattern rules run as one DuckDB query over the whole frame; lexicon rules share one VADER
+    score per distinct field."""
+    n = len(frame)
+    matrix = np.full((n, len(lfs)), ABSTAIN, dtype=np.int16)
+    if n == 0 or not lfs:
+        return matrix
+    pattern_cols = [j for j, lf in enumerate(lfs) if lf.pattern is not None]
+    if pattern_cols:
+        fields = sorted({lfs[j].field for j in pattern_cols})
+        view = pd.DataFrame({f"f{i}": _field_values(frame, f) for i, f in enumerate(fields)})
+        field_col = {f: f"f{i}" for i, f in enumerate(fields)}
+        selects = ", ".join(
+            f"coalesce(regexp_matches({field_col[lfs[j].field]}, $p{j}), false)"
+            for j in pattern_cols
+        )
+        params = {f"p{j}": lfs[j].pattern for j in pattern_cols}
+        with duckdb.connect() as conn:
+            conn.register("records", view)
+            hits = conn.execute(f"SELECT {selects} FROM records", params).fetchnumpy()
+        for k, j in enumerate(pattern_cols):
+            fired = np.asarray(list(hits.values())[k], dtype=bool)
+            matrix[fired, j] = lfs[j].label_index
+    scores: dict[str, np.ndarray] = {}
+    for j, lf in enumerate(lfs):
+        if lf.band is None:
+            continue
+        if lf.field not in scores:
+            scores[lf.field] = vader_compound(_field_values(frame, lf.field))
+        compound = scores[lf.field]
+        with np.errstate(invalid="ignore"):
+            fired = (compound >= lf.band[0]) & (compound <= lf.band[1])
+        matrix[fired, j] = lf.label_index
+    return matrix
+
+
+def _field_values(frame: pd.DataFrame, field: str) -> list[str | None]:
+    if field in frame.columns:
+        return [v if isinstance(v, str) else None for v in frame[field]]
+    return [None] * len(frame)
+
+
+@dataclass(frozen=True)
+class RuleVotes:
+    label_index: np.ndarray
+    confidence: np.ndarray
+    conflict: np.ndarray
+
+
+def combine_rule_votes(
+    matrix: np.ndarray, lfs: Sequence[LabelingFunction], n_labels: int
+) -> RuleVotes:
+    """Per record: the label all firing rules agree on, at the highest confidence among them.
+    Records whose rules disagree, or where none fires, get -1 and confidence 0."""
+    n = matrix.shape[0]
+    per_label = np.zeros((n, n_labels), dtype=np.float64)
+    for j, lf in enumerate(lfs):
+        fired = matrix[:, j] == lf.label_index
+        per_label[fired, lf.label_index] = np.maximum(
+            per_label[fired, lf.label_index], lf.confidence
+        )
+    labels_fired = (per_label > 0).sum(axis=1)
+    agreed = labels_fired == 1
+    label_index = np.where(agreed, per_label.argmax(axis=1), ABSTAIN)
+    confidence = np.where(agreed, per_label.max(axis=1), 0.0)
+    return RuleVotes(label_index=label_index, confidence=confidence, conflict=labels_fired > 1)
+
+
+def rule_summary(
+    matrix: np.ndarray,
+    lfs: Sequence[LabelingFunction],
+    *,
+    gold: np.ndarray | None = None,
+) -> list[dict[str, float | int | str | None]]:
+    """Per rule: coverage, overlap (fires with another rule), conflict (fires with a rule of
+    another label), and accuracy against `gold` label indices (-1 = unknown) where known."""
+    n = max(matrix.shape[0], 1)
+    fired = matrix != ABSTAIN
+    n_fired = fired.sum(axis=1)
+    rows = []
+    for j, lf in enumerate(lfs):
+        mine = fired[:, j]
+        others = fired & (matrix != lf.label_index)
+        others[:, j] = False
+        row: dict[str, float | int | str | None] = {
+            "rule": lf.name,
+            "label": lf.label,
+            "fired": int(mine.sum()),
+            "coverage": float(mine.sum() / n),
+            "overlap": float((mine & (n_fired > 1)).sum() / n),
+            "conflict": float((mine & others.any(axis=1)).sum() / n),
+            "accuracy": None,
+            "n_gold": 0,
+        }
+        if gold is not None:
+            known = mine & (gold != ABSTAIN)
+            row["n_gold"] = int(known.sum())
+            if known.any():
+                row["accuracy"] = float((gold[known] == lf.label_index).mean())
+        rows.append(row)
+    return rows

@@ -1,0 +1,240 @@
+"""Task specs: one YAML file per annotation task, validated on load."""
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import duckdb
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+DROP_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+class SpecError(ValueError):
+    """A task spec that cannot be used; the message is one line naming file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _RuleBase(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
+    label: str
+    confidence: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    field: str = "text"
+
+
+class RegexRule(_RuleBase):
+    """Fires when the RE2 `pattern` matches the field (add `(?i)` for case-insensitive)."""
+
+    type: Literal["regex"]
+    pattern: Annotated[str, Field(min_length=1)]
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles_in_re2(cls, value: str) -> str:
+        try:
+            duckdb.execute("SELECT regexp_matches('', ?)", [value]).fetchall()
+        except duckdb.Error as err:
+            reason = str(err).splitlines()[0].split(": ", 1)[-1]
+            raise ValueError(f"not a valid RE2 regular expression ({reason})") from None
+        return value
+
+
+class KeywordsRule(_RuleBase):
+    """Fires when any of `words` occurs as a whole word, case-insensitively."""
+
+    type: Literal["keywords"]
+    words: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+
+
+class LexiconSentimentRule(_RuleBase):
+    """Fires when the VADER compound score of the field lies in [min, max]."""
+
+    type: Literal["lexicon_sentiment"]
+    min: Annotated[float, Field(ge=-1.0, le=1.0)] = -1.0
+    max: Annotated[float, Field(ge=-1.0, le=1.0)] = 1.0
+
+    @model_validator(mode="after")
+    def _band_is_ordered(self) -> "LexiconSentimentRule":
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+Rule = Annotated[RegexRule | KeywordsRule | LexiconSentimentRule, Field(discriminator="type")]
+
+
+class Fields(_Strict):
+    id: str = "id"
+    text: str = "text"
+
+
+class Thresholds(_Strict):
+    auto_accept: Annotated[float, Field(gt=0.0, le=1.0)] = 0.85
+    review_budget: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+
+
+class ModelSettings(_Strict):
+    encoder: str | None = None
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
+    max_length: Annotated[int, Field(ge=8, le=512)] = 256
+    min_examples_per_label: Annotated[int, Field(ge=1)] = 8
+    rule_label_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    zero_shot_temperature: Annotated[float, Field(gt=0.0)] = 0.05
+    zero_shot_auto_accept: bool = False
+    label_template: str = "A product review that is {label}."
+    heavy: Literal["none"] = "none"
+
+
+class ClassBalanceCheck(_Strict):
+    max_ratio: Annotated[float, Field(ge=1.0)] = 20.0
+
+
+class DriftCheck(_Strict):
+    max_psi: Annotated[float, Field(gt=0.0)] = 0.25
+
+
+class Checks(_Strict):
+    class_balance: ClassBalanceCheck = ClassBalanceCheck()
+    drift: DriftCheck = DriftCheck()
+
+
+class ReviewSettings(_Strict):
+    annotators_per_record: Annotated[int, Field(ge=1, le=20)] = 1
+    min_agreement: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    adjudicators: list[str] = []
+    min_kappa: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.6
+    latency_human_s: Annotated[float, Field(ge=0.0)] = 30.0
+    cost_per_review: Annotated[float, Field(ge=0.0)] | None = None
+
+
+class Limits(_Strict):
+    max_text_chars: Annotated[int, Field(ge=1)] = 20_000
+    max_line_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
+
+
+class DropSettings(_Strict):
+    settle_seconds: Annotated[float, Field(ge=0)] = 60.0
+
+
+class TaskSpec(_Strict):
+    """One annotation task; see the README for every field."""
+
+    name: Annotated[str, Field(pattern=TASK_NAME.pattern, max_length=63)]
+    kind: Literal["text_classification", "image_classification"]
+    description: str = ""
+    labels: dict[str, str]
+    fields: Fields = Fields()
+    rules: list[Rule] = []
+    examples: dict[str, list[str]] = {}
+    thresholds: Thresholds = Thresholds()
+    model: ModelSettings = ModelSettings()
+    checks: Checks = Checks()
+    review: ReviewSettings = ReviewSettings()
+    limits: Limits = Limits()
+    drops: DropSettings = DropSettings()
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_mapping(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if len(set(map(str, value))) != len(value):
+                raise ValueError("labels must be unique")
+            return {str(v): "" for v in value}
+        if isinstance(value, dict):
+            return {str(k): "" if v is None else str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _at_least_two_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) < 2:
+            raise ValueError("give at least two labels")
+        for label in value:
+            if not label.strip():
+                raise ValueError("labels must be non-empty strings")
+        return value
+
+    @model_validator(mode="after")
+    def _labels_are_known(self) -> "TaskSpec":
+        names = set()
+        for i, rule in enumerate(self.rules):
+            if rule.label not in self.labels:
+                raise ValueError(f"rules[{i}].label: unknown label {rule.label!r}")
+            if rule.name in names:
+                raise ValueError(f"rules[{i}].name: {rule.name!r} is used twice")
+            names.add(rule.name)
+        for label in self.examples:
+            if label not in self.labels:
+                raise ValueError(f"examples.{label}: unknown label {label!r}")
+        return self
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.labels)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in {"regex", "keywords", "lexicon_sentiment"} and parts:
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def parse_task_spec(data: Any, *, source: str = "<spec>") -> TaskSpec:
+    """Validates a parsed YAML document; raises SpecError naming the source and field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: the spec must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        extra = f" ({len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+        where = f"{_field_path(tuple(first['loc']))}: " if first["loc"] else ""
+        raise SpecError(f"{source}: {where}{msg}{extra}") from None
+
+
+def load_task_spec(path: Path) -> TaskSpec:
+    """Reads and validates one task YAML file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"{path}: cannot read: {err}") from None
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise SpecError(f"{path}:{line}: {problem}") from None
+    return parse_task_spec(data, source=str(path))
+
+
+def load_task_specs(folder: Path) -> dict[str, TaskSpec]:
+    """Every `*.yaml`/`*.yml` task in a folder, by name; the first bad file raises SpecError."""
+    if not folder.is_dir():
+        raise SpecError(f"{folder}: tasks folder does not exist")
+    specs: dict[str, TaskSpec] = {}
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        spec = load_task_spec(path)
+        if spec.name in specs:
+            raise SpecError(f"{path}: name: task {spec.name!r} is defined twice")
+        specs[spec.name] = spec
+    return specs
+
+
+def check_drop_id(drop_id: str) -> str:
+    """Returns the drop id, or raises ValueError when it is outside [A-Za-z0-9._-]{1,128}."""
+    if not DROP_ID.match(drop_id) or drop_id in {".", ".."}:
+        raise ValueError(
+            f"drop id {drop_id!r} is not allowed: use 1-128 characters from A-Z a-z 0-9 . _ -"
+        )
+    return drop_id

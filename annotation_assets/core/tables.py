@@ -1,0 +1,152 @@
+"""Column layouts of every warehouse table, one DuckDB schema per task."""
+
+TABLES: dict[str, dict[str, str]] = {
+    "drops": {
+        "drop_id": "VARCHAR PRIMARY KEY",
+        "seq": "INTEGER NOT NULL",
+        "location": "VARCHAR",
+        "registered_at": "TIMESTAMP NOT NULL",
+    },
+    "raw_records": {
+        "drop_id": "VARCHAR NOT NULL",
+        "row_num": "BIGINT NOT NULL",
+        "source_file": "VARCHAR NOT NULL",
+        "line_no": "BIGINT",
+        "record_id": "VARCHAR",
+        "text": "VARCHAR",
+        "meta": "VARCHAR",
+        "payload": "VARCHAR",
+        "error": "VARCHAR",
+        "detail": "VARCHAR",
+        "ingested_at": "TIMESTAMP NOT NULL",
+    },
+    "quarantine": {
+        "drop_id": "VARCHAR NOT NULL",
+        "row_num": "BIGINT NOT NULL",
+        "source_file": "VARCHAR NOT NULL",
+        "line_no": "BIGINT",
+        "record_id": "VARCHAR",
+        "reason": "VARCHAR NOT NULL",
+        "detail": "VARCHAR",
+        "payload": "VARCHAR",
+    },
+    "duplicates": {
+        "drop_id": "VARCHAR NOT NULL",
+        "row_num": "BIGINT NOT NULL",
+        "record_id": "VARCHAR NOT NULL",
+        "kind": "VARCHAR NOT NULL",
+        "duplicate_of_drop": "VARCHAR NOT NULL",
+        "duplicate_of_id": "VARCHAR NOT NULL",
+        "similarity": "DOUBLE NOT NULL",
+    },
+    "normalized_records": {
+        "drop_id": "VARCHAR NOT NULL",
+        "row_num": "BIGINT NOT NULL",
+        "record_id": "VARCHAR NOT NULL",
+        "text": "VARCHAR NOT NULL",
+        "dedup_key": "VARCHAR NOT NULL",
+        "minhash": "UINTEGER[]",
+        "meta": "VARCHAR",
+        "source_file": "VARCHAR NOT NULL",
+        "line_no": "BIGINT",
+        "ingested_at": "TIMESTAMP NOT NULL",
+    },
+    "rule_labels": {
+        "drop_id": "VARCHAR NOT NULL",
+        "record_id": "VARCHAR NOT NULL",
+        "rule_label": "VARCHAR",
+        "rule_confidence": "DOUBLE",
+        "rules_fired": "VARCHAR[]",
+        "rule_conflict": "BOOLEAN NOT NULL",
+    },
+    "embeddings": {
+        "encoder": "VARCHAR NOT NULL",
+        "dedup_key": "VARCHAR NOT NULL",
+        "vector": "FLOAT[]",
+    },
+    "model_versions": {
+        "version": "VARCHAR PRIMARY KEY",
+        "kind": "VARCHAR NOT NULL",
+        "encoder": "VARCHAR NOT NULL",
+        "created_at": "TIMESTAMP NOT NULL",
+        "n_train": "INTEGER NOT NULL",
+        "train_by_source": "VARCHAR",
+        "metrics": "VARCHAR",
+        "artifact": "VARCHAR",
+    },
+    "model_labels": {
+        "drop_id": "VARCHAR NOT NULL",
+        "record_id": "VARCHAR NOT NULL",
+        "model_label": "VARCHAR",
+        "model_confidence": "DOUBLE",
+        "model_probs": "DOUBLE[]",
+        "model_version": "VARCHAR",
+        "heavy_label": "VARCHAR",
+        "heavy_confidence": "DOUBLE",
+        "heavy_version": "VARCHAR",
+        "label": "VARCHAR",
+        "confidence": "DOUBLE",
+        "source": "VARCHAR",
+        "accepted": "BOOLEAN NOT NULL",
+    },
+    "human_labels": {
+        "record_id": "VARCHAR NOT NULL",
+        "label": "VARCHAR NOT NULL",
+        "annotator": "VARCHAR NOT NULL",
+        "decided_at": "TIMESTAMP",
+        "source_file": "VARCHAR NOT NULL",
+        "imported_at": "TIMESTAMP NOT NULL",
+    },
+    "hitl_pending": {
+        "drop_id": "VARCHAR NOT NULL",
+        "record_id": "VARCHAR NOT NULL",
+        "text": "VARCHAR NOT NULL",
+        "suggested_label": "VARCHAR",
+        "confidence": "DOUBLE",
+        "suggested_by": "VARCHAR",
+        "reason": "VARCHAR NOT NULL",
+        "model_version": "VARCHAR",
+    },
+    "final_dataset": {
+        "id": "VARCHAR NOT NULL",
+        "drop_id": "VARCHAR NOT NULL",
+        "text": "VARCHAR NOT NULL",
+        "label": "VARCHAR NOT NULL",
+        "source": "VARCHAR NOT NULL",
+        "confidence": "DOUBLE NOT NULL",
+        "rule_names": "VARCHAR[]",
+        "model_version": "VARCHAR",
+        "annotators": "VARCHAR[]",
+        "source_file": "VARCHAR NOT NULL",
+        "line_no": "BIGINT",
+        "ingested_at": "TIMESTAMP NOT NULL",
+    },
+}
+
+PARTITIONED = {
+    "raw_records",
+    "quarantine",
+    "duplicates",
+    "normalized_records",
+    "rule_labels",
+    "model_labels",
+    "hitl_pending",
+    "final_dataset",
+}
+
+
+def create_statements(schema: str) -> list[str]:
+    """DDL that creates the task's schema and every table in it, if missing."""
+    statements = [f'CREATE SCHEMA IF NOT EXISTS "{schema}"']
+    for table, columns in TABLES.items():
+        cols = ", ".join(f'"{name}" {sqltype}' for name, sqltype in columns.items())
+        statements.append(f'CREATE TABLE IF NOT EXISTS "{schema}"."{table}" ({cols})')
+    statements.append(
+        f'CREATE UNIQUE INDEX IF NOT EXISTS embeddings_key ON "{schema}".embeddings'
+        " (encoder, dedup_key)"
+    )
+    return statements
+
+
+def column_names(table: str) -> list[str]:
+    return list(TABLES[table])

@@ -1,0 +1,298 @@
+"""Builds each task's partitioned stage assets from its spec."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import numpy as np
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
+)
+
+from annotation_assets import metadata as md
+from annotation_assets.core import pipeline
+from annotation_assets.core.spec import TaskSpec
+from annotation_assets.home import Home
+from annotation_assets.progress import ProgressReporter
+from resources import LabelModels, Warehouse
+
+STAGES = ("ingest", "normalize", "rules", "model", "review", "dataset")
+STAGE_TABLES = (
+    "raw_records",
+    "normalized_records",
+    "quarantine",
+    "duplicates",
+    "rule_labels",
+    "model_labels",
+    "hitl_pending",
+    "final_dataset",
+)
+
+
+def drops_partitions(task: str) -> dg.DynamicPartitionsDefinition:
+    return dg.DynamicPartitionsDefinition(name=f"{task}_drops")
+
+
+def group_name(task: str, stage: str) -> str:
+    return f"{task}_{stage}"
+
+
+@dataclass(frozen=True)
+class TaskAssets:
+    spec: TaskSpec
+    partitions: dg.DynamicPartitionsDefinition
+    assets: list[dg.AssetsDefinition]
+    job: UnresolvedAssetJobDefinition
+
+    def key(self, table: str) -> dg.AssetKey:
+        return dg.AssetKey([self.spec.name, table])
+
+
+def _reporter(context: dg.AssetExecutionContext) -> ProgressReporter:
+    return ProgressReporter(context.log.info)
+
+
+def _preview(
+    warehouse: Warehouse, task: str, table: str, drop_id: str, cols: str
+) -> dg.MetadataValue:
+    with warehouse.connect() as conn:
+        frame = conn.execute(
+            f'SELECT {cols} FROM "{task}"."{table}" WHERE drop_id = ? LIMIT 10', [drop_id]
+        ).fetchdf()
+    return md.preview(frame)
+
+
+def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
+    """The stage assets of one task, keyed `<task>/<table>`, one dynamic partition per drop."""
+    task = spec.name
+    parts = drops_partitions(task)
+    key = lambda table: dg.AssetKey([task, table])  # noqa: E731
+
+    @dg.asset(
+        key=key("raw_records"),
+        partitions_def=parts,
+        group_name=group_name(task, "ingest"),
+        kinds={"duckdb"},
+        description=f"Every line of every record file of a {task} drop, bad lines included.",
+    )
+    def raw_records(
+        context: dg.AssetExecutionContext, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
+        drop_id = context.partition_key
+        drop_dir = home.drop_dir(task, drop_id)
+        if not drop_dir.is_dir():
+            raise dg.Failure(f"drop folder {drop_dir} does not exist")
+        warehouse.ensure_task(task)
+        stats = pipeline.ingest_drop(
+            warehouse.connect, spec, drop_id, drop_dir, progress=_reporter(context)
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": stats.ingested,
+                "dagster/column_schema": md.column_schema("raw_records"),
+                "parse_errors": md.counts_json(stats.parse_errors),
+                "rows_by_file": md.counts_json(stats.files),
+                "preview": _preview(
+                    warehouse,
+                    task,
+                    "raw_records",
+                    drop_id,
+                    "source_file, line_no, record_id, text, error, detail",
+                ),
+            }
+        )
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                key("normalized_records"),
+                deps=[key("raw_records")],
+                description="Clean, unique records: HTML stripped, NFKC, whitespace collapsed.",
+                kinds={"duckdb"},
+            ),
+            dg.AssetSpec(
+                key("quarantine"),
+                deps=[key("raw_records")],
+                description="Records that cannot be labeled, with a reason code and raw payload.",
+                kinds={"duckdb"},
+            ),
+            dg.AssetSpec(
+                key("duplicates"),
+                deps=[key("raw_records")],
+                description="Exact and near duplicates, pointing at the record that was kept.",
+                kinds={"duckdb"},
+            ),
+        ],
+        name=f"{task}__normalize",
+        partitions_def=parts,
+        group_name=group_name(task, "normalize"),
+    )
+    def normalize(context: dg.AssetExecutionContext, warehouse: Warehouse):  # type: ignore[no-untyped-def]
+        drop_id = context.partition_key
+        stats = pipeline.normalize_drop(
+            warehouse.connect, spec, drop_id, progress=_reporter(context)
+        )
+        yield dg.MaterializeResult(
+            asset_key=key("normalized_records"),
+            metadata={
+                "dagster/row_count": stats.normalized,
+                "dagster/column_schema": md.column_schema("normalized_records"),
+                "preview": _preview(
+                    warehouse, task, "normalized_records", drop_id, "record_id, text"
+                ),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=key("quarantine"),
+            metadata={
+                "dagster/row_count": sum(stats.quarantined.values()),
+                "dagster/column_schema": md.column_schema("quarantine"),
+                "by_reason": md.counts_json(stats.quarantined),
+                "preview": _preview(
+                    warehouse, task, "quarantine", drop_id, "source_file, line_no, reason, detail"
+                ),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=key("duplicates"),
+            metadata={
+                "dagster/row_count": sum(stats.duplicates.values()),
+                "dagster/column_schema": md.column_schema("duplicates"),
+                "by_kind": md.counts_json(stats.duplicates),
+                "preview": _preview(
+                    warehouse,
+                    task,
+                    "duplicates",
+                    drop_id,
+                    "record_id, kind, duplicate_of_drop, duplicate_of_id, similarity",
+                ),
+            },
+        )
+
+    @dg.asset(
+        key=key("rule_labels"),
+        deps=[key("normalized_records")],
+        partitions_def=parts,
+        group_name=group_name(task, "rules"),
+        kinds={"duckdb"},
+        description="Labels from the task's deterministic rules (regex, keywords, lexicon).",
+    )
+    def rule_labels(
+        context: dg.AssetExecutionContext, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
+        result = pipeline.label_by_rules(warehouse.connect, spec, context.partition_key)
+        coverage = result.n_labeled / result.n_records if result.n_records else 0.0
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": result.n_records,
+                "dagster/column_schema": md.column_schema("rule_labels"),
+                "labeled": result.n_labeled,
+                "conflicts": result.n_conflicts,
+                "coverage": float(coverage),
+                "per_rule": dg.MetadataValue.md(md.markdown_table(result.summary)),
+            }
+        )
+
+    @dg.asset(
+        key=key("model_labels"),
+        deps=[key("rule_labels")],
+        partitions_def=parts,
+        group_name=group_name(task, "model"),
+        kinds={"duckdb", "pytorch"},
+        description="Small-model (and heavy-model) labels for records the rules left unsure, "
+        "and the cascade's decision for every record.",
+    )
+    def model_labels(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, label_models: LabelModels
+    ) -> dg.MaterializeResult:
+        result = pipeline.label_by_model(
+            warehouse.connect,
+            spec,
+            context.partition_key,
+            encoder=label_models.encoder_for(spec),
+            store=label_models.store_for(task),
+            progress=_reporter(context),
+        )
+        meta: dict[str, Any] = {
+            "dagster/row_count": result.n_records,
+            "dagster/column_schema": md.column_schema("model_labels"),
+            "model_version": result.model_version,
+            "model_kind": result.model_kind,
+            "scored_by_model": result.n_scored,
+            "newly_encoded": result.n_encoded,
+            "accepted_by_source": md.counts_json(result.accepted),
+            "left_for_review": result.pending,
+            "model_confidence_histogram": dg.MetadataValue.md(
+                md.histogram(result.model_confidence)
+            ),
+        }
+        for name, value in result.metrics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                meta[f"model_{name}"] = float(value) if np.isfinite(value) else None
+        return dg.MaterializeResult(metadata=meta)
+
+    @dg.asset(
+        key=key("hitl_pending"),
+        deps=[key("model_labels")],
+        partitions_def=parts,
+        group_name=group_name(task, "review"),
+        kinds={"duckdb"},
+        description="Records waiting for a human decision, with the best suggestion.",
+    )
+    def hitl_pending(
+        context: dg.AssetExecutionContext, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
+        result = pipeline.queue_for_review(warehouse.connect, spec, context.partition_key)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": result.n_pending,
+                "dagster/column_schema": md.column_schema("hitl_pending"),
+                "by_reason": md.counts_json(result.by_reason),
+                "by_suggestion": md.counts_json(result.by_suggestion),
+                "preview": _preview(
+                    warehouse,
+                    task,
+                    "hitl_pending",
+                    context.partition_key,
+                    "record_id, text, suggested_label, confidence, reason",
+                ),
+            }
+        )
+
+    @dg.asset(
+        key=key("final_dataset"),
+        deps=[key("hitl_pending")],
+        partitions_def=parts,
+        group_name=group_name(task, "dataset"),
+        kinds={"duckdb"},
+        description="The labeled dataset: auto-accepted and human-decided records with lineage.",
+    )
+    def final_dataset(
+        context: dg.AssetExecutionContext, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
+        result = pipeline.build_final_dataset(warehouse.connect, spec, context.partition_key)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": result.n_rows,
+                "dagster/column_schema": md.column_schema("final_dataset"),
+                "by_source": md.counts_json(result.by_source),
+                "by_label": md.counts_json(result.by_label),
+                "confidence_histogram": dg.MetadataValue.md(md.histogram(result.confidence)),
+                "preview": _preview(
+                    warehouse,
+                    task,
+                    "final_dataset",
+                    context.partition_key,
+                    "id, text, label, source, confidence",
+                ),
+            }
+        )
+
+    assets = [raw_records, normalize, rule_labels, model_labels, hitl_pending, final_dataset]
+    job = dg.define_asset_job(
+        name=f"{task}_pipeline",
+        selection=dg.AssetSelection.assets(*assets),
+        partitions_def=parts,
+        description=f"Every stage of task {task} for one drop.",
+    )
+    return TaskAssets(spec=spec, partitions=parts, assets=assets, job=job)

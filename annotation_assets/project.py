@@ -1,0 +1,28 @@
+"""Assembles the Dagster Definitions for every task in the tasks folder."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from annotation_assets.core.spec import load_task_specs
+from annotation_assets.factory import TaskAssets, build_task_assets
+from annotation_assets.home import Home
+from annotation_assets.sensors import build_drop_sensor
+from checks import build_task_checks
+from resources import LabelModels, Warehouse
+
+
+def build_definitions(home: Home, tasks_dir: Path, *, encoder_path: str = "") -> dg.Definitions:
+    """Assets, checks, jobs and sensors of every task, with resources bound to `home`."""
+    specs = load_task_specs(tasks_dir)
+    built: list[TaskAssets] = [build_task_assets(spec, home) for spec in specs.values()]
+    return dg.Definitions(
+        assets=[a for ta in built for a in ta.assets],
+        asset_checks=[c for ta in built for c in build_task_checks(ta)],
+        jobs=[ta.job for ta in built],
+        sensors=[build_drop_sensor(ta.spec, home, ta.job, ta.partitions) for ta in built],
+        resources={
+            "warehouse": Warehouse(path=str(home.warehouse)),
+            "label_models": LabelModels(models_dir=str(home.models), encoder_path=encoder_path),
+        },
+    )

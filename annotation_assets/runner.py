@@ -1,0 +1,127 @@
+"""Running a task's pipeline for a drop on a home's Dagster instance (used by the CLI)."""
+
+import os
+import shutil
+import uuid
+import warnings
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from annotation_assets.core import pipeline
+from annotation_assets.core.spec import TaskSpec, check_drop_id, load_task_specs
+from annotation_assets.home import Home
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, non-zero exit."""
+
+
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+class Runner:
+    def __init__(self, home: Home, tasks_dir: Path, *, verbose: bool = False) -> None:
+        self.home = home
+        self.tasks_dir = tasks_dir
+        self.verbose = verbose
+
+    @cached_property
+    def specs(self) -> dict[str, TaskSpec]:
+        return load_task_specs(self.tasks_dir)
+
+    def spec(self, task: str) -> TaskSpec:
+        if task not in self.specs:
+            known = ", ".join(sorted(self.specs)) or "none"
+            raise UsageError(f"unknown task {task!r} in {self.tasks_dir} (known: {known})")
+        return self.specs[task]
+
+    @cached_property
+    def definitions(self) -> dg.Definitions:
+        from annotation_assets.project import build_definitions
+
+        self.specs  # noqa: B018 - validate specs first, for a one-line error
+        return build_definitions(
+            self.home, self.tasks_dir, encoder_path=os.environ.get("ANNOTATION_ENCODER", "")
+        )
+
+    @cached_property
+    def instance(self) -> dg.DagsterInstance:
+        self.home.create()
+        os.environ["DAGSTER_HOME"] = str(self.home.dagster)
+        warnings.filterwarnings("ignore", module="dagster")
+        return dg.DagsterInstance.get()
+
+    def stage_drop(self, task: str, source: Path) -> str:
+        """Copies a local drop folder into the home (atomically replacing an earlier copy) and
+        returns its drop id."""
+        self.spec(task)
+        if not source.exists():
+            raise UsageError(f"drop folder {source} does not exist")
+        if not source.is_dir():
+            raise UsageError(f"drop {source} is not a folder")
+        source = source.resolve()
+        drop_id = source.name
+        try:
+            check_drop_id(drop_id)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        target = self.home.drop_dir(task, drop_id)
+        if target.exists() and target.resolve() == source:
+            return drop_id
+        target.parent.mkdir(parents=True, exist_ok=True)
+        incoming = target.parent / f".incoming-{drop_id}-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(source, incoming, symlinks=True)
+        if target.exists():
+            old = target.parent / f".old-{drop_id}-{uuid.uuid4().hex[:8]}"
+            os.replace(target, old)
+            os.replace(incoming, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(incoming, target)
+        return drop_id
+
+    def run_drop(self, task: str, drop_id: str) -> dict[str, Any]:
+        """Registers the drop as a partition, materializes every asset of the task for it and
+        returns the drop's summary."""
+        spec = self.spec(task)
+        partitions = f"{task}_drops"
+        if not self.instance.has_dynamic_partition(partitions, drop_id):
+            self.instance.add_dynamic_partitions(partitions, [drop_id])
+        job = self.definitions.resolve_job_def(f"{task}_pipeline")
+        result = job.execute_in_process(
+            partition_key=drop_id,
+            instance=self.instance,
+            raise_on_error=False,
+            run_config={} if self.verbose else QUIET_LOGS,
+            tags={"annotate/cli": "run"},
+        )
+        if not result.success:
+            raise UsageError(f"run of {task} drop {drop_id} failed: {_failure(result)}")
+        return self.summary(spec.name, drop_id)
+
+    def summary(self, task: str, drop_id: str) -> dict[str, Any]:
+        from resources import Warehouse
+
+        with Warehouse(path=str(self.home.warehouse)).connect() as conn:
+            return pipeline.drop_counts(conn, task, drop_id)
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            message = error.message.strip().splitlines()[0] if error else "unknown error"
+            return f"{event.step_key}: {message}"
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            data = event.event_specific_data
+            evaluation = getattr(data, "evaluation", data)
+            if evaluation is not None and not getattr(evaluation, "passed", True):
+                key = getattr(evaluation, "asset_check_key", None)
+                return f"blocking check {key.name if key else '?'} failed"
+    return "see the run in the Dagster UI"
