@@ -292,7 +292,6 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     job = dg.define_asset_job(
         name=f"{task}_pipeline",
         selection=dg.AssetSelection.assets(*assets),
-        partitions_def=parts,
         description=f"Every stage of task {task} for one drop.",
     )
     return TaskAssets(spec=spec, partitions=parts, assets=assets, job=job)

@@ -147,13 +147,13 @@ def _csv_records(
             pending = []
             continue
         state = _csv_state(text)
-        if state == "ok" and valid:
+        if state == "ok" and valid and len(joined) <= max_line_bytes:
             yield pending[0][0], text.rstrip("\r\n"), None
             pending = []
         elif state == "bad" or len(pending) >= MAX_CSV_RECORD_LINES or len(joined) > max_line_bytes:
             first_no, first_raw = pending[0]
             first_text, _ = _decode(first_raw)
-            reason = "unclosed quote" if state == "open" else "bad quoting"
+            reason = {"open": "unclosed quote", "bad": "bad quoting"}.get(state, "record too long")
             if len(first_raw) > max_line_bytes:
                 yield first_no, first_text.rstrip("\r\n"), (LINE_TOO_LONG, f"{len(first_raw)} b")
             else:

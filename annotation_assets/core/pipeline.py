@@ -629,9 +629,10 @@ def training_set(conn: duckdb.DuckDBPyConnection, spec: TaskSpec, seq: int) -> p
         examples.assign(weight=1.0, origin="example"),
         rules.assign(weight=spec.model.rule_label_weight, origin="rule"),
     ]
-    combined = pd.concat([p for p in parts if not p.empty], ignore_index=True)
-    if combined.empty:
+    parts = [p for p in parts if not p.empty]
+    if not parts:
         return pd.DataFrame(columns=["dedup_key", "text", "label", "weight", "origin"])
+    combined = pd.concat(parts, ignore_index=True)
     combined = combined[combined["text"].str.len() > 0]
     return combined.drop_duplicates("dedup_key", keep="first").reset_index(drop=True)
 

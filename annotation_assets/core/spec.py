@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-DROP_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+DROP_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}\Z")
 
 
 class SpecError(ValueError):
@@ -180,10 +180,10 @@ class TaskSpec(_Strict):
 
 def _field_path(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
-    for item in loc:
+    for i, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in {"regex", "keywords", "lexicon_sentiment"} and parts:
+        elif i == 2 and loc[0] == "rules" and item in {"regex", "keywords", "lexicon_sentiment"}:
             continue
         else:
             parts.append(("." if parts else "") + str(item))

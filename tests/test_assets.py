@@ -1,0 +1,269 @@
+"""The Dagster assets and checks of a task, materialized on an ephemeral instance."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pytest
+
+from annotation_assets.core import pipeline
+from annotation_assets.home import Home
+from annotation_assets.project import build_definitions
+from tests.conftest import review_records, write_jsonl
+
+TASK = "reviews"
+
+
+class Deployment:
+    """A home with definitions bound to it and an ephemeral instance, as `dagster dev` has."""
+
+    def __init__(self, home: Home, tasks: Path, encoder: Path) -> None:
+        self.home = home
+        self.defs = build_definitions(home, tasks, encoder_path=str(encoder))
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    def drop(self, drop_id: str, records: list[Any], task: str = TASK) -> Path:
+        return write_jsonl(self.home.drop_dir(task, drop_id), records).parent
+
+    def run(self, drop_id: str, task: str = TASK) -> dg.ExecuteInProcessResult:
+        if not self.instance.has_dynamic_partition(f"{task}_drops", drop_id):
+            self.instance.add_dynamic_partitions(f"{task}_drops", [drop_id])
+        job = self.defs.resolve_job_def(f"{task}_pipeline")
+        return job.execute_in_process(partition_key=drop_id, instance=self.instance)
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(self.home.warehouse), read_only=True) as conn:
+            return conn.execute(query, list(params)).fetchall()
+
+    def counts(self, drop_id: str, task: str = TASK) -> dict[str, Any]:
+        with duckdb.connect(str(self.home.warehouse), read_only=True) as conn:
+            return pipeline.drop_counts(conn, task, drop_id)
+
+
+@pytest.fixture
+def deployment(home: Home, tasks_dir: Callable[..., Path], tiny_encoder_dir: Path) -> Deployment:
+    return Deployment(home, tasks_dir(), tiny_encoder_dir)
+
+
+def _metadata(result: dg.ExecuteInProcessResult, table: str) -> dict[str, Any]:
+    mats = result.asset_materializations_for_node(f"{TASK}__{table}") or [
+        m
+        for m in result.get_asset_materialization_events()
+        if m.asset_key == dg.AssetKey([TASK, table])
+    ]
+    event = mats[-1]
+    materialization = getattr(event, "materialization", event)
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def _check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {
+        f"{e.asset_check_key.asset_key.path[-1]}:{e.asset_check_key.name}": e.passed
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def test_one_drop_fills_every_stage_table_and_conserves_rows(deployment: Deployment) -> None:
+    deployment.drop("d1", [*review_records(40), "{broken json", {"id": "x1"}])
+    result = deployment.run("d1")
+    assert result.success
+    counts = deployment.counts("d1")
+    assert counts["ingested"] == 42
+    assert counts["quarantined"] == 2
+    accounted = counts["final_rows"] + counts["hitl_pending"] + counts["quarantined"]
+    assert counts["ingested"] == accounted + counts["duplicates"]
+    assert counts["by_source"]["rule"] > 0
+    for table in pipeline.SOURCES:
+        assert table in counts["by_source"]
+
+
+def test_every_check_runs_and_passes_on_a_clean_drop(deployment: Deployment) -> None:
+    deployment.drop("d1", review_records(40))
+    checks = _check_results(deployment.run("d1"))
+    for table in (
+        "raw_records",
+        "normalized_records",
+        "quarantine",
+        "duplicates",
+        "rule_labels",
+        "model_labels",
+        "hitl_pending",
+        "final_dataset",
+    ):
+        assert checks[f"{table}:schema"], table
+    assert checks["final_dataset:rows_conserved"]
+    assert checks["final_dataset:unique_ids"]
+    assert "final_dataset:label_drift" in checks
+    assert "final_dataset:class_balance" in checks
+    assert "hitl_pending:review_rate" in checks
+
+
+def test_rerunning_a_partition_replaces_its_rows(deployment: Deployment) -> None:
+    deployment.drop("d1", review_records(30))
+    deployment.run("d1")
+    first = deployment.sql(f"SELECT * FROM {TASK}.final_dataset ORDER BY id")
+    pending = deployment.sql(f"SELECT record_id FROM {TASK}.hitl_pending ORDER BY 1")
+    deployment.run("d1")
+    again = deployment.sql(f"SELECT * FROM {TASK}.final_dataset ORDER BY id")
+    assert [r[:6] for r in again] == [r[:6] for r in first]
+    assert deployment.sql(f"SELECT record_id FROM {TASK}.hitl_pending ORDER BY 1") == pending
+    raw = deployment.sql(f"SELECT count(*), count(DISTINCT row_num) FROM {TASK}.raw_records")
+    assert raw == [(30, 30)]
+
+
+def test_second_drop_drops_exact_and_near_duplicates_of_the_first(deployment: Deployment) -> None:
+    first = review_records(20)
+    deployment.drop("d1", first)
+    deployment.run("d1")
+    long_text = (
+        "The blender is loud but crushes ice well, the jar is sturdy and the lid seals tight "
+        "even when full of soup."
+    )
+    deployment.drop("d2", [{"id": "a", "text": long_text}])
+    deployment.run("d2")
+    second = [
+        {"id": "n1", "text": first[3]["text"]},
+        {"id": "n2", "text": long_text.replace("tight", "tight!")},
+        {"id": "fresh1", "text": "The lamp flickers whenever the fridge kicks in"},
+        {"id": "fresh2", "text": "Strap feels cheap; buckle bent within a week"},
+    ]
+    deployment.drop("d3", second)
+    result = deployment.run("d3")
+    assert result.success
+    dups = deployment.sql(
+        f"SELECT record_id, kind, duplicate_of_drop, duplicate_of_id FROM {TASK}.duplicates"
+        " WHERE drop_id = 'd3' ORDER BY record_id"
+    )
+    assert dups == [("n1", "exact", "d1", first[3]["id"]), ("n2", "near", "d2", "a")]
+    assert "final_dataset:label_drift" in _check_results(result)
+
+
+def test_an_id_reused_for_another_text_in_a_later_drop_is_quarantined(
+    deployment: Deployment,
+) -> None:
+    deployment.drop("d1", [{"id": "same", "text": "love it so much"}])
+    deployment.run("d1")
+    deployment.drop("d2", [{"id": "same", "text": "I want a refund now"}])
+    deployment.run("d2")
+    assert deployment.sql(f"SELECT reason FROM {TASK}.quarantine WHERE drop_id = 'd2'") == [
+        ("duplicate_id",)
+    ]
+
+
+def test_bad_records_are_quarantined_with_reason_and_payload(deployment: Deployment) -> None:
+    bad = [
+        "{broken json",
+        "[1, 2]",
+        json.dumps({"id": "no-text"}),
+        json.dumps({"text": "no id"}),
+        json.dumps({"id": "html-only", "text": "<script>x()</script><p> </p>"}),
+        json.dumps({"id": "long", "text": "word " * 5000}),
+    ]
+    deployment.drop("d1", [*review_records(5), *bad])
+    deployment.home.drop_dir(TASK, "d1").joinpath("notes.txt").write_text("not records")
+    assert deployment.run("d1").success
+    rows = dict(
+        deployment.sql(f"SELECT reason, payload FROM {TASK}.quarantine WHERE drop_id = 'd1'")
+    )
+    assert set(rows) == {
+        "malformed_json",
+        "not_an_object",
+        "missing_text",
+        "missing_id",
+        "empty_text",
+        "text_too_long",
+        "unsupported_file",
+    }
+    assert rows["malformed_json"] == "{broken json"
+    counts = deployment.counts("d1")
+    assert counts["quarantined"] == 7
+
+
+def test_rerun_reuses_cached_embeddings(deployment: Deployment) -> None:
+    deployment.drop("d1", review_records(30))
+    first = _metadata(deployment.run("d1"), "model_labels")
+    assert first["newly_encoded"] > 0
+    second = _metadata(deployment.run("d1"), "model_labels")
+    assert second["newly_encoded"] == 0
+    assert second["model_version"] == first["model_version"]
+
+
+def test_head_is_trained_once_labels_suffice_and_labels_name_its_version(
+    deployment: Deployment,
+) -> None:
+    deployment.drop("d1", review_records(60))
+    meta = _metadata(deployment.run("d1"), "model_labels")
+    assert meta["model_kind"] == "head"
+    assert meta["model_version"].startswith("head-")
+    assert "model_cv_ece_calibrated" in meta
+    versions = deployment.sql(
+        f"SELECT DISTINCT model_version FROM {TASK}.model_labels WHERE model_version IS NOT NULL"
+    )
+    assert versions == [(meta["model_version"],)]
+    registered = deployment.sql(f"SELECT kind, n_train FROM {TASK}.model_versions")
+    assert registered and registered[0][0] == "head"
+
+
+def test_cold_start_without_rules_or_examples_sends_everything_to_review(
+    home: Home, tasks_dir: Callable[..., Path], tiny_encoder_dir: Path
+) -> None:
+    tasks = tasks_dir({"name": "cold", "rules": [], "examples": {}})
+    deployment = Deployment(home, tasks, tiny_encoder_dir)
+    deployment.drop("d1", review_records(12), task="cold")
+    assert deployment.run("d1", task="cold").success
+    counts = deployment.counts("d1", task="cold")
+    assert counts["final_rows"] == 0
+    assert counts["hitl_pending"] == 12
+    suggestions = deployment.sql(
+        "SELECT count(*) FROM cold.hitl_pending WHERE suggested_by = 'model'"
+        " AND suggested_label IS NOT NULL"
+    )
+    assert suggestions == [(12,)]
+
+
+def test_human_decision_overrides_the_automatic_label(deployment: Deployment) -> None:
+    deployment.drop("d1", review_records(14))
+    deployment.run("d1")
+    (rid, label), *_ = deployment.sql(
+        f"SELECT id, label FROM {TASK}.final_dataset WHERE source = 'rule' ORDER BY id"
+    )
+    other = "neutral" if label != "neutral" else "negative"
+    with duckdb.connect(str(deployment.home.warehouse)) as conn:
+        conn.execute(
+            f"INSERT INTO {TASK}.human_labels VALUES (?, ?, 'ann1', now(), 'test.csv', now())",
+            [rid, other],
+        )
+    deployment.run("d1")
+    assert deployment.sql(f"SELECT label, source FROM {TASK}.final_dataset WHERE id = ?", rid) == [
+        (other, "human")
+    ]
+
+
+def test_missing_drop_folder_fails_the_run_with_a_clear_message(deployment: Deployment) -> None:
+    deployment.instance.add_dynamic_partitions(f"{TASK}_drops", ["ghost"])
+    job = deployment.defs.resolve_job_def(f"{TASK}_pipeline")
+    result = job.execute_in_process(
+        partition_key="ghost", instance=deployment.instance, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "does not exist" in str(failure.step_failure_data.error)
+
+
+def test_definitions_expose_stage_groups_checks_sensor_and_job(
+    home: Home, tasks_dir: Callable[..., Path], tiny_encoder_dir: Path
+) -> None:
+    defs = build_definitions(home, tasks_dir({}, {"name": "other"}), encoder_path="")
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    for task in ("reviews", "other"):
+        assert f"{task}/final_dataset" in keys
+        assert f"{task}/quarantine" in keys
+        assert defs.resolve_job_def(f"{task}_pipeline") is not None
+        assert defs.resolve_sensor_def(f"{task}_new_drops") is not None
+    groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert {"reviews_ingest", "reviews_rules", "reviews_model", "reviews_dataset"} <= groups
+    assert len(list(graph.asset_check_keys)) == 2 * 13

@@ -1,0 +1,184 @@
+"""The `annotate` CLI end to end, in subprocesses, per the contract in DESIGN.md."""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from tests.conftest import review_records, write_jsonl
+
+SUMMARY_KEYS = {
+    "task",
+    "drop",
+    "ingested",
+    "quarantined",
+    "duplicates",
+    "auto_accepted",
+    "hitl_pending",
+    "final_rows",
+    "by_source",
+}
+
+
+class Cli:
+    def __init__(self, home: Path, tasks: Path | None, encoder: Path | None) -> None:
+        self.home = home
+        self.tasks = tasks
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        self.env.pop("ANNOTATION_HOME", None)
+        if encoder is not None:
+            self.env["ANNOTATION_ENCODER"] = str(encoder)
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        base = [sys.executable, "-m", "annotation_assets.cli", "--home", str(self.home)]
+        if self.tasks is not None:
+            base += ["--tasks", str(self.tasks)]
+        return subprocess.run(
+            base + list(args), capture_output=True, text=True, env=self.env, timeout=600
+        )
+
+
+def _last_json(out: str) -> dict[str, Any]:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def cli(tmp_path: Path, tasks_dir: Callable[..., Path], tiny_encoder_dir: Path) -> Cli:
+    return Cli(tmp_path / "home", tasks_dir(), tiny_encoder_dir)
+
+
+@pytest.fixture
+def drop(tmp_path: Path) -> Path:
+    folder = tmp_path / "in" / "drop-0001"
+    write_jsonl(folder, [*review_records(30), "{broken", json.dumps({"id": "r0", "text": "x"})])
+    return folder
+
+
+def _one_line_error(p: subprocess.CompletedProcess[str]) -> str:
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    lines = [line for line in p.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+def test_run_prints_the_summary_line_and_conserves_rows(cli: Cli, drop: Path) -> None:
+    p = cli("run", "reviews", "--drop", str(drop))
+    assert p.returncode == 0, p.stderr
+    summary = _last_json(p.stdout)
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["drop"] == "drop-0001"
+    assert summary["ingested"] == 32
+    assert summary["ingested"] == (
+        summary["final_rows"]
+        + summary["hitl_pending"]
+        + summary["quarantined"]
+        + summary["duplicates"]
+    )
+    assert set(summary["by_source"]) == {"rule", "model", "heavy", "human"}
+    assert (cli.home / "drops" / "reviews" / "drop-0001" / "part-0.jsonl").exists()
+
+
+def test_rerunning_a_drop_gives_the_same_summary(cli: Cli, drop: Path) -> None:
+    first = _last_json(cli("run", "reviews", "--drop", str(drop)).stdout)
+    second = _last_json(cli("run", "reviews", "--drop", str(drop)).stdout)
+    assert first == second
+
+
+def test_cli_runs_are_recorded_in_the_homes_dagster_instance(cli: Cli, drop: Path) -> None:
+    assert cli("run", "reviews", "--drop", str(drop)).returncode == 0
+    instance = dg.DagsterInstance.from_config(str(cli.home / "dagster"))
+    runs = instance.get_runs()
+    assert runs and runs[0].job_name == "reviews_pipeline"
+    assert runs[0].tags.get("dagster/partition") == "drop-0001"
+    assert instance.get_dynamic_partitions("reviews_drops") == ["drop-0001"]
+
+
+def test_export_writes_the_contract_jsonl(cli: Cli, drop: Path, tmp_path: Path) -> None:
+    summary = _last_json(cli("run", "reviews", "--drop", str(drop)).stdout)
+    out = tmp_path / "out"
+    p = cli("export", "reviews", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in (out / "reviews.jsonl").read_text().splitlines()]
+    assert len(rows) == summary["final_rows"]
+    for row in rows:
+        assert {"id", "text", "label", "source", "confidence", "drop_id"} <= set(row)
+        assert row["drop_id"] == "drop-0001"
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert not list(out.glob(".*tmp"))
+
+
+def test_status_lists_each_drop(cli: Cli, drop: Path) -> None:
+    cli("run", "reviews", "--drop", str(drop))
+    p = cli("status")
+    assert p.returncode == 0
+    assert "drop-0001" in p.stdout
+    assert cli("status", "reviews").returncode == 0
+
+
+def test_status_of_a_fresh_home_says_nothing_ran(cli: Cli) -> None:
+    p = cli("status")
+    assert p.returncode == 0
+    assert "no drops" in p.stdout
+
+
+@pytest.mark.parametrize("name", ["bad name", "bad$id", "x" * 129])
+def test_a_drop_id_outside_the_allowed_characters_is_refused(
+    cli: Cli, tmp_path: Path, name: str
+) -> None:
+    folder = tmp_path / "in" / name
+    write_jsonl(folder, review_records(2))
+    assert "drop id" in _one_line_error(cli("run", "reviews", "--drop", str(folder)))
+
+
+def test_an_unknown_task_is_refused(cli: Cli, drop: Path) -> None:
+    assert "unknown task" in _one_line_error(cli("run", "nosuchtask", "--drop", str(drop)))
+
+
+def test_a_missing_drop_folder_is_refused(cli: Cli, tmp_path: Path) -> None:
+    line = _one_line_error(cli("run", "reviews", "--drop", str(tmp_path / "nope")))
+    assert "does not exist" in line
+
+
+def test_a_drop_that_is_a_file_is_refused(cli: Cli, tmp_path: Path) -> None:
+    f = tmp_path / "drop.jsonl"
+    f.write_text("{}\n")
+    assert "not a folder" in _one_line_error(cli("run", "reviews", "--drop", str(f)))
+
+
+def test_a_malformed_spec_is_reported_in_one_line_naming_file_and_field(
+    tmp_path: Path, drop: Path, tiny_encoder_dir: Path
+) -> None:
+    tasks = tmp_path / "badtasks"
+    tasks.mkdir()
+    (tasks / "t.yaml").write_text(
+        "name: t\nkind: text_classification\nlabels: [a, b]\nthresholds: {auto_accept: 3}\n"
+    )
+    line = _one_line_error(
+        Cli(tmp_path / "h", tasks, tiny_encoder_dir)("run", "t", "--drop", str(drop))
+    )
+    assert "t.yaml" in line and "thresholds.auto_accept" in line
+
+
+def test_export_before_any_run_is_refused(cli: Cli, tmp_path: Path) -> None:
+    assert "run a drop first" in _one_line_error(cli("export", "reviews", "--out", str(tmp_path)))
+
+
+def test_demo_runs_offline_on_the_bundled_data_with_the_real_encoder(tmp_path: Path) -> None:
+    p = Cli(tmp_path / "home", None, None)("demo")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "dagster dev" in p.stdout
+    total = _last_json(p.stdout)
+    assert total["drops"] == 3
+    assert total["ingested"] == (
+        total["final_rows"] + total["hitl_pending"] + total["quarantined"] + total["duplicates"]
+    )
+    assert total["quarantined"] >= 5
+    assert total["duplicates"] >= 5
+    assert total["final_rows"] > total["hitl_pending"]

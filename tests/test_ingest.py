@@ -1,0 +1,396 @@
+"""Streaming ingestion of drop folders: records, quarantine reason codes, formats, chunking."""
+
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from annotation_assets.core.ingest import (
+    INVALID_ID,
+    INVALID_TEXT,
+    INVALID_UTF8,
+    LINE_TOO_LONG,
+    MALFORMED_CSV,
+    MALFORMED_JSON,
+    MISSING_ID,
+    MISSING_TEXT,
+    NOT_AN_OBJECT,
+    OUTSIDE_DROP,
+    RAW_COLUMNS,
+    UNREADABLE_FILE,
+    UNSUPPORTED_FILE,
+    FieldMap,
+    iter_raw_chunks,
+    list_drop_files,
+)
+
+
+def _rows(drop: Path, **options: Any) -> list[dict[Any, Any]]:
+    chunks = list(iter_raw_chunks(drop, **options))
+    if not chunks:
+        return []
+    return pd.concat(chunks, ignore_index=True).to_dict("records")
+
+
+def _drop_with(tmp_path: Path, name: str, content: bytes | str) -> Path:
+    drop = tmp_path / "drop"
+    drop.mkdir(exist_ok=True)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    (drop / name).write_bytes(data)
+    return drop
+
+
+def _only_row(drop: Path, **options: Any) -> dict[Any, Any]:
+    rows = _rows(drop, **options)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def _jsonl_error(tmp_path: Path, line: str | bytes, **options: Any) -> str:
+    raw = line.encode("utf-8") if isinstance(line, str) else line
+    return str(_only_row(_drop_with(tmp_path, "part.jsonl", raw + b"\n"), **options)["error"])
+
+
+# ------------------------------------------------------------------ records
+
+
+def test_jsonl_record_becomes_a_raw_row_without_error(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.jsonl", '{"id": "a1", "text": "hello"}\n')
+
+    row = _only_row(drop)
+
+    assert (row["source_file"], row["line_no"]) == ("part.jsonl", 1)
+    assert (row["record_id"], row["text"], row["error"]) == ("a1", "hello", None)
+    assert row["payload"] == '{"id": "a1", "text": "hello"}'
+
+
+def test_chunks_have_the_raw_columns(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.jsonl", '{"id": "a1", "text": "hello"}\n')
+
+    (chunk,) = iter_raw_chunks(drop)
+
+    assert list(chunk.columns) == RAW_COLUMNS
+
+
+def test_numeric_ids_become_strings(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.jsonl", '{"id": 42, "text": "hello"}\n')
+
+    assert _only_row(drop)["record_id"] == "42"
+
+
+def test_extra_fields_land_in_meta_as_json(tmp_path: Path) -> None:
+    line = '{"id": "a", "text": "hi", "stars": 5, "tags": ["x"], "shop": null}\n'
+    drop = _drop_with(tmp_path, "part.jsonl", line)
+
+    assert json.loads(_only_row(drop)["meta"]) == {"stars": 5, "tags": ["x"], "shop": None}
+
+
+def test_record_without_extra_fields_has_no_meta(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.jsonl", '{"id": "a", "text": "hi"}\n')
+
+    assert _only_row(drop)["meta"] is None
+
+
+def test_blank_jsonl_lines_are_skipped_and_line_numbers_kept(tmp_path: Path) -> None:
+    content = '\n{"id": "a", "text": "x"}\n   \n\r\n{"id": "b", "text": "y"}\n'
+    drop = _drop_with(tmp_path, "part.jsonl", content)
+
+    rows = _rows(drop)
+
+    assert [(r["record_id"], r["line_no"]) for r in rows] == [("a", 2), ("b", 5)]
+
+
+def test_custom_field_mapping_reads_other_columns(tmp_path: Path) -> None:
+    line = '{"review_id": "r9", "body": "great", "id": "ignored-id", "text": "ignored"}\n'
+    drop = _drop_with(tmp_path, "part.jsonl", line)
+
+    row = _only_row(drop, fields=FieldMap(id="review_id", text="body"))
+
+    assert (row["record_id"], row["text"]) == ("r9", "great")
+    assert json.loads(row["meta"]) == {"id": "ignored-id", "text": "ignored"}
+
+
+def test_gzip_jsonl_is_read(tmp_path: Path) -> None:
+    content = gzip.compress(b'{"id": "g1", "text": "zipped"}\n{"id": "g2", "text": "too"}\n')
+    drop = _drop_with(tmp_path, "part.jsonl.gz", content)
+
+    assert [(r["record_id"], r["text"]) for r in _rows(drop)] == [("g1", "zipped"), ("g2", "too")]
+
+
+def test_parquet_rows_are_read_with_row_numbers(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    table = pa.table({"id": [7, 8], "text": ["first", "second"], "stars": [1, 5]})
+    pq.write_table(table, drop / "part.parquet")
+
+    rows = _rows(drop)
+
+    assert [(r["line_no"], r["record_id"], r["text"]) for r in rows] == [
+        (1, "7", "first"),
+        (2, "8", "second"),
+    ]
+    assert json.loads(rows[1]["meta"]) == {"stars": 5}
+    assert json.loads(rows[0]["payload"]) == {"id": 7, "text": "first", "stars": 1}
+
+
+def test_csv_records_are_read_by_header(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.csv", "id,text,stars\n1,good,5\n2,bad,1\n")
+
+    rows = _rows(drop)
+
+    assert [(r["line_no"], r["record_id"], r["text"]) for r in rows] == [
+        (2, "1", "good"),
+        (3, "2", "bad"),
+    ]
+    assert json.loads(rows[0]["meta"]) == {"stars": "5"}
+
+
+def test_csv_quoted_multiline_field_is_one_record_at_its_first_line(tmp_path: Path) -> None:
+    content = 'id,text\n1,"line one\nline two"\n2,after\n'
+    drop = _drop_with(tmp_path, "part.csv", content)
+
+    rows = _rows(drop)
+
+    assert [(r["line_no"], r["record_id"], r["text"]) for r in rows] == [
+        (2, "1", "line one\nline two"),
+        (4, "2", "after"),
+    ]
+
+
+def test_csv_field_with_an_inch_mark_parses(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.csv", 'id,text\n1,5" screen is great\n')
+
+    row = _only_row(drop)
+
+    assert (row["record_id"], row["text"], row["error"]) == ("1", '5" screen is great', None)
+
+
+def test_files_are_read_in_sorted_order_with_relative_paths(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    (drop / "sub").mkdir(parents=True)
+    (drop / "sub" / "a.jsonl").write_text('{"id": "s", "text": "x"}\n')
+    (drop / "b.jsonl").write_text('{"id": "b", "text": "x"}\n')
+
+    assert [r["source_file"] for r in _rows(drop)] == ["b.jsonl", "sub/a.jsonl"]
+
+
+def test_marker_and_hidden_files_are_not_listed(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    (drop / ".cache").mkdir(parents=True)
+    (drop / ".cache" / "x.jsonl").write_text("{}\n")
+    (drop / "_SUCCESS").write_text("")
+    (drop / ".part.jsonl.crc").write_text("")
+    (drop / "part.jsonl").write_text('{"id": "a", "text": "x"}\n')
+
+    assert list_drop_files(drop) == [drop / "part.jsonl"]
+
+
+def test_marker_and_hidden_files_give_no_rows(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "_SUCCESS", "")
+    (drop / ".hidden.jsonl").write_text('{"id": "h", "text": "x"}\n')
+
+    assert _rows(drop) == []
+
+
+# ------------------------------------------------------------------ chunking
+
+
+def test_chunks_split_rows_by_chunk_size(tmp_path: Path) -> None:
+    lines = "".join(json.dumps({"id": i, "text": f"t{i}"}) + "\n" for i in range(25))
+    drop = _drop_with(tmp_path, "part.jsonl", lines)
+
+    chunks = list(iter_raw_chunks(drop, chunk_size=10))
+
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    assert list(pd.concat(chunks)["record_id"]) == [str(i) for i in range(25)]
+
+
+# ------------------------------------------------------------------ reason codes
+
+
+def test_malformed_json_is_quarantined(tmp_path: Path) -> None:
+    assert _jsonl_error(tmp_path, '{"id": 1, "text": ') == MALFORMED_JSON
+
+
+def test_bad_line_keeps_its_payload_verbatim(tmp_path: Path) -> None:
+    line = '{"id": 1,  "text": "trailing comma",}'
+    drop = _drop_with(tmp_path, "part.jsonl", f'{{"id": 0, "text": "ok"}}\n{line}\n')
+
+    bad = _rows(drop)[1]
+
+    assert (bad["error"], bad["line_no"], bad["payload"]) == (MALFORMED_JSON, 2, line)
+
+
+def test_json_array_line_is_not_an_object(tmp_path: Path) -> None:
+    assert _jsonl_error(tmp_path, '[{"id": 1, "text": "x"}]') == NOT_AN_OBJECT
+
+
+def test_json_string_line_is_not_an_object(tmp_path: Path) -> None:
+    assert _jsonl_error(tmp_path, '"just a string"') == NOT_AN_OBJECT
+
+
+def test_invalid_utf8_line_is_quarantined_and_the_next_line_is_read(tmp_path: Path) -> None:
+    content = b'{"id": "a", "text": "caf\xe9"}\n{"id": "b", "text": "fine"}\n'
+    drop = _drop_with(tmp_path, "part.jsonl", content)
+
+    rows = _rows(drop)
+
+    assert [(r["error"], r["record_id"]) for r in rows] == [(INVALID_UTF8, None), (None, "b")]
+    assert rows[0]["payload"] == '{"id": "a", "text": "caf\\xe9"}'
+
+
+def test_line_over_max_line_bytes_is_too_long(tmp_path: Path) -> None:
+    line = json.dumps({"id": "a", "text": "x" * 200})
+
+    assert _jsonl_error(tmp_path, line, max_line_bytes=100) == LINE_TOO_LONG
+
+
+def test_csv_line_over_max_line_bytes_is_too_long(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.csv", f"id,text\n1,{'x' * 200}\n2,short\n")
+
+    rows = _rows(drop, max_line_bytes=100)
+
+    assert [(r["line_no"], r["error"]) for r in rows] == [(2, LINE_TOO_LONG), (3, None)]
+
+
+def test_ten_megabyte_line_is_too_long_without_being_parsed(tmp_path: Path) -> None:
+    line = json.dumps({"id": "big", "text": "x" * 10_000_000})
+
+    row = _only_row(_drop_with(tmp_path, "part.jsonl", line + "\n"))
+
+    assert (row["error"], row["record_id"], row["text"]) == (LINE_TOO_LONG, None, None)
+    assert row["detail"] == f"{len(line)} bytes"
+
+
+def test_deeply_nested_json_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    assert _jsonl_error(tmp_path, "[" * 100_000) == MALFORMED_JSON
+
+
+def test_csv_row_with_wrong_field_count_is_malformed(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.csv", "id,text\n1,a,extra\n2\n3,ok\n")
+
+    rows = _rows(drop)
+
+    assert [(r["line_no"], r["error"]) for r in rows] == [
+        (2, MALFORMED_CSV),
+        (3, MALFORMED_CSV),
+        (4, None),
+    ]
+    assert rows[0]["detail"] == "3 fields, header has 2"
+
+
+def test_csv_unclosed_quote_quarantines_its_line_only(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.csv", 'id,text\n1,"never closed\n2,after\n3,"quoted"\n')
+
+    rows = _rows(drop)
+
+    assert [(r["line_no"], r["error"], r["record_id"]) for r in rows] == [
+        (2, MALFORMED_CSV, None),
+        (3, None, "2"),
+        (4, None, "3"),
+    ]
+    assert rows[0]["payload"] == '1,"never closed'
+
+
+def test_missing_id_is_quarantined(tmp_path: Path) -> None:
+    assert _jsonl_error(tmp_path, '{"text": "no id here"}') == MISSING_ID
+
+
+def test_empty_id_is_missing(tmp_path: Path) -> None:
+    assert _jsonl_error(tmp_path, '{"id": "  ", "text": "blank id"}') == MISSING_ID
+
+
+def test_object_id_is_invalid(tmp_path: Path) -> None:
+    assert _jsonl_error(tmp_path, '{"id": {"n": 1}, "text": "x"}') == INVALID_ID
+
+
+def test_id_longer_than_512_chars_is_invalid(tmp_path: Path) -> None:
+    line = json.dumps({"id": "x" * 513, "text": "long id"})
+
+    assert _jsonl_error(tmp_path, line) == INVALID_ID
+
+
+def test_id_of_512_chars_is_kept(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.jsonl", json.dumps({"id": "x" * 512, "text": "t"}) + "\n")
+
+    assert _only_row(drop)["record_id"] == "x" * 512
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['{"id": "a"}', '{"id": "a", "text": ""}', '{"id": "a", "text": " \\n\\t "}'],
+    ids=["absent", "empty", "whitespace"],
+)
+def test_missing_text_is_quarantined(tmp_path: Path, line: str) -> None:
+    assert _jsonl_error(tmp_path, line) == MISSING_TEXT
+
+
+def test_numeric_text_is_invalid(tmp_path: Path) -> None:
+    assert _jsonl_error(tmp_path, '{"id": "a", "text": 12.5}') == INVALID_TEXT
+
+
+def test_quarantined_record_keeps_its_id(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.jsonl", '{"id": "a", "text": ""}\n')
+
+    assert _only_row(drop)["record_id"] == "a"
+
+
+def test_random_bytes_named_parquet_are_unreadable(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.parquet", os.urandom(4096))
+
+    row = _only_row(drop)
+
+    assert (row["error"], row["source_file"]) == (UNREADABLE_FILE, "part.parquet")
+
+
+def test_truncated_parquet_is_unreadable(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(pa.table({"id": list(range(100)), "text": ["t"] * 100}), whole)
+    data = whole.read_bytes()
+    drop = _drop_with(tmp_path, "part.parquet", data[: len(data) // 2])
+
+    assert _only_row(drop)["error"] == UNREADABLE_FILE
+
+
+def test_corrupt_gzip_is_unreadable(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.jsonl.gz", b"not gzip at all\n")
+
+    assert _only_row(drop)["error"] == UNREADABLE_FILE
+
+
+def test_text_file_is_unsupported(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "notes.txt", "id,text\n1,hello\n")
+
+    row = _only_row(drop)
+
+    assert (row["error"], row["source_file"]) == (UNSUPPORTED_FILE, "notes.txt")
+
+
+def test_symlink_to_a_file_outside_the_drop_is_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.jsonl"
+    outside.write_text('{"id": "s", "text": "secret"}\n')
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "link.jsonl").symlink_to(outside)
+
+    row = _only_row(drop)
+
+    assert (row["error"], row["text"], row["payload"]) == (OUTSIDE_DROP, None, None)
+
+
+def test_symlink_to_a_file_inside_the_drop_is_read(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    (drop / "data").mkdir(parents=True)
+    (drop / "data" / "real.jsonl").write_text('{"id": "r", "text": "inside"}\n')
+    (drop / "link.jsonl").symlink_to(drop / "data" / "real.jsonl")
+
+    assert [(r["source_file"], r["error"]) for r in _rows(drop)] == [
+        ("data/real.jsonl", None),
+        ("link.jsonl", None),
+    ]

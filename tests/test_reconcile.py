@@ -1,0 +1,176 @@
+"""Reconciling human votes: single annotators, consensus, contested records, adjudication."""
+
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from annotation_assets.core.reconcile import (
+    AWAITING,
+    CONTESTED,
+    DECIDED,
+    DECISION_COLUMNS,
+    reconcile_votes,
+)
+
+IMPORTED = pd.Timestamp("2026-01-02 00:00:00")
+
+
+def _votes(*votes: tuple[str, str, str, str | None]) -> pd.DataFrame:
+    """Votes as (record_id, annotator, label, decided_at) rows, all imported at IMPORTED."""
+    return pd.DataFrame(
+        {
+            "record_id": [v[0] for v in votes],
+            "annotator": [v[1] for v in votes],
+            "label": [v[2] for v in votes],
+            "decided_at": pd.to_datetime(pd.Series([v[3] for v in votes], dtype=object)),
+            "imported_at": [IMPORTED] * len(votes),
+        }
+    )
+
+
+def _decision(votes: pd.DataFrame, **options: Any) -> dict[str, Any]:
+    decisions = reconcile_votes(votes, **options)
+    assert len(decisions) == 1, decisions
+    return {str(k): v for k, v in decisions.iloc[0].items()}
+
+
+def test_one_annotator_decides_by_default() -> None:
+    decision = _decision(_votes(("r1", "ann", "positive", "2026-01-01 10:00")))
+
+    assert (decision["label"], decision["status"], decision["share"]) == ("positive", DECIDED, 1.0)
+
+
+def test_decisions_have_the_decision_columns() -> None:
+    decisions = reconcile_votes(_votes(("r1", "ann", "positive", None)))
+
+    assert list(decisions.columns) == DECISION_COLUMNS
+
+
+def test_one_vote_of_two_needed_awaits_votes() -> None:
+    decision = _decision(
+        _votes(("r1", "ann", "positive", "2026-01-01 10:00")), annotators_per_record=2
+    )
+
+    assert (decision["label"], decision["status"], decision["n_votes"]) == (None, AWAITING, 1)
+
+
+def test_two_agreeing_votes_decide_with_full_share() -> None:
+    votes = _votes(
+        ("r1", "ann", "positive", "2026-01-01 10:00"),
+        ("r1", "bob", "positive", "2026-01-01 11:00"),
+    )
+
+    decision = _decision(votes, annotators_per_record=2)
+
+    assert (decision["label"], decision["status"], decision["share"]) == ("positive", DECIDED, 1.0)
+    assert decision["annotators"] == ["ann", "bob"]
+
+
+def test_one_to_one_split_is_contested() -> None:
+    votes = _votes(
+        ("r1", "ann", "positive", "2026-01-01 10:00"),
+        ("r1", "bob", "negative", "2026-01-01 11:00"),
+    )
+
+    decision = _decision(votes, annotators_per_record=2)
+
+    assert (decision["label"], decision["status"], decision["share"]) == (None, CONTESTED, 0.5)
+
+
+def test_two_to_one_majority_decides_with_its_share() -> None:
+    votes = _votes(
+        ("r1", "ann", "positive", "2026-01-01 10:00"),
+        ("r1", "bob", "positive", "2026-01-01 11:00"),
+        ("r1", "cy", "negative", "2026-01-01 12:00"),
+    )
+
+    decision = _decision(votes, annotators_per_record=2, min_agreement=0.5)
+
+    assert (decision["label"], decision["status"]) == ("positive", DECIDED)
+    assert decision["share"] == pytest.approx(2 / 3, abs=1e-3)
+
+
+def test_two_to_one_majority_below_min_agreement_is_contested() -> None:
+    votes = _votes(
+        ("r1", "ann", "positive", "2026-01-01 10:00"),
+        ("r1", "bob", "positive", "2026-01-01 11:00"),
+        ("r1", "cy", "negative", "2026-01-01 12:00"),
+    )
+
+    decision = _decision(votes, annotators_per_record=2, min_agreement=0.75)
+
+    assert (decision["label"], decision["status"]) == (None, CONTESTED)
+
+
+def test_adjudicator_vote_decides_a_contested_record() -> None:
+    votes = _votes(
+        ("r1", "ann", "positive", "2026-01-01 10:00"),
+        ("r1", "bob", "negative", "2026-01-01 11:00"),
+        ("r1", "lead", "negative", "2026-01-01 12:00"),
+    )
+
+    decision = _decision(votes, annotators_per_record=2, adjudicators={"lead"})
+
+    assert (decision["label"], decision["status"], decision["share"]) == ("negative", DECIDED, 1.0)
+    assert decision["n_votes"] == 3
+
+
+def test_adjudicator_vote_overrides_a_majority() -> None:
+    votes = _votes(
+        ("r1", "ann", "positive", "2026-01-01 10:00"),
+        ("r1", "bob", "positive", "2026-01-01 11:00"),
+        ("r1", "lead", "neutral", "2026-01-01 12:00"),
+    )
+
+    decision = _decision(votes, annotators_per_record=2, adjudicators={"lead"})
+
+    assert (decision["label"], decision["status"]) == ("neutral", DECIDED)
+
+
+def test_revote_by_the_same_annotator_replaces_the_earlier_vote() -> None:
+    votes = _votes(
+        ("r1", "ann", "positive", "2026-01-01 12:00"),
+        ("r1", "ann", "negative", "2026-01-01 10:00"),
+        ("r1", "bob", "positive", "2026-01-01 11:00"),
+    )
+
+    decision = _decision(votes, annotators_per_record=2)
+
+    assert (decision["label"], decision["status"], decision["n_votes"]) == ("positive", DECIDED, 2)
+    assert decision["share"] == 1.0
+
+
+def test_revote_without_decided_at_is_ordered_by_import_time() -> None:
+    votes = pd.DataFrame(
+        {
+            "record_id": ["r1", "r1"],
+            "annotator": ["ann", "ann"],
+            "label": ["negative", "positive"],
+            "decided_at": pd.Series([pd.NaT, pd.NaT], dtype="datetime64[ns]"),
+            "imported_at": pd.to_datetime(["2026-01-01 09:00", "2026-01-01 08:00"]),
+        }
+    )
+
+    assert _decision(votes)["label"] == "negative"
+
+
+def test_each_record_is_reconciled_separately() -> None:
+    votes = _votes(
+        ("r2", "ann", "negative", "2026-01-01 10:00"),
+        ("r1", "ann", "positive", "2026-01-01 10:00"),
+        ("r1", "bob", "positive", "2026-01-01 11:00"),
+    )
+
+    decisions = reconcile_votes(votes, annotators_per_record=2)
+
+    assert decisions[["record_id", "status"]].values.tolist() == [
+        ["r1", DECIDED],
+        ["r2", AWAITING],
+    ]
+
+
+def test_no_votes_give_no_decisions() -> None:
+    decisions = reconcile_votes(_votes())
+
+    assert decisions.empty and list(decisions.columns) == DECISION_COLUMNS

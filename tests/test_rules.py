@@ -1,0 +1,311 @@
+"""Labeling functions: keyword patterns, the label matrix, vote combination and the summary."""
+
+import re
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from annotation_assets.core.rules import (
+    ABSTAIN,
+    LabelingFunction,
+    apply_labeling_functions,
+    build_labeling_functions,
+    combine_rule_votes,
+    keywords_pattern,
+    rule_summary,
+)
+from annotation_assets.core.spec import parse_task_spec
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def _lfs(*rules: dict[str, Any]) -> list[LabelingFunction]:
+    spec = parse_task_spec(
+        {"name": "t", "kind": "text_classification", "labels": LABELS, "rules": list(rules)}
+    )
+    return build_labeling_functions(spec)
+
+
+def _keywords(name: str, words: list[str], label: str, confidence: float = 0.9) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "keywords",
+        "words": words,
+        "label": label,
+        "confidence": confidence,
+    }
+
+
+def _matrix(texts: list[str | None], *rules: dict[str, Any]) -> np.ndarray:
+    return apply_labeling_functions(pd.DataFrame({"text": texts}), _lfs(*rules))
+
+
+def _re2_matches(pattern: str, text: str) -> bool:
+    row = duckdb.execute("SELECT regexp_matches(?, ?)", [text, pattern]).fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
+def _lf(name: str, label_index: int, confidence: float = 0.9) -> LabelingFunction:
+    return LabelingFunction(
+        name=name,
+        label=LABELS[label_index],
+        label_index=label_index,
+        confidence=confidence,
+        field="text",
+        kind="keywords",
+        pattern=keywords_pattern([name]),
+    )
+
+
+# ------------------------------------------------------------------ keyword patterns
+
+
+@pytest.mark.parametrize(
+    ("words", "text", "expected"),
+    [
+        (["love it"], "Love it, works great", True),
+        (["love"], "I LOVE this", True),
+        (["love"], "a warm glove", False),
+        (["love"], "lovely colour", False),
+        (["love"], "love_it", False),
+        (["love it"], "love \t\n it", True),
+        (["love it"], "loveit", False),
+        (["5/5"], "rated 5/5, would buy", True),
+        (["5/5"], "rated 15/5", False),
+        (["A+"], "an A+ seller", True),
+        (["A+"], "a+", True),
+        (["A+"], "AA+ battery", False),
+        (["café"], "Café!", True),
+    ],
+)
+def test_keywords_pattern_matches_whole_words_any_case(
+    words: list[str], text: str, expected: bool
+) -> None:
+    assert _re2_matches(keywords_pattern(words), text) is expected
+
+
+def test_keywords_pattern_matches_any_of_several_words_or_phrases() -> None:
+    pattern = keywords_pattern(["refund", "not good"])
+
+    assert _re2_matches(pattern, "I want a refund")
+    assert _re2_matches(pattern, "not   good at all")
+    assert not _re2_matches(pattern, "refunds are slow, but good")
+
+
+# ------------------------------------------------------------------ label matrix
+
+
+def test_matrix_holds_label_index_where_a_rule_fires_and_abstain_elsewhere() -> None:
+    matrix = _matrix(
+        ["love it", "meh", "awful, want a refund", None],
+        _keywords("praise", ["love"], "positive"),
+        _keywords("complaint", ["awful", "refund"], "negative"),
+    )
+
+    assert matrix.tolist() == [[2, ABSTAIN], [ABSTAIN, ABSTAIN], [ABSTAIN, 0], [ABSTAIN, ABSTAIN]]
+
+
+def test_matrix_is_int16_with_one_column_per_rule() -> None:
+    matrix = _matrix(["a", "b"], _keywords("k", ["a"], "neutral"))
+
+    assert (matrix.dtype, matrix.shape) == (np.dtype(np.int16), (2, 1))
+
+
+def test_empty_frame_gives_empty_matrix() -> None:
+    matrix = _matrix([], _keywords("k", ["a"], "neutral"))
+
+    assert matrix.shape == (0, 1)
+
+
+def test_regex_rule_honours_case_insensitive_flag() -> None:
+    rule = {"name": "refund", "type": "regex", "pattern": r"(?i)\brefund\b", "label": "negative"}
+
+    assert _matrix(["REFUND please", "refunded"], rule)[:, 0].tolist() == [0, ABSTAIN]
+
+
+def test_regex_rule_runs_in_re2_syntax() -> None:
+    # \p{Greek} is RE2 syntax that Python's re does not know.
+    rule = {"name": "greek", "type": "regex", "pattern": r"\p{Greek}+", "label": "neutral"}
+
+    assert _matrix(["καλό προϊόν", "good product"], rule)[:, 0].tolist() == [1, ABSTAIN]
+
+
+def test_rule_on_another_field_reads_that_column() -> None:
+    rule = {**_keywords("title_praise", ["love"], "positive"), "field": "title"}
+    frame = pd.DataFrame({"text": ["love it", "fine"], "title": ["so-so", "I love it"]})
+
+    assert apply_labeling_functions(frame, _lfs(rule))[:, 0].tolist() == [ABSTAIN, 2]
+
+
+def test_rule_on_a_missing_column_abstains() -> None:
+    rule = {**_keywords("title_praise", ["love"], "positive"), "field": "title"}
+
+    assert _matrix(["love it"], rule)[:, 0].tolist() == [ABSTAIN]
+
+
+def test_lexicon_rules_fire_on_vader_compound_bands() -> None:
+    rules = [
+        {"name": "pos", "type": "lexicon_sentiment", "min": 0.5, "label": "positive"},
+        {"name": "neg", "type": "lexicon_sentiment", "max": -0.5, "label": "negative"},
+    ]
+    texts = [
+        "I love this, it is wonderful and works great!",
+        "This is terrible, awful and I hate it.",
+        "The box is brown.",
+        None,
+    ]
+
+    assert _matrix(texts, *rules).tolist() == [
+        [2, ABSTAIN],
+        [ABSTAIN, 0],
+        [ABSTAIN, ABSTAIN],
+        [ABSTAIN, ABSTAIN],
+    ]
+
+
+# ------------------------------------------------------------------ combining votes
+
+
+def test_agreeing_rules_give_their_label_at_the_highest_confidence() -> None:
+    lfs = [_lf("a", 2, 0.7), _lf("b", 2, 0.95)]
+
+    votes = combine_rule_votes(np.array([[2, 2]]), lfs, n_labels=3)
+
+    assert (votes.label_index[0], votes.confidence[0], votes.conflict[0]) == (2, 0.95, False)
+
+
+def test_a_single_firing_rule_gives_its_label_and_confidence() -> None:
+    lfs = [_lf("a", 0, 0.8), _lf("b", 2, 0.95)]
+
+    votes = combine_rule_votes(np.array([[0, ABSTAIN]]), lfs, n_labels=3)
+
+    assert (votes.label_index[0], votes.confidence[0]) == (0, 0.8)
+
+
+def test_disagreeing_rules_give_no_label_and_a_conflict() -> None:
+    lfs = [_lf("a", 0, 0.8), _lf("b", 2, 0.95)]
+
+    votes = combine_rule_votes(np.array([[0, 2]]), lfs, n_labels=3)
+
+    assert (votes.label_index[0], votes.confidence[0], votes.conflict[0]) == (ABSTAIN, 0.0, True)
+
+
+def test_no_firing_rule_gives_no_label_without_conflict() -> None:
+    lfs = [_lf("a", 0), _lf("b", 2)]
+
+    votes = combine_rule_votes(np.array([[ABSTAIN, ABSTAIN]]), lfs, n_labels=3)
+
+    assert (votes.label_index[0], votes.confidence[0], votes.conflict[0]) == (ABSTAIN, 0.0, False)
+
+
+# ------------------------------------------------------------------ summary
+
+# Rules r0 (label 0), r1 (label 0), r2 (label 1) over five records.
+SUMMARY_MATRIX = np.array(
+    [
+        [0, 0, -1],  # r0 and r1 overlap, same label
+        [0, -1, 1],  # r0 and r2 overlap and conflict
+        [-1, -1, 1],  # r2 alone
+        [0, -1, -1],  # r0 alone
+        [-1, -1, -1],  # nothing fires
+    ]
+)
+SUMMARY_GOLD = np.array([-1, 0, 1, 0, 1])
+
+
+def _summary(gold: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+    lfs = [_lf("r0", 0), _lf("r1", 0), _lf("r2", 1)]
+    return {str(row["rule"]): row for row in rule_summary(SUMMARY_MATRIX, lfs, gold=gold)}
+
+
+def test_summary_coverage_is_the_share_of_records_a_rule_fires_on() -> None:
+    summary = _summary()
+
+    assert [summary[r]["fired"] for r in ("r0", "r1", "r2")] == [3, 1, 2]
+    assert [summary[r]["coverage"] for r in ("r0", "r1", "r2")] == [0.6, 0.2, 0.4]
+
+
+def test_summary_overlap_counts_records_where_another_rule_also_fires() -> None:
+    summary = _summary()
+
+    assert [summary[r]["overlap"] for r in ("r0", "r1", "r2")] == [0.4, 0.2, 0.2]
+
+
+def test_summary_conflict_counts_only_rules_of_another_label() -> None:
+    summary = _summary()
+
+    assert [summary[r]["conflict"] for r in ("r0", "r1", "r2")] == [0.2, 0.0, 0.2]
+
+
+def test_summary_accuracy_uses_only_known_gold_labels() -> None:
+    summary = _summary(SUMMARY_GOLD)
+
+    # r0 fires on rows 0, 1, 3; gold is unknown on row 0 and 0 on rows 1 and 3.
+    assert (summary["r0"]["accuracy"], summary["r0"]["n_gold"]) == (1.0, 2)
+    # r1 fires only on row 0, whose gold is unknown.
+    assert (summary["r1"]["accuracy"], summary["r1"]["n_gold"]) == (None, 0)
+    # r2 fires on rows 1 (gold 0) and 2 (gold 1).
+    assert (summary["r2"]["accuracy"], summary["r2"]["n_gold"]) == (0.5, 2)
+
+
+def test_summary_without_gold_has_no_accuracy() -> None:
+    assert all(row["accuracy"] is None for row in _summary().values())
+
+
+# ------------------------------------------------------------------ property
+
+PROPERTY_RULES: list[tuple[str, list[str], str]] = [
+    ("praise", ["love", "great"], "positive"),
+    ("meh", ["ok", "fine"], "neutral"),
+    ("complaint", ["bad", "not great"], "negative"),
+    ("refund", ["refund"], "negative"),
+]
+PROPERTY_LFS = _lfs(*(_keywords(n, w, label) for n, w, label in PROPERTY_RULES))
+# Texts from ASCII words and separators, where RE2's \pL\pN and \s agree with Python's \w, \s.
+WORDS = ["love", "LOVE", "glove", "great", "ok", "okay", "fine", "bad", "not", "refund", "x"]
+SEPARATORS = [" ", "  ", "\t", "\n", ",", ".", "!", "_", "-", ""]
+texts_st = st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from(SEPARATORS)), max_size=8).map(
+    lambda parts: "".join(w + s for w, s in parts)
+)
+
+
+def _python_pattern(words: list[str]) -> re.Pattern[str]:
+    return re.compile(keywords_pattern(words).replace(r"[^\pL\pN_]", r"\W"))
+
+
+PYTHON_PATTERNS = [_python_pattern(words) for _, words, _ in PROPERTY_RULES]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(texts_st, min_size=1, max_size=20))
+def test_label_matrix_equals_a_per_row_python_regex_evaluation(texts: list[str]) -> None:
+    matrix = apply_labeling_functions(pd.DataFrame({"text": texts}), PROPERTY_LFS)
+
+    expected = [
+        [
+            lf.label_index if p.search(t) else ABSTAIN
+            for lf, p in zip(PROPERTY_LFS, PYTHON_PATTERNS, strict=True)
+        ]
+        for t in texts
+    ]
+    assert matrix.tolist() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(texts_st, min_size=1, max_size=20))
+def test_combined_label_is_always_one_a_firing_rule_voted_for(texts: list[str]) -> None:
+    matrix = apply_labeling_functions(pd.DataFrame({"text": texts}), PROPERTY_LFS)
+
+    votes = combine_rule_votes(matrix, PROPERTY_LFS, n_labels=len(LABELS))
+
+    for row, label, conflict in zip(matrix, votes.label_index, votes.conflict, strict=True):
+        voted = {int(v) for v in row if v != ABSTAIN}
+        assert label == ABSTAIN or label in voted
+        assert conflict == (len(voted) > 1)
+        assert (label != ABSTAIN) == (len(voted) == 1)
