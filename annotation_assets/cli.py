@@ -38,6 +38,20 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="per-drop counts of one or every task")
     status.add_argument("task", nargs="?")
+
+    review = sub.add_parser("review", help="export the review queue / import human decisions")
+    rsub = review.add_subparsers(dest="review_command", required=True, metavar="ACTION")
+    rexport = rsub.add_parser("export", help="write the records waiting for a decision")
+    rexport.add_argument("task")
+    rexport.add_argument("--out", required=True, help="output file (.json or .csv)")
+    rexport.add_argument("--format", choices=["label-studio", "csv"], default="label-studio")
+    rexport.add_argument(
+        "--stratify", action="store_true", help="alternate suggested classes in the queue"
+    )
+    rexport.add_argument("--limit", type=int, help="at most this many records")
+    rimport = rsub.add_parser("import", help="import decisions (Label Studio JSON or CSV)")
+    rimport.add_argument("task")
+    rimport.add_argument("file")
     return parser
 
 
@@ -53,16 +67,11 @@ def cmd_run(runner: Runner, args: argparse.Namespace) -> int:
 
 def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
     from annotation_assets.core.export import export_jsonl
-    from resources import Warehouse
 
     spec = runner.spec(args.task)
     if spec.kind != "text_classification":
         raise UsageError(f"export of {spec.kind} tasks is not supported yet")
-    if not runner.home.warehouse.exists():
-        raise UsageError(f"{runner.home.root} has no warehouse yet: run a drop first")
-    warehouse = Warehouse(path=str(runner.home.warehouse))
-    warehouse.ensure_task(spec.name)
-    with warehouse.connect() as conn:
+    with _warehouse_for(runner, spec.name).connect() as conn:
         path, rows = export_jsonl(conn, spec.name, Path(args.out))
     print(json.dumps({"task": spec.name, "path": str(path), "rows": rows}))
     return 0
@@ -156,7 +165,103 @@ def cmd_demo(runner: Runner, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "export": cmd_export, "status": cmd_status, "demo": cmd_demo}
+def _warehouse_for(runner: Runner, task: str) -> Any:
+    from resources import Warehouse
+
+    if not runner.home.warehouse.exists():
+        raise UsageError(f"{runner.home.root} has no warehouse yet: run a drop first")
+    warehouse = Warehouse(path=str(runner.home.warehouse))
+    warehouse.ensure_task(task)
+    return warehouse
+
+
+def cmd_review_export(runner: Runner, args: argparse.Namespace) -> int:
+    from annotation_assets.core import reviews
+
+    spec = runner.spec(args.task)
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    with _warehouse_for(runner, spec.name).connect() as conn:
+        queue = reviews.review_queue(conn, spec, stratify=args.stratify, limit=args.limit)
+        votes = reviews.votes_by_record(conn, spec.name)
+    fmt = "csv" if args.format == "csv" else "label-studio"
+    written = reviews.write_queue(queue, spec, votes, Path(args.out), fmt)
+    print(
+        json.dumps(
+            {
+                "task": spec.name,
+                "records": len(queue),
+                "contested": int((queue["reason"] == "contested").sum()),
+                "files": [str(p) for p in written],
+            }
+        )
+    )
+    return 0
+
+
+def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
+    import hashlib
+    import shutil
+
+    from annotation_assets.core import pipeline, reviews
+
+    spec = runner.spec(args.task)
+    source = Path(args.file)
+    try:
+        parsed = reviews.parse_decisions(source)
+    except reviews.ReviewFileError as err:
+        raise UsageError(str(err)) from None
+    warehouse = _warehouse_for(runner, spec.name)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    kept = runner.home.reviews / spec.name / f"{digest}-{source.name}"
+    with warehouse.connect() as conn:
+        report = reviews.import_decisions(conn, spec, parsed, source_file=kept.name)
+    for error in report.errors:
+        print(f"annotate: {source.name}: {error}", file=sys.stderr)
+    if report.imported + report.already_imported == 0:
+        raise UsageError(f"no valid decisions in {source.name} ({len(report.errors)} errors)")
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    if not kept.exists():
+        shutil.copyfile(source, kept)
+    drops = runner.apply_reviews(spec.name)
+    with warehouse.connect() as conn:
+        decisions = pipeline.human_decisions(conn, spec)
+        totals = [pipeline.drop_counts(conn, spec.name, d) for d in drops]
+    status = decisions["status"].value_counts().to_dict()
+    print(
+        json.dumps(
+            {
+                "task": spec.name,
+                "file": str(source),
+                "rows": report.rows,
+                "imported": report.imported,
+                "already_imported": report.already_imported,
+                "errors": len(report.errors),
+                "decided": int(status.get("decided", 0)),
+                "contested": int(status.get("contested", 0)),
+                "awaiting_votes": int(status.get("awaiting_votes", 0)),
+                "rescored_drops": len(drops),
+                "hitl_pending": sum(t["hitl_pending"] for t in totals),
+                "final_rows": sum(t["final_rows"] for t in totals),
+            }
+        )
+    )
+    return 0
+
+
+def cmd_review(runner: Runner, args: argparse.Namespace) -> int:
+    if args.review_command == "export":
+        return cmd_review_export(runner, args)
+    return cmd_review_import(runner, args)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "export": cmd_export,
+    "status": cmd_status,
+    "demo": cmd_demo,
+    "review": cmd_review,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

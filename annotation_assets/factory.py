@@ -1,5 +1,6 @@
 """Builds each task's partitioned stage assets from its spec."""
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from annotation_assets.core import pipeline
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.home import Home
 from annotation_assets.progress import ProgressReporter
+from annotation_assets.review_assets import build_human_labels_asset
 from resources import LabelModels, Warehouse
 
 STAGES = ("ingest", "normalize", "rules", "model", "review", "dataset")
@@ -43,9 +45,35 @@ class TaskAssets:
     partitions: dg.DynamicPartitionsDefinition
     assets: list[dg.AssetsDefinition]
     job: UnresolvedAssetJobDefinition
+    import_reviews_job: UnresolvedAssetJobDefinition
+    rescore_job: UnresolvedAssetJobDefinition
 
     def key(self, table: str) -> dg.AssetKey:
         return dg.AssetKey([self.spec.name, table])
+
+    @property
+    def jobs(self) -> list[UnresolvedAssetJobDefinition]:
+        return [self.job, self.import_reviews_job, self.rescore_job]
+
+
+class _Timer:
+    """Records a stage's wall time for the drop (throughput figures)."""
+
+    def __init__(self, warehouse: Warehouse, task: str, drop_id: str, stage: str) -> None:
+        self.args = (warehouse, task, drop_id, stage)
+        self.records = 0
+
+    def __enter__(self) -> "_Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            warehouse, task, drop_id, stage = self.args
+            seconds = time.perf_counter() - self.start
+            pipeline.record_stage_time(
+                warehouse.connect, task, drop_id, stage, seconds, self.records
+            )
 
 
 def _reporter(context: dg.AssetExecutionContext) -> ProgressReporter:
@@ -83,9 +111,11 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
         if not drop_dir.is_dir():
             raise dg.Failure(f"drop folder {drop_dir} does not exist")
         warehouse.ensure_task(task)
-        stats = pipeline.ingest_drop(
-            warehouse.connect, spec, drop_id, drop_dir, progress=_reporter(context)
-        )
+        with _Timer(warehouse, task, drop_id, "ingest") as timer:
+            stats = pipeline.ingest_drop(
+                warehouse.connect, spec, drop_id, drop_dir, progress=_reporter(context)
+            )
+            timer.records = stats.ingested
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": stats.ingested,
@@ -129,9 +159,11 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     )
     def normalize(context: dg.AssetExecutionContext, warehouse: Warehouse):  # type: ignore[no-untyped-def]
         drop_id = context.partition_key
-        stats = pipeline.normalize_drop(
-            warehouse.connect, spec, drop_id, progress=_reporter(context)
-        )
+        with _Timer(warehouse, task, drop_id, "normalize") as timer:
+            stats = pipeline.normalize_drop(
+                warehouse.connect, spec, drop_id, progress=_reporter(context)
+            )
+            timer.records = stats.normalized
         yield dg.MaterializeResult(
             asset_key=key("normalized_records"),
             metadata={
@@ -171,7 +203,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
 
     @dg.asset(
         key=key("rule_labels"),
-        deps=[key("normalized_records")],
+        deps=[key("normalized_records"), key("human_labels")],
         partitions_def=parts,
         group_name=group_name(task, "rules"),
         kinds={"duckdb"},
@@ -180,7 +212,9 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     def rule_labels(
         context: dg.AssetExecutionContext, warehouse: Warehouse
     ) -> dg.MaterializeResult:
-        result = pipeline.label_by_rules(warehouse.connect, spec, context.partition_key)
+        with _Timer(warehouse, task, context.partition_key, "rules") as timer:
+            result = pipeline.label_by_rules(warehouse.connect, spec, context.partition_key)
+            timer.records = result.n_records
         coverage = result.n_labeled / result.n_records if result.n_records else 0.0
         return dg.MaterializeResult(
             metadata={
@@ -195,7 +229,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
 
     @dg.asset(
         key=key("model_labels"),
-        deps=[key("rule_labels")],
+        deps=[key("rule_labels"), key("human_labels")],
         partitions_def=parts,
         group_name=group_name(task, "model"),
         kinds={"duckdb", "pytorch"},
@@ -205,14 +239,16 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     def model_labels(
         context: dg.AssetExecutionContext, warehouse: Warehouse, label_models: LabelModels
     ) -> dg.MaterializeResult:
-        result = pipeline.label_by_model(
-            warehouse.connect,
-            spec,
-            context.partition_key,
-            encoder=label_models.encoder_for(spec),
-            store=label_models.store_for(task),
-            progress=_reporter(context),
-        )
+        with _Timer(warehouse, task, context.partition_key, "model") as timer:
+            result = pipeline.label_by_model(
+                warehouse.connect,
+                spec,
+                context.partition_key,
+                encoder=label_models.encoder_for(spec),
+                store=label_models.store_for(task),
+                progress=_reporter(context),
+            )
+            timer.records = result.n_scored
         meta: dict[str, Any] = {
             "dagster/row_count": result.n_records,
             "dagster/column_schema": md.column_schema("model_labels"),
@@ -226,6 +262,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
                 md.histogram(result.model_confidence)
             ),
         }
+        meta["threshold_what_if"] = dg.MetadataValue.md(md.markdown_table(result.what_if))
         for name, value in result.metrics.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 meta[f"model_{name}"] = float(value) if np.isfinite(value) else None
@@ -233,7 +270,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
 
     @dg.asset(
         key=key("hitl_pending"),
-        deps=[key("model_labels")],
+        deps=[key("model_labels"), key("human_labels")],
         partitions_def=parts,
         group_name=group_name(task, "review"),
         kinds={"duckdb"},
@@ -261,7 +298,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
 
     @dg.asset(
         key=key("final_dataset"),
-        deps=[key("hitl_pending")],
+        deps=[key("hitl_pending"), key("human_labels")],
         partitions_def=parts,
         group_name=group_name(task, "dataset"),
         kinds={"duckdb"},
@@ -271,8 +308,12 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
         context: dg.AssetExecutionContext, warehouse: Warehouse
     ) -> dg.MaterializeResult:
         result = pipeline.build_final_dataset(warehouse.connect, spec, context.partition_key)
+        with warehouse.connect() as conn:
+            throughput = pipeline.drop_throughput(conn, spec, context.partition_key)
         return dg.MaterializeResult(
             metadata={
+                "throughput_per_hour": throughput["throughput_per_hour"],
+                "throughput": dg.MetadataValue.json(throughput),
                 "dagster/row_count": result.n_rows,
                 "dagster/column_schema": md.column_schema("final_dataset"),
                 "by_source": md.counts_json(result.by_source),
@@ -288,10 +329,28 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
             }
         )
 
-    assets = [raw_records, normalize, rule_labels, model_labels, hitl_pending, final_dataset]
+    human_labels = build_human_labels_asset(spec, home)
+    stages = [raw_records, normalize, rule_labels, model_labels, hitl_pending, final_dataset]
     job = dg.define_asset_job(
         name=f"{task}_pipeline",
-        selection=dg.AssetSelection.assets(*assets),
+        selection=dg.AssetSelection.assets(*stages),
         description=f"Every stage of task {task} for one drop.",
     )
-    return TaskAssets(spec=spec, partitions=parts, assets=assets, job=job)
+    import_reviews_job = dg.define_asset_job(
+        name=f"{task}_import_reviews",
+        selection=dg.AssetSelection.assets(human_labels),
+        description=f"Imports the decision files in reviews/{task}/ into human_labels.",
+    )
+    rescore_job = dg.define_asset_job(
+        name=f"{task}_rescore",
+        selection=dg.AssetSelection.assets(rule_labels, model_labels, hitl_pending, final_dataset),
+        description="Retrains on the latest human decisions and re-scores one drop.",
+    )
+    return TaskAssets(
+        spec=spec,
+        partitions=parts,
+        assets=[*stages, human_labels],
+        job=job,
+        import_reviews_job=import_reviews_job,
+        rescore_job=rescore_job,
+    )

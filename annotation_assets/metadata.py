@@ -69,5 +69,5 @@ def histogram(values: np.ndarray, *, bins: int = 10, lo: float = 0.0, hi: float 
     return markdown_table(rows)
 
 
-def counts_json(counts: Mapping[str, int]) -> dg.MetadataValue:
+def counts_json(counts: Mapping[Any, int]) -> dg.MetadataValue:
     return dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()})

@@ -7,6 +7,7 @@ import dagster as dg
 from annotation_assets.core.spec import load_task_specs
 from annotation_assets.factory import TaskAssets, build_task_assets
 from annotation_assets.home import Home
+from annotation_assets.review_assets import build_agreement_check, build_review_sensors
 from annotation_assets.sensors import build_drop_sensor
 from checks import build_task_checks
 from resources import LabelModels, Warehouse
@@ -16,11 +17,22 @@ def build_definitions(home: Home, tasks_dir: Path, *, encoder_path: str = "") ->
     """Assets, checks, jobs and sensors of every task, with resources bound to `home`."""
     specs = load_task_specs(tasks_dir)
     built: list[TaskAssets] = [build_task_assets(spec, home) for spec in specs.values()]
+    sensors = []
+    for ta in built:
+        sensors.append(build_drop_sensor(ta.spec, home, ta.job, ta.partitions))
+        sensors.extend(
+            build_review_sensors(
+                ta.spec, home, ta.import_reviews_job, ta.rescore_job, ta.partitions
+            )
+        )
     return dg.Definitions(
         assets=[a for ta in built for a in ta.assets],
-        asset_checks=[c for ta in built for c in build_task_checks(ta)],
-        jobs=[ta.job for ta in built],
-        sensors=[build_drop_sensor(ta.spec, home, ta.job, ta.partitions) for ta in built],
+        asset_checks=[
+            *(c for ta in built for c in build_task_checks(ta)),
+            *(build_agreement_check(ta.spec) for ta in built),
+        ],
+        jobs=[job for ta in built for job in ta.jobs],
+        sensors=sensors,
         resources={
             "warehouse": Warehouse(path=str(home.warehouse)),
             "label_models": LabelModels(models_dir=str(home.models), encoder_path=encoder_path),

@@ -43,6 +43,8 @@ class Runner:
         from annotation_assets.project import build_definitions
 
         self.specs  # noqa: B018 - validate specs first, for a one-line error
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)
         return build_definitions(
             self.home, self.tasks_dir, encoder_path=os.environ.get("ANNOTATION_ENCODER", "")
         )
@@ -90,17 +92,30 @@ class Runner:
         partitions = f"{task}_drops"
         if not self.instance.has_dynamic_partition(partitions, drop_id):
             self.instance.add_dynamic_partitions(partitions, [drop_id])
-        job = self.definitions.resolve_job_def(f"{task}_pipeline")
+        self._execute(f"{task}_pipeline", drop_id)
+        return self.summary(spec.name, drop_id)
+
+    def _execute(self, job_name: str, partition_key: str | None = None) -> None:
+        job = self.definitions.resolve_job_def(job_name)
         result = job.execute_in_process(
-            partition_key=drop_id,
+            partition_key=partition_key,
             instance=self.instance,
             raise_on_error=False,
             run_config={} if self.verbose else QUIET_LOGS,
-            tags={"annotate/cli": "run"},
+            tags={"annotate/cli": job_name},
         )
         if not result.success:
-            raise UsageError(f"run of {task} drop {drop_id} failed: {_failure(result)}")
-        return self.summary(spec.name, drop_id)
+            where = f" for drop {partition_key}" if partition_key else ""
+            raise UsageError(f"{job_name}{where} failed: {_failure(result)}")
+
+    def apply_reviews(self, task: str) -> list[str]:
+        """Materializes human_labels (importing every file in reviews/<task>/), then retrains
+        and re-scores every drop. Returns the drops re-scored."""
+        self._execute(f"{task}_import_reviews")
+        drops = self.instance.get_dynamic_partitions(f"{task}_drops")
+        for drop_id in drops:
+            self._execute(f"{task}_rescore", drop_id)
+        return list(drops)
 
     def summary(self, task: str, drop_id: str) -> dict[str, Any]:
         from resources import Warehouse

@@ -171,7 +171,7 @@ def build_task_checks(ta: TaskAssets) -> list[dg.AssetChecksDefinition]:
                 f"""SELECT (SELECT count(*) FROM "{task}".hitl_pending WHERE drop_id = $d),
                            (SELECT count(*) FROM "{task}".normalized_records WHERE drop_id = $d)""",
                 {"d": context.partition_key},
-            ).fetchone() or (0, 0)
+            ).fetchall()[0]
         rate = pending / total if total else 0.0
         budget = spec.thresholds.review_budget
         return dg.AssetCheckResult(

@@ -2,7 +2,7 @@
 
 import gzip
 import json
-import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -342,7 +342,7 @@ def test_quarantined_record_keeps_its_id(tmp_path: Path) -> None:
 
 
 def test_random_bytes_named_parquet_are_unreadable(tmp_path: Path) -> None:
-    drop = _drop_with(tmp_path, "part.parquet", os.urandom(4096))
+    drop = _drop_with(tmp_path, "part.parquet", random.Random(0).randbytes(4096))
 
     row = _only_row(drop)
 

@@ -3,9 +3,12 @@ a calibrated logistic-regression head once enough labels exist.
 
 Calibration: the head's logits are divided by a temperature fitted (by NLL) on out-of-fold
 logits from stratified k-fold cross-validation of the same training set, so a confidence of
-0.9 means about 90% of such predictions agreed with held-out labels. The expected calibration
-error before and after is recorded with every model version. Prototype scores have no labeled
-data to calibrate on; their confidences are advisory and are not auto-accepted by default.
+0.9 means about 90% of such predictions agreed with held-out labels. Once enough records have
+human decisions (the hard cases that reached review), a per-class isotonic map is refitted on
+their out-of-fold probabilities, because agreement with rule labels flatters the model on
+exactly the records people never see. The expected calibration error before and after is
+recorded with every model version. Prototype scores have no labeled data to calibrate on;
+their confidences are advisory and are not auto-accepted by default.
 """
 
 import hashlib
@@ -18,9 +21,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from annotation_assets.core.calibration import (
+    IsotonicCalibrator,
     expected_calibration_error,
     fit_temperature,
     softmax,
+    threshold_what_if,
 )
 
 HEAD = "head"
@@ -37,7 +42,9 @@ class LabelModel:
     temperature: float
     prototypes: np.ndarray | None = None
     head: LogisticRegression | None = None
+    calibrator: IsotonicCalibrator | None = None
     metrics: dict[str, float | int | str | None] = field(default_factory=dict)
+    what_if: list[dict[str, float | int | None]] = field(default_factory=list)
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
         if self.kind == PROTOTYPE:
@@ -49,7 +56,8 @@ class LabelModel:
     def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
         if len(embeddings) == 0:
             return np.zeros((0, self.n_labels))
-        return softmax(self.logits(embeddings), temperature=self.temperature)
+        probs = softmax(self.logits(embeddings), temperature=self.temperature)
+        return self.calibrator.transform(probs) if self.calibrator is not None else probs
 
 
 def _full_logits(clf: LogisticRegression, x: np.ndarray, n_labels: int) -> np.ndarray:
@@ -110,10 +118,14 @@ def train_head(
     *,
     n_labels: int,
     version: str,
+    reviewed: np.ndarray | None = None,
+    min_reviewed: int = 30,
     folds: int = 5,
     seed: int = 0,
 ) -> LabelModel:
-    """Fits a class-balanced logistic regression and its calibration temperature."""
+    """Fits a class-balanced logistic regression and its calibration temperature; with at
+    least `min_reviewed` human-reviewed rows (`reviewed` mask), also an isotonic recalibration
+    on their out-of-fold probabilities, and a threshold what-if table measured on them."""
     balanced = _balanced_weights(labels, weights, n_labels)
     min_count = int(np.bincount(labels, minlength=n_labels)[np.unique(labels)].min())
     n_splits = min(folds, min_count)
@@ -141,7 +153,7 @@ def train_head(
             cv_ece_calibrated=float(expected_calibration_error(calibrated.max(axis=1), correct)),
             temperature=float(temperature),
         )
-    return LabelModel(
+    model = LabelModel(
         version=version,
         kind=HEAD,
         n_labels=n_labels,
@@ -149,6 +161,41 @@ def train_head(
         head=head,
         metrics=metrics,
     )
+    if n_splits >= 2 and reviewed is not None and int(reviewed.sum()) > 0:
+        probs = softmax(oof[reviewed], temperature=temperature)
+        y = labels[reviewed]
+        _recalibrate_on_reviewed(model, probs, y, min_reviewed=min_reviewed, seed=seed)
+    return model
+
+
+def _recalibrate_on_reviewed(
+    model: LabelModel, probs: np.ndarray, y: np.ndarray, *, min_reviewed: int, seed: int
+) -> None:
+    """Measures calibration on human-reviewed rows; with enough of them, fits the isotonic
+    map (its ECE is measured by two-fold cross-fitting, never on the rows it was fitted on)."""
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y).astype(float)
+    model.metrics["reviewed_n"] = int(len(y))
+    model.metrics["reviewed_accuracy"] = float(correct.mean())
+    model.metrics["reviewed_ece"] = float(expected_calibration_error(conf, correct))
+    model.what_if = [
+        {k: v for k, v in row.items() if k in ("threshold", "accuracy")}
+        for row in threshold_what_if(conf, correct)
+    ]
+    if len(y) < min_reviewed:
+        return
+    order = np.random.default_rng(seed).permutation(len(y))
+    halves = (order[: len(y) // 2], order[len(y) // 2 :])
+    crossed = np.zeros_like(probs)
+    for fit_idx, eval_idx in (halves, halves[::-1]):
+        part = IsotonicCalibrator(min_samples=max(5, min_reviewed // 6))
+        crossed[eval_idx] = part.fit(probs[fit_idx], y[fit_idx]).transform(probs[eval_idx])
+    crossed_correct = (crossed.argmax(axis=1) == y).astype(float)
+    crossed_ece = float(expected_calibration_error(crossed.max(axis=1), crossed_correct))
+    model.metrics["reviewed_ece_isotonic"] = crossed_ece
+    if crossed_ece < model.metrics["reviewed_ece"]:  # type: ignore[operator]
+        model.calibrator = IsotonicCalibrator(min_samples=max(5, min_reviewed // 6)).fit(probs, y)
+    model.metrics["isotonic_applied"] = int(model.calibrator is not None)
 
 
 def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> LogisticRegression:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import duckdb
 
+from annotation_assets.core.tables import scalar
+
 JSONL_COLUMNS = (
     "id, text, label, source, confidence, drop_id, rule_names, model_version, annotators,"
     " source_file, line_no, ingested_at"
@@ -22,7 +24,7 @@ def export_jsonl(conn: duckdb.DuckDBPyConnection, task: str, out_dir: Path) -> t
         f' JOIN "{task}".drops d USING (drop_id) ORDER BY d.seq, f.line_no NULLS LAST, f.id'
     )
     conn.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT json)")
-    rows = int(conn.execute(f"SELECT count(*) FROM ({query})").fetchone()[0])  # type: ignore[index]
+    rows = int(scalar(conn, f"SELECT count(*) FROM ({query})"))
     os.replace(tmp, final)
     return final, rows
 

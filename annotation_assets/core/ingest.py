@@ -56,7 +56,9 @@ def list_drop_files(drop_dir: Path) -> list[Path]:
     """Every file of a drop, sorted, skipping hidden and marker files (`.x`, `_SUCCESS`)."""
     files: list[Path] = []
     for root, dirs, names in os.walk(drop_dir, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        visible = sorted(d for d in dirs if not d.startswith((".", "_")))
+        files.extend(Path(root) / d for d in visible if (Path(root) / d).is_symlink())
+        dirs[:] = [d for d in visible if not (Path(root) / d).is_symlink()]
         files.extend(Path(root) / n for n in names if not n.startswith((".", "_")))
     return sorted(files, key=lambda p: p.relative_to(drop_dir).as_posix())
 
@@ -74,9 +76,15 @@ def _decode(raw: bytes) -> tuple[str, bool]:
         return raw.decode("utf-8", errors="backslashreplace"), False
 
 
+def _without_bom(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The file's lines with a UTF-8 byte-order mark (Excel, Notepad) dropped from the first."""
+    for i, raw in enumerate(lines):
+        yield raw.removeprefix(b"\xef\xbb\xbf") if i == 0 else raw
+
+
 def _jsonl_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
     with _open_text_lines(path) as fh:
-        for line_no, raw in enumerate(fh, start=1):
+        for line_no, raw in enumerate(_without_bom(fh), start=1):
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
                 continue
@@ -103,7 +111,7 @@ def _parse_json_line(line_no: int, text: str) -> _Row:
 
 def _csv_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
     with _open_text_lines(path) as fh:
-        lines = enumerate(fh, start=1)
+        lines = enumerate(_without_bom(fh), start=1)
         header: list[str] | None = None
         for start, chunk, error in _csv_records(lines, max_line_bytes):
             if error is not None:
@@ -197,6 +205,9 @@ def _file_rows(path: Path, drop_dir: Path, *, max_line_bytes: int) -> Iterator[_
         if not target.is_relative_to(drop_dir.resolve()):
             yield _Row(None, None, error=OUTSIDE_DROP, detail="symlink points outside the drop")
             return
+    if path.is_dir():
+        yield _Row(None, None, error=UNSUPPORTED_FILE, detail="symlinked folder is not followed")
+        return
     if not is_record_file(path.name):
         yield _Row(None, None, error=UNSUPPORTED_FILE, detail=f"not one of {RECORD_SUFFIXES}")
         return

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from annotation_assets.core import dedup, ingest, normalize, reconcile
+from annotation_assets.core.calibration import threshold_what_if
 from annotation_assets.core.classifier import (
     HEAD,
     LabelModel,
@@ -35,7 +36,7 @@ from annotation_assets.core.rules import (
     rule_summary,
 )
 from annotation_assets.core.spec import TaskSpec
-from annotation_assets.core.tables import column_names
+from annotation_assets.core.tables import column_names, first_row, scalar
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 Progress = Callable[[str, int, int | None], None]
@@ -87,9 +88,9 @@ class _Transaction:
 
 
 def drop_seq(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> int:
-    row = conn.execute(
-        f"SELECT seq FROM {_q(task, 'drops')} WHERE drop_id = ?", [drop_id]
-    ).fetchone()
+    row = first_row(
+        conn.execute(f"SELECT seq FROM {_q(task, 'drops')} WHERE drop_id = ?", [drop_id])
+    )
     if row is None:
         raise LookupError(f"drop {drop_id!r} of task {task!r} has not been ingested")
     return int(row[0])
@@ -234,10 +235,11 @@ def normalize_drop(
         for kind, n in conn.execute("SELECT kind, count(*) FROM _dups GROUP BY 1").fetchall():
             stats.duplicates[kind] = int(n)
         stats.normalized = int(
-            conn.execute(
+            scalar(
+                conn,
                 f"SELECT count(*) FROM {_q(task, 'normalized_records')} WHERE drop_id = ?",
                 [drop_id],
-            ).fetchone()[0]  # type: ignore[index]
+            )
         )
         for temp in ("_cand", "_quar", "_dups", "_classified"):
             conn.execute(f"DROP TABLE IF EXISTS {temp}")
@@ -663,7 +665,8 @@ def label_model_for(
             x, _ = embed_cached(
                 connect, task, encoder, train["dedup_key"], train["text"], progress=progress
             )
-            model = train_head(x, y, w, n_labels=len(labels), version=version)
+            reviewed = (train["origin"] == "human").to_numpy()
+            model = train_head(x, y, w, n_labels=len(labels), version=version, reviewed=reviewed)
             model.metrics["train_by_origin"] = json.dumps(train["origin"].value_counts().to_dict())
             path = store.save(model)
             _register_model(connect, task, model, encoder.name, train, str(path))
@@ -725,6 +728,7 @@ class ModelResult:
     pending: int
     model_confidence: np.ndarray
     metrics: dict[str, Any]
+    what_if: list[dict[str, Any]]
 
 
 def label_by_model(
@@ -813,6 +817,17 @@ def label_by_model(
     with connect() as conn, _Transaction(conn):
         _replace(conn, task, "model_labels", drop_id, out)
     accepted = pd.Series(routed.source[routed.accepted]).value_counts().to_dict()
+    best = np.fmax(rule_conf, np.where(may_accept, np.nan_to_num(model_conf), 0.0))
+    best = np.fmax(best, np.nan_to_num(heavy_conf))
+    accuracy = {row["threshold"]: row["accuracy"] for row in model.what_if}
+    what_if = [
+        {
+            "threshold": row["threshold"],
+            "review_rate": row["review_rate"],
+            "accuracy_on_reviewed": accuracy.get(row["threshold"]),
+        }
+        for row in threshold_what_if(best, None)
+    ]
     return ModelResult(
         model_version=model.version,
         model_kind=model.kind,
@@ -823,6 +838,7 @@ def label_by_model(
         pending=int((~routed.accepted).sum()),
         model_confidence=model_conf[where],
         metrics=dict(model.metrics),
+        what_if=what_if,
     )
 
 
@@ -921,10 +937,9 @@ def drop_counts(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> dic
     """The conservation figures of one drop, as in the `annotate run` summary line."""
 
     def count(table: str) -> int:
-        row = conn.execute(
-            f"SELECT count(*) FROM {_q(task, table)} WHERE drop_id = ?", [drop_id]
-        ).fetchone()
-        return int(row[0]) if row else 0
+        return int(
+            scalar(conn, f"SELECT count(*) FROM {_q(task, table)} WHERE drop_id = ?", [drop_id])
+        )
 
     by_source = dict.fromkeys(SOURCES, 0)
     for source, n in conn.execute(
@@ -944,3 +959,73 @@ def drop_counts(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> dic
         "final_rows": final,
         "by_source": by_source,
     }
+
+
+def record_stage_time(
+    connect: Connect, task: str, drop_id: str, stage: str, seconds: float, records: int
+) -> None:
+    """Keeps the latest wall time of one stage for one drop (for the throughput figure)."""
+    with connect() as conn, _Transaction(conn):
+        conn.execute(
+            f"DELETE FROM {_q(task, 'stage_timings')} WHERE drop_id = ? AND stage = ?",
+            [drop_id, stage],
+        )
+        conn.execute(
+            f"INSERT INTO {_q(task, 'stage_timings')} VALUES (?, ?, ?, ?, ?)",
+            [drop_id, stage, seconds, records, _now()],
+        )
+
+
+def drop_throughput(
+    conn: duckdb.DuckDBPyConnection, spec: TaskSpec, drop_id: str
+) -> dict[str, Any]:
+    """Throughput of the labeling process for a drop:
+    T = records / (t_auto + hitl_rate * records * latency_human), in records per hour, where
+    t_auto is the measured wall time of the automated stages and hitl_rate the share of records
+    that needed a person; with each stage's share and, given `costs`, the cost per labeled
+    record."""
+    task = spec.name
+    timings = dict(
+        conn.execute(
+            f"SELECT stage, seconds FROM {_q(task, 'stage_timings')} WHERE drop_id = ?", [drop_id]
+        ).fetchall()
+    )
+    counts = drop_counts(conn, task, drop_id)
+    records = int(
+        scalar(
+            conn,
+            f"SELECT count(*) FROM {_q(task, 'normalized_records')} WHERE drop_id = ?",
+            [drop_id],
+        )
+    )
+    scored = first_row(
+        conn.execute(
+            f"SELECT count(model_version), count(heavy_version) FROM {_q(task, 'model_labels')}"
+            " WHERE drop_id = ?",
+            [drop_id],
+        )
+    ) or (0, 0)
+    human = counts["by_source"]["human"] + counts["hitl_pending"]
+    hitl_rate = human / records if records else 0.0
+    t_auto = float(sum(timings.values()))
+    t_human = hitl_rate * records * spec.review.latency_human_s
+    total = t_auto + t_human
+    out: dict[str, Any] = {
+        "records": records,
+        "t_auto_s": round(t_auto, 3),
+        "hitl_rate": round(hitl_rate, 4),
+        "latency_human_s": spec.review.latency_human_s,
+        "throughput_per_hour": round(3600 * records / total, 1) if total > 0 else None,
+        "share": {
+            s: round(counts["by_source"][s] / records, 4) if records else 0.0
+            for s in ("rule", "model", "heavy")
+        }
+        | {"human": round(hitl_rate, 4)},
+    }
+    if spec.costs is not None and counts["final_rows"]:
+        c = spec.costs
+        spend = (
+            records * c.rule + int(scored[0]) * c.model + int(scored[1]) * c.heavy + human * c.human
+        )
+        out["cost_per_labeled_record"] = round(spend / counts["final_rows"], 6)
+    return out

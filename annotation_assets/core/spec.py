@@ -108,8 +108,17 @@ class ReviewSettings(_Strict):
     min_agreement: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     adjudicators: list[str] = []
     min_kappa: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.6
+    min_class_agreement: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
     latency_human_s: Annotated[float, Field(ge=0.0)] = 30.0
-    cost_per_review: Annotated[float, Field(ge=0.0)] | None = None
+
+
+class Costs(_Strict):
+    """Cost per record handled by each stage (any currency), for cost per labeled record."""
+
+    rule: Annotated[float, Field(ge=0.0)] = 0.0
+    model: Annotated[float, Field(ge=0.0)] = 0.0
+    heavy: Annotated[float, Field(ge=0.0)] = 0.0
+    human: Annotated[float, Field(ge=0.0)] = 0.0
 
 
 class Limits(_Strict):
@@ -135,6 +144,7 @@ class TaskSpec(_Strict):
     model: ModelSettings = ModelSettings()
     checks: Checks = Checks()
     review: ReviewSettings = ReviewSettings()
+    costs: Costs | None = None
     limits: Limits = Limits()
     drops: DropSettings = DropSettings()
 

@@ -1,5 +1,9 @@
 """Column layouts of every warehouse table, one DuckDB schema per task."""
 
+from typing import Any
+
+import duckdb
+
 TABLES: dict[str, dict[str, str]] = {
     "drops": {
         "drop_id": "VARCHAR PRIMARY KEY",
@@ -107,6 +111,13 @@ TABLES: dict[str, dict[str, str]] = {
         "reason": "VARCHAR NOT NULL",
         "model_version": "VARCHAR",
     },
+    "stage_timings": {
+        "drop_id": "VARCHAR NOT NULL",
+        "stage": "VARCHAR NOT NULL",
+        "seconds": "DOUBLE NOT NULL",
+        "records": "BIGINT NOT NULL",
+        "finished_at": "TIMESTAMP NOT NULL",
+    },
     "final_dataset": {
         "id": "VARCHAR NOT NULL",
         "drop_id": "VARCHAR NOT NULL",
@@ -150,3 +161,16 @@ def create_statements(schema: str) -> list[str]:
 
 def column_names(table: str) -> list[str]:
     return list(TABLES[table])
+
+
+def first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row of an executed query, consuming the whole result (DuckDB refuses further
+    work on a connection whose result was only partly fetched)."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
+
+
+def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
+    """The single value a query returns (None for no rows)."""
+    row = first_row(conn.execute(sql, params) if params is not None else conn.execute(sql))
+    return row[0] if row else None

@@ -1,0 +1,425 @@
+"""Human review files: the queue going out (Label Studio tasks or CSV) and decisions coming back
+(Label Studio JSON / JSON-MIN exports or CSV `record_id,label,annotator`)."""
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+import duckdb
+import pandas as pd
+
+from annotation_assets.core.spec import TaskSpec
+from annotation_assets.core.tables import scalar
+
+FROM_NAME = "label"
+TO_NAME = "text"
+QUEUE_CSV_COLUMNS = ["record_id", "text", "suggested_label", "confidence", "drop_id", "reason"]
+DECISION_COLUMNS = ["record_id", "label", "annotator", "decided_at"]
+
+
+class ReviewFileError(ValueError):
+    """A decisions file that cannot be read at all; the message is one line."""
+
+
+# ------------------------------------------------------------------------------ queue out
+
+
+def review_queue(
+    conn: duckdb.DuckDBPyConnection,
+    spec: TaskSpec,
+    *,
+    stratify: bool = False,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Records waiting for a decision across every drop: contested ones (for adjudication)
+    first, then the least confident. With `stratify`, suggested classes take turns so every
+    class gets reviewed even when one dominates."""
+    task = spec.name
+    queue = conn.execute(
+        f"""
+        SELECT p.record_id, p.text, p.suggested_label, p.confidence, p.drop_id, p.reason,
+               p.suggested_by, p.model_version
+        FROM "{task}".hitl_pending p JOIN "{task}".drops d USING (drop_id)
+        ORDER BY (p.reason = 'contested') DESC, p.confidence NULLS FIRST, d.seq, p.record_id
+        """
+    ).fetchdf()
+    if stratify and not queue.empty:
+        group = queue["suggested_label"].fillna("")
+        queue = queue.assign(
+            _turn=group.groupby(group).cumcount(), _contested=queue["reason"] == "contested"
+        )
+        queue = queue.sort_values(
+            ["_contested", "_turn", "confidence"],
+            ascending=[False, True, True],
+            kind="stable",
+            na_position="first",
+        )
+        queue = queue.drop(columns=["_turn", "_contested"])
+    if limit is not None:
+        queue = queue.head(limit)
+    return queue.reset_index(drop=True)
+
+
+def votes_by_record(conn: duckdb.DuckDBPyConnection, task: str) -> dict[str, str]:
+    """'label:count, ...' per record that has human votes, for adjudicators to see."""
+    rows = conn.execute(
+        f"""SELECT record_id, string_agg(label || ':' || n, ', ' ORDER BY n DESC, label)
+            FROM (SELECT record_id, label, count(*) AS n FROM "{task}".human_labels GROUP BY ALL)
+            GROUP BY record_id"""
+    ).fetchall()
+    return dict(rows)
+
+
+def label_studio_config(spec: TaskSpec) -> str:
+    """The labeling config XML whose names match the exported predictions."""
+    choices = "\n".join(
+        f"    <Choice value={quoteattr(label)}"
+        + (f" hint={quoteattr(desc)}" if desc else "")
+        + "/>"
+        for label, desc in spec.labels.items()
+    )
+    return (
+        "<View>\n"
+        f"  <Header value={quoteattr(spec.description or spec.name)}/>\n"
+        f'  <Text name="{TO_NAME}" value="$text"/>\n'
+        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="true">\n'
+        f"{choices}\n"
+        "  </Choices>\n"
+        "</View>\n"
+    )
+
+
+def label_studio_tasks(queue: pd.DataFrame, votes: dict[str, str]) -> list[dict[str, Any]]:
+    """Label Studio import tasks: `data` for the labeler, `predictions` pre-filling the choice."""
+    tasks = []
+    for row in queue.to_dict("records"):
+        record_id = str(row["record_id"])
+        data: dict[str, Any] = {
+            "record_id": record_id,
+            "text": row["text"],
+            "drop_id": row["drop_id"],
+            "reason": row["reason"],
+        }
+        if row["reason"] == "contested":
+            data["adjudicate"] = True
+            data["votes"] = votes.get(record_id, "")
+        task: dict[str, Any] = {"data": data, "predictions": []}
+        suggestion = row["suggested_label"]
+        if isinstance(suggestion, str):
+            task["predictions"].append(
+                {
+                    "model_version": row["model_version"]
+                    if isinstance(row["model_version"], str)
+                    else str(row["suggested_by"]),
+                    "score": round(float(row["confidence"]), 6),
+                    "result": [
+                        {
+                            "from_name": FROM_NAME,
+                            "to_name": TO_NAME,
+                            "type": "choices",
+                            "value": {"choices": [suggestion]},
+                        }
+                    ],
+                }
+            )
+        tasks.append(task)
+    return tasks
+
+
+def write_queue(
+    queue: pd.DataFrame, spec: TaskSpec, votes: dict[str, str], out: Path, fmt: str
+) -> list[Path]:
+    """Writes the queue as Label Studio JSON (plus `<stem>.label_config.xml`) or CSV."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        frame = queue[QUEUE_CSV_COLUMNS].copy()
+        frame["confidence"] = frame["confidence"].round(6)
+        _atomic_write(out, frame.to_csv(index=False))
+        return [out]
+    _atomic_write(out, json.dumps(label_studio_tasks(queue, votes), ensure_ascii=False, indent=1))
+    config = out.with_name(f"{out.stem}.label_config.xml")
+    _atomic_write(config, label_studio_config(spec))
+    return [out, config]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------- decisions in
+
+
+@dataclass
+class ParsedDecisions:
+    rows: pd.DataFrame
+    errors: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _when(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _annotator(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("email") or value.get("id")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return str(value).strip()
+
+
+def _label_studio_rows(tasks: list[Any]) -> tuple[list[dict[str, Any]], list[str], int]:
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    skipped = 0
+    for n, task in enumerate(tasks, start=1):
+        if not isinstance(task, dict):
+            errors.append(f"task {n}: not a JSON object")
+            continue
+        data = task.get("data") if isinstance(task.get("data"), dict) else task
+        record_id = data.get("record_id") if isinstance(data, dict) else None
+        if "annotations" not in task:
+            label = task.get(FROM_NAME)
+            annotator = _annotator(task.get("annotator")) or "label-studio"
+            when = _when(task.get("updated_at") or task.get("created_at"))
+            rows.append(_row(n, record_id, label, annotator, when, errors, where="task"))
+            continue
+        annotations = task.get("annotations") or []
+        if not isinstance(annotations, list):
+            errors.append(f"task {n}: annotations is not a list")
+            continue
+        for ann in annotations:
+            if not isinstance(ann, dict) or ann.get("was_cancelled"):
+                skipped += 1
+                continue
+            choices = [
+                c
+                for r in ann.get("result") or []
+                if isinstance(r, dict) and r.get("type", "choices") == "choices"
+                for c in (r.get("value") or {}).get("choices") or []
+            ]
+            if not choices:
+                skipped += 1
+                continue
+            if len(set(choices)) > 1:
+                errors.append(f"task {n}: more than one choice {sorted(set(choices))}")
+                continue
+            annotator = _annotator(ann.get("completed_by")) or "label-studio"
+            when = _when(ann.get("updated_at") or ann.get("created_at"))
+            rows.append(_row(n, record_id, choices[0], annotator, when, errors, where="task"))
+    return [r for r in rows if r], errors, skipped
+
+
+def _row(
+    n: int,
+    record_id: Any,
+    label: Any,
+    annotator: str,
+    when: datetime | None,
+    errors: list[str],
+    *,
+    where: str,
+) -> dict[str, Any]:
+    if record_id is None or str(record_id).strip() == "":
+        errors.append(f"{where} {n}: missing record_id")
+        return {}
+    if not isinstance(label, str) or not label.strip():
+        errors.append(f"{where} {n}: missing label for record {record_id}")
+        return {}
+    return {
+        "n": n,
+        "where": f"{where} {n}",
+        "record_id": str(record_id).strip(),
+        "label": label.strip(),
+        "annotator": annotator,
+        "decided_at": when,
+    }
+
+
+def _csv_rows(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in reader.fieldnames or []]
+    missing = {"record_id", "label"} - set(header)
+    if missing:
+        raise ReviewFileError(
+            f"CSV header must have record_id,label,annotator (missing {', '.join(sorted(missing))})"
+        )
+    reader.fieldnames = header
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    try:
+        for n, rec in enumerate(reader, start=2):
+            if None in rec:
+                errors.append(f"line {n}: more fields than the header")
+                continue
+            annotator = _annotator(rec.get("annotator")) or "csv"
+            row = _row(
+                n,
+                rec.get("record_id"),
+                rec.get("label"),
+                annotator,
+                _when(rec.get("decided_at")),
+                errors,
+                where="line",
+            )
+            if row:
+                rows.append(row)
+    except csv.Error as err:
+        raise ReviewFileError(f"malformed CSV: {err}") from None
+    return rows, errors
+
+
+def parse_decisions(path: Path) -> ParsedDecisions:
+    """Reads a decisions file (format by content: a JSON list is a Label Studio export,
+    anything else must be CSV). Row-level problems are collected, not raised."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ReviewFileError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ReviewFileError(f"{path.name} is not UTF-8 text") from None
+    if not text.strip():
+        raise ReviewFileError(f"{path.name} is empty")
+    skipped = 0
+    if text.lstrip().startswith(("[", "{")):
+        try:
+            tasks = json.loads(text)
+        except ValueError as err:
+            raise ReviewFileError(f"{path.name} is not valid JSON ({err})") from None
+        if not isinstance(tasks, list):
+            raise ReviewFileError(f"{path.name}: a Label Studio export is a JSON list of tasks")
+        rows, errors, skipped = _label_studio_rows(tasks)
+    else:
+        rows, errors = _csv_rows(text)
+    frame = pd.DataFrame(rows, columns=["n", "where", *DECISION_COLUMNS])
+    return ParsedDecisions(rows=frame, errors=errors, skipped=skipped)
+
+
+@dataclass
+class ImportReport:
+    rows: int
+    imported: int
+    already_imported: int
+    errors: list[str]
+
+
+def import_decisions(
+    conn: duckdb.DuckDBPyConnection,
+    spec: TaskSpec,
+    parsed: ParsedDecisions,
+    *,
+    source_file: str,
+) -> ImportReport:
+    """Validates rows against the task (known record ids and labels, one decision per record
+    and annotator per file) and inserts the new ones in one transaction; rows already
+    imported (same record, label, annotator and time) are skipped, so re-imports are no-ops."""
+    task = spec.name
+    errors = list(parsed.errors)
+    frame = parsed.rows
+    labels = set(spec.label_names)
+    bad_label = ~frame["label"].isin(labels)
+    for at, rid, label in frame.loc[bad_label, ["where", "record_id", "label"]].itertuples(
+        index=False
+    ):
+        errors.append(f"{at}: unknown label {label!r} for record {rid}")
+    frame = frame.loc[~bad_label]
+    repeated = frame.duplicated(["record_id", "annotator"], keep="first")
+    for at, rid, who in frame.loc[repeated, ["where", "record_id", "annotator"]].itertuples(
+        index=False
+    ):
+        errors.append(f"{at}: duplicate decision for record {rid} by {who}; first one kept")
+    frame = frame.loc[~repeated]
+    conn.register("_incoming_ids", frame[["record_id"]].drop_duplicates())
+    known = {
+        r[0]
+        for r in conn.execute(
+            f'SELECT i.record_id FROM _incoming_ids i SEMI JOIN "{task}".normalized_records n'
+            " USING (record_id)"
+        ).fetchall()
+    }
+    conn.unregister("_incoming_ids")
+    unknown = ~frame["record_id"].isin(known)
+    for at, rid in frame.loc[unknown, ["where", "record_id"]].itertuples(index=False):
+        errors.append(f"{at}: unknown record id {rid!r}")
+    frame = frame.loc[~unknown, DECISION_COLUMNS].copy()
+    frame["source_file"] = source_file
+    frame["imported_at"] = datetime.now(UTC).replace(tzinfo=None)
+    frame["decided_at"] = pd.to_datetime(frame["decided_at"])
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.register("_decisions", frame)
+        before = _count(conn, task)
+        conn.execute(
+            f"""INSERT INTO "{task}".human_labels
+                SELECT d.record_id, d.label, d.annotator, d.decided_at, d.source_file, d.imported_at
+                FROM _decisions d
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM "{task}".human_labels h
+                    WHERE h.record_id = d.record_id AND h.label = d.label
+                      AND h.annotator = d.annotator
+                      AND h.decided_at IS NOT DISTINCT FROM d.decided_at)"""
+        )
+        imported = _count(conn, task) - before
+        conn.unregister("_decisions")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return ImportReport(
+        rows=len(parsed.rows) + len(parsed.errors),
+        imported=imported,
+        already_imported=len(frame) - imported,
+        errors=sorted(errors, key=_position),
+    )
+
+
+def _position(message: str) -> tuple[str, int]:
+    where, _, _ = message.partition(":")
+    kind, _, number = where.partition(" ")
+    return (kind, int(number) if number.isdigit() else 0)
+
+
+def _count(conn: duckdb.DuckDBPyConnection, task: str) -> int:
+    return int(scalar(conn, f'SELECT count(*) FROM "{task}".human_labels'))
+
+
+def decisions_frame(conn: duckdb.DuckDBPyConnection, task: str) -> pd.DataFrame:
+    return conn.execute(
+        f'SELECT record_id, label, annotator, decided_at, imported_at FROM "{task}".human_labels'
+    ).fetchdf()
+
+
+def annotator_ratings(votes: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """ratings[annotator][record] = latest label, for agreement metrics."""
+    from annotation_assets.core.reconcile import latest_votes
+
+    out: dict[str, dict[str, str]] = {}
+    for row in latest_votes(votes).itertuples(index=False):
+        out.setdefault(str(row.annotator), {})[str(row.record_id)] = str(row.label)
+    return out
+
+
+def units_by_record(votes: pd.DataFrame, annotators: Sequence[str]) -> list[list[str | None]]:
+    """Reliability data for Krippendorff's alpha: one row per record, one column per
+    annotator, None where that annotator did not label the record."""
+    ratings = annotator_ratings(votes)
+    records = sorted({r for per in ratings.values() for r in per})
+    return [[ratings.get(a, {}).get(r) for a in annotators] for r in records]

@@ -1,0 +1,214 @@
+"""The human side of a task: the human_labels asset, its agreement check, and the sensors that
+import dropped decision files and re-score every drop after new decisions."""
+
+import json
+import math
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from annotation_assets import metadata as md
+from annotation_assets.core import agreement, reconcile, reviews
+from annotation_assets.core.pipeline import human_decisions
+from annotation_assets.core.spec import TaskSpec
+from annotation_assets.home import Home
+from resources import Warehouse
+
+REVIEW_SUFFIXES = (".json", ".csv")
+
+
+def review_files(home: Home, task: str) -> list[Any]:
+    folder = home.reviews / task
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in REVIEW_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if isinstance(value, float | int) and math.isfinite(value) else None
+
+
+def agreement_summary(
+    votes: pd.DataFrame, model_vs_human: tuple[list[str], list[str]]
+) -> dict[str, Any]:
+    """Inter-annotator and model-vs-human agreement over the latest vote per annotator."""
+    annotators = sorted(votes["annotator"].unique().tolist()) if not votes.empty else []
+    units = reviews.units_by_record(votes, annotators)
+    overlapping = [u for u in units if sum(v is not None for v in u) >= 2]
+    pairs = agreement.pairwise_cohens_kappa(reviews.annotator_ratings(votes))
+    out: dict[str, Any] = {
+        "annotators": len(annotators),
+        "records_with_2plus_votes": len(overlapping),
+        "krippendorff_alpha": _finite(agreement.krippendorff_alpha_nominal(units))
+        if overlapping
+        else None,
+        "pairwise_cohens_kappa": {f"{a} vs {b}": _finite(k) for (a, b), k in pairs.items()},
+        "per_class_agreement": {
+            str(k): _finite(v) for k, v in agreement.per_class_agreement(overlapping).items()
+        }
+        if overlapping
+        else {},
+    }
+    sizes = {sum(v is not None for v in u) for u in overlapping}
+    if len(sizes) == 1:
+        out["fleiss_kappa"] = _finite(
+            agreement.fleiss_kappa_from_ratings(
+                [[v for v in u if v is not None] for u in overlapping]
+            )
+        )
+    model, human = model_vs_human
+    out["model_vs_human_kappa"] = _finite(agreement.cohens_kappa(model, human)) if model else None
+    out["model_vs_human_n"] = len(model)
+    return out
+
+
+def build_human_labels_asset(spec: TaskSpec, home: Home) -> dg.AssetsDefinition:
+    task = spec.name
+
+    @dg.asset(
+        key=dg.AssetKey([task, "human_labels"]),
+        group_name=f"{task}_review",
+        kinds={"duckdb"},
+        description=f"Every human decision imported from reviews/{task}/ (Label Studio JSON or "
+        "CSV), reconciled per record; agreement metrics in the metadata.",
+    )
+    def human_labels(
+        context: dg.AssetExecutionContext, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
+        warehouse.ensure_task(task)
+        files: dict[str, Any] = {}
+        with warehouse.connect() as conn:
+            for path in review_files(home, task):
+                try:
+                    parsed = reviews.parse_decisions(path)
+                except reviews.ReviewFileError as err:
+                    files[path.name] = {"error": str(err)}
+                    context.log.warning(f"{path.name}: {err}")
+                    continue
+                report = reviews.import_decisions(conn, spec, parsed, source_file=path.name)
+                files[path.name] = {
+                    "imported": report.imported,
+                    "already_imported": report.already_imported,
+                    "row_errors": len(report.errors),
+                }
+                for error in report.errors[:20]:
+                    context.log.warning(f"{path.name}: {error}")
+            votes = reviews.decisions_frame(conn, task)
+            decisions = human_decisions(conn, spec)
+            conn.register("_decided", decisions[decisions["status"] == reconcile.DECIDED])
+            pairs = conn.execute(
+                f'SELECT m.label, d.label FROM "{task}".model_labels m JOIN _decided d'
+                " USING (record_id) WHERE m.label IS NOT NULL"
+            ).fetchall()
+            conn.unregister("_decided")
+        summary = agreement_summary(votes, ([p[0] for p in pairs], [p[1] for p in pairs]))
+        contested = sorted(
+            label
+            for label, value in summary["per_class_agreement"].items()
+            if value is not None and value < spec.review.min_class_agreement
+        )
+        status = decisions["status"].value_counts().to_dict() if not decisions.empty else {}
+        by_annotator = votes["annotator"].value_counts().to_dict() if not votes.empty else {}
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(votes),
+                "dagster/column_schema": md.column_schema("human_labels"),
+                "files": dg.MetadataValue.json(files),
+                "records_by_status": md.counts_json(status),
+                "votes_by_annotator": md.counts_json(by_annotator),
+                "agreement": dg.MetadataValue.json(summary),
+                "krippendorff_alpha": summary["krippendorff_alpha"],
+                "model_vs_human_kappa": summary["model_vs_human_kappa"],
+                "contested_categories": dg.MetadataValue.json(contested),
+            }
+        )
+
+    return human_labels
+
+
+def build_agreement_check(spec: TaskSpec) -> dg.AssetChecksDefinition:
+    task = spec.name
+
+    @dg.asset_check(
+        asset=dg.AssetKey([task, "human_labels"]),
+        name="agreement",
+        description="Inter-annotator agreement (Krippendorff's alpha, nominal) stays at or above "
+        "review.min_kappa once records have two or more votes.",
+    )
+    def agreement_check(warehouse: Warehouse) -> dg.AssetCheckResult:
+        with warehouse.connect() as conn:
+            votes = reviews.decisions_frame(conn, task)
+        summary = agreement_summary(votes, ([], []))
+        alpha = summary["krippendorff_alpha"]
+        bound = spec.review.min_kappa
+        if alpha is None:
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                description="no record has two or more votes yet",
+            )
+        return dg.AssetCheckResult(
+            passed=alpha >= bound,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"Krippendorff's alpha {alpha:.3f} (bound {bound})",
+            metadata={"alpha": alpha, "overlap": summary["records_with_2plus_votes"]},
+        )
+
+    return agreement_check
+
+
+def build_review_sensors(
+    spec: TaskSpec,
+    home: Home,
+    import_job: Any,
+    rescore_job: Any,
+    partitions: dg.DynamicPartitionsDefinition,
+) -> list[dg.SensorDefinition]:
+    """A sensor importing decision files dropped in reviews/<task>/, and one re-scoring every
+    drop whenever human_labels is materialized (by that sensor, the CLI or the UI)."""
+    task = spec.name
+    folder = home.reviews / task
+
+    @dg.sensor(
+        name=f"{task}_new_reviews",
+        job=import_job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Imports new or changed decision files in {folder}.",
+    )
+    def new_reviews(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        seen: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
+        current = {p.name: p.stat().st_mtime for p in review_files(home, task)}
+        changed = sorted(name for name, mtime in current.items() if seen.get(name) != mtime)
+        if not changed:
+            return dg.SkipReason("no new decision files")
+        key = "|".join(f"{n}@{current[n]}" for n in changed)
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=key, tags={"annotate/review_files": key[:200]})],
+            cursor=json.dumps(current),
+        )
+
+    @dg.asset_sensor(
+        asset_key=dg.AssetKey([task, "human_labels"]),
+        job=rescore_job,
+        name=f"{task}_rescore_after_reviews",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Retrains on new human decisions and re-scores every drop's pending records.",
+    )
+    def rescore_after_reviews(
+        context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
+    ) -> dg.SensorResult:
+        drops = context.instance.get_dynamic_partitions(partitions.name or "")
+        stamp = asset_event.run_id
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(partition_key=d, run_key=f"rescore:{stamp}:{d}") for d in drops
+            ]
+        )
+
+    return [new_reviews, rescore_after_reviews]

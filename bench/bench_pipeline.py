@@ -1,0 +1,535 @@
+"""Throughput, peak memory and scaling of one drop through the whole pipeline, with baselines.
+
+    .venv/bin/python bench/bench_pipeline.py [--sizes 10000 100000] [--encoder PATH] [--out DIR]
+
+Each size runs in a fresh child process of this script (`--one SIZE`), so its peak RSS is its
+own. The child writes SIZE synthetic reviews (jsonl, a few broken lines, the default duplicate
+rates) into a temporary home, builds the `product_reviews` task of tasks/product_reviews.yaml
+on a temporary DuckDB warehouse, and times each stage function of
+annotation_assets.core.pipeline in order. Then, on the same data and in the same process, it
+times the baselines:
+
+- ingest: a plain `for line in open(path): json.loads(line)` pass over the drop's files;
+- rules:  the task's rules applied per row with pandas `Series.apply` of Python functions
+          (`re.search` with Python translations of the patterns, VADER once per row for the
+          lexicon rules), the way Snorkel's PandasLFApplier labels a DataFrame;
+- model:  the bare encoder forward pass (`TextEncoder.encode`) on exactly the texts the model
+          stage scored, at the same batch size, so the ratio is the stage's own overhead
+          (warehouse reads/writes, embedding cache, head training, routing).
+
+The child prints one JSON line on stdout; the parent prints a table per size, a scaling line
+(largest size against smallest), and writes every figure as JSON into --out. Ratios are ours
+divided by the baseline, in records/s: above 1 we are faster, below 1 slower. Figures only;
+nothing is asserted. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC_PATH = ROOT / "tasks" / "product_reviews.yaml"
+DEFAULT_OUT = ROOT / "bench" / "out"
+DEFAULT_SIZES = (10_000, 100_000)
+BROKEN_PER_MILLE = 2  # malformed jsonl lines per 1,000 records
+RESULT_MARK = "bench_pipeline"
+STAGES = (
+    "ingest_drop",
+    "normalize_drop",
+    "label_by_rules",
+    "label_by_model",
+    "queue_for_review",
+    "build_final_dataset",
+)
+
+
+def _log(size: int, message: str) -> None:
+    print(f"[bench {size:,}] {message}", file=sys.stderr, flush=True)
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident set size so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+# --------------------------------------------------------------------------------- baselines
+
+
+def _baseline_json_lines(files: list[Path]) -> tuple[int, int]:
+    """Lines read and lines that failed to parse, with nothing but `json.loads` per line."""
+    lines = bad = 0
+    for path in files:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                lines += 1
+                try:
+                    json.loads(line)
+                except ValueError:
+                    bad += 1
+    return lines, bad
+
+
+def python_keywords_pattern(words: list[str]) -> str:
+    """The Python `re` equivalent of rules.keywords_pattern: same alternation (longest first),
+    `\\b` word boundaries instead of RE2's `(?:^|[^\\pL\\pN_])` edges."""
+    alts = sorted({r"\s+".join(re.escape(w) for w in word.split()) for word in words}, key=len)
+    return r"(?i)\b(?:" + "|".join(reversed(alts)) + r")\b"
+
+
+def _python_labeling_functions(spec: Any) -> tuple[list[str], list[str], Callable[[str], tuple]]:
+    """The spec's rules as one per-row Python function returning the rule votes of a text
+    (label index or -1 per rule), VADER computed at most once per row (as a memoized Snorkel
+    preprocessor would). Returns rule names, rule fields and the function."""
+    import vader
+
+    from annotation_assets.core.spec import KeywordsRule, LexiconSentimentRule, RegexRule
+
+    analyzer = vader.SentimentIntensityAnalyzer()
+    index = {label: i for i, label in enumerate(spec.label_names)}
+    checks: list[tuple[str, Any, int]] = []
+    for rule in spec.rules:
+        if isinstance(rule, RegexRule):
+            checks.append(("re", re.compile(rule.pattern), index[rule.label]))
+        elif isinstance(rule, KeywordsRule):
+            checks.append(
+                ("re", re.compile(python_keywords_pattern(rule.words)), index[rule.label])
+            )
+        elif isinstance(rule, LexiconSentimentRule):
+            checks.append(("vader", (rule.min, rule.max), index[rule.label]))
+        else:  # pragma: no cover - a rule type this benchmark does not know yet
+            raise TypeError(f"no Python baseline for rule type {type(rule).__name__}")
+
+    def votes(text: str) -> tuple[int, ...]:
+        compound: float | None = None
+        out = []
+        for kind, arg, label in checks:
+            if not isinstance(text, str) or not text:
+                out.append(-1)
+            elif kind == "re":
+                out.append(label if arg.search(text) is not None else -1)
+            else:
+                if compound is None:
+                    compound = analyzer.polarity_scores(text)["compound"]
+                out.append(label if arg[0] <= compound <= arg[1] else -1)
+        return tuple(out)
+
+    return [r.name for r in spec.rules], [r.field for r in spec.rules], votes
+
+
+# ------------------------------------------------------------------------------------- child
+
+
+def run_one(size: int, encoder_path: str | None, seed: int) -> dict[str, Any]:
+    """Everything measured for one size, in this process."""
+    import numpy as np
+
+    from annotation_assets.core import pipeline
+    from annotation_assets.core.encoder import bundled_encoder_path, load_encoder
+    from annotation_assets.core.spec import load_task_spec
+    from annotation_assets.core.synthetic import iter_reviews, write_drop
+    from annotation_assets.progress import ProgressReporter
+    from resources.warehouse import Warehouse
+
+    child_start = time.perf_counter()
+    spec = load_task_spec(SPEC_PATH)
+    task = spec.name
+    drop_id = f"bench-{size}"
+    broken = max(1, size * BROKEN_PER_MILLE // 1000)
+    encoder_dir = encoder_path or str(bundled_encoder_path())
+
+    def reporter() -> ProgressReporter:
+        # One reporter per stage, as the Dagster assets make: ProgressReporter times a stage
+        # from its creation (first stage) or from its first report (later stages).
+        return ProgressReporter(lambda line: _log(size, line), interval_s=10.0)
+
+    result: dict[str, Any] = {
+        "mark": RESULT_MARK,
+        "size": size,
+        "seed": seed,
+        "broken_lines": broken,
+        "task": task,
+        "encoder_path": encoder_dir,
+        "batch_size": spec.model.batch_size,
+        "max_length": spec.model.max_length,
+    }
+    with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
+        home = Path(tmp)
+        drop_dir = home / "drops" / task / drop_id
+
+        _log(size, f"writing {size:,} reviews + {broken} broken lines to {drop_dir}")
+        t0 = time.perf_counter()
+        stream = (r for chunk in iter_reviews(size, seed=seed) for r in chunk)
+        files = write_drop(drop_dir, stream, fmt="jsonl", broken_lines=broken, seed=seed)
+        result["generate_s"] = time.perf_counter() - t0
+        result["drop_bytes"] = sum(p.stat().st_size for p in files)
+
+        warehouse = Warehouse(path=str(home / "warehouse.duckdb"))
+        warehouse.ensure_task(task)
+        connect = warehouse.connect
+        store = pipeline.ModelStore(home / "models" / task)
+
+        _log(size, f"loading encoder {encoder_dir}")
+        t0 = time.perf_counter()
+        encoder = load_encoder(encoder_dir, spec.model.max_length, spec.model.batch_size)
+        encoder.encode(["warm-up sentence, not part of the drop"] * 4)
+        result["encoder_load_s"] = time.perf_counter() - t0
+        result["encoder"] = encoder.name
+
+        stages: dict[str, dict[str, Any]] = {}
+
+        def timed(name: str, call: Callable[[], Any]) -> Any:
+            _log(size, f"{name} ...")
+            start = time.perf_counter()
+            value = call()
+            seconds = time.perf_counter() - start
+            stages[name] = {"seconds": seconds, "peak_rss_mib_after": _peak_rss_mib()}
+            _log(size, f"{name}: {seconds:,.2f} s")
+            return value
+
+        ingest = timed(
+            "ingest_drop",
+            lambda: pipeline.ingest_drop(connect, spec, drop_id, drop_dir, progress=reporter()),
+        )
+        norm = timed(
+            "normalize_drop",
+            lambda: pipeline.normalize_drop(connect, spec, drop_id, progress=reporter()),
+        )
+        rules = timed("label_by_rules", lambda: pipeline.label_by_rules(connect, spec, drop_id))
+        model = timed(
+            "label_by_model",
+            lambda: pipeline.label_by_model(
+                connect, spec, drop_id, encoder=encoder, store=store, progress=reporter()
+            ),
+        )
+        pending = timed(
+            "queue_for_review", lambda: pipeline.queue_for_review(connect, spec, drop_id)
+        )
+        final = timed(
+            "build_final_dataset", lambda: pipeline.build_final_dataset(connect, spec, drop_id)
+        )
+        result["pipeline_peak_rss_mib"] = _peak_rss_mib()
+
+        records = {
+            "ingest_drop": ingest.ingested,
+            "normalize_drop": ingest.ingested,
+            "label_by_rules": norm.normalized,
+            "label_by_model": norm.normalized,
+            "queue_for_review": norm.normalized,
+            "build_final_dataset": norm.normalized,
+        }
+        for name, stage in stages.items():
+            stage["records"] = records[name]
+            stage["records_per_s"] = records[name] / stage["seconds"] if stage["seconds"] else None
+        stages["label_by_model"].update(
+            model_kind=model.model_kind,
+            model_scored=model.n_scored,
+            newly_encoded=model.n_encoded,
+            model_scored_per_s=model.n_scored / stages["label_by_model"]["seconds"],
+        )
+        result["stages"] = stages
+        result["pipeline_s"] = sum(s["seconds"] for s in stages.values())
+        result["ingest"] = {"ingested": ingest.ingested, "parse_errors": ingest.parse_errors}
+        result["normalize"] = {
+            "normalized": norm.normalized,
+            "quarantined": norm.quarantined,
+            "duplicates": norm.duplicates,
+        }
+        result["rules"] = {
+            "n_labeled": rules.n_labeled,
+            "n_conflicts": rules.n_conflicts,
+            "fired": {row["rule"]: row["fired"] for row in rules.summary},
+        }
+        result["model"] = {
+            "version": model.model_version,
+            "kind": model.model_kind,
+            "accepted": model.accepted,
+            "pending": model.pending,
+        }
+        result["review"] = {"pending": pending.n_pending, "by_reason": pending.by_reason}
+        result["final"] = {"rows": final.n_rows, "by_source": final.by_source}
+
+        with connect() as conn:
+            counts = pipeline.drop_counts(conn, task, drop_id)
+            trained = conn.execute(
+                f'SELECT n_train FROM "{task}".model_versions WHERE version = ?',
+                [model.model_version],
+            ).fetchone()
+            rule_frame = conn.execute(
+                f'SELECT n.record_id, n.text, r.rules_fired FROM "{task}".normalized_records n'
+                f' LEFT JOIN "{task}".rule_labels r USING (drop_id, record_id)'
+                " WHERE n.drop_id = ? ORDER BY n.row_num",
+                [drop_id],
+            ).fetchdf()
+            scored_texts = [
+                row[0]
+                for row in conn.execute(
+                    f'SELECT n.text FROM "{task}".normalized_records n'
+                    f' JOIN "{task}".model_labels m USING (drop_id, record_id)'
+                    " WHERE n.drop_id = ? AND m.model_version IS NOT NULL ORDER BY n.row_num",
+                    [drop_id],
+                ).fetchall()
+            ]
+        accounted = (
+            counts["final_rows"]
+            + counts["hitl_pending"]
+            + counts["quarantined"]
+            + counts["duplicates"]
+        )
+        result["conservation"] = {**counts, "accounted": accounted}
+        stages["label_by_model"]["train_texts"] = int(trained[0]) if trained else None
+
+        # ---- baselines, same process, same data
+        baselines: dict[str, dict[str, Any]] = {}
+
+        _log(size, "baseline ingest: json.loads per line ...")
+        start = time.perf_counter()
+        lines, bad = _baseline_json_lines(files)
+        seconds = time.perf_counter() - start
+        baselines["ingest_drop"] = {
+            "what": "for line in open(f): json.loads(line)",
+            "seconds": seconds,
+            "records": lines,
+            "parse_errors": bad,
+            "records_per_s": lines / seconds if seconds else None,
+        }
+
+        _log(size, f"baseline rules: Series.apply over {len(rule_frame):,} rows ...")
+        names, fields, votes = _python_labeling_functions(spec)
+        if any(f != "text" for f in fields):
+            raise NotImplementedError("the rules baseline reads only the text field")
+        texts = rule_frame["text"]
+        start = time.perf_counter()
+        applied = texts.apply(votes)
+        matrix = np.array(applied.tolist(), dtype=np.int16).reshape(len(texts), len(names))
+        seconds = time.perf_counter() - start
+        ours_fired = [
+            frozenset(x) if x is not None else frozenset() for x in rule_frame["rules_fired"]
+        ]
+        base_fired = [
+            frozenset(n for n, v in zip(names, row, strict=True) if v >= 0) for row in matrix
+        ]
+        mismatched = sum(a != b for a, b in zip(ours_fired, base_fired, strict=True))
+        per_rule = {
+            name: int(
+                sum((name in a) != (name in b) for a, b in zip(ours_fired, base_fired, strict=True))
+            )
+            for name in names
+        }
+        baselines["label_by_rules"] = {
+            "what": "pandas Series.apply, Python re + VADER per row (PandasLFApplier-style)",
+            "seconds": seconds,
+            "records": len(texts),
+            "records_per_s": len(texts) / seconds if seconds else None,
+            "records_disagreeing_with_stage": mismatched,
+            "disagreements_per_rule": per_rule,
+        }
+
+        _log(size, f"baseline model: TextEncoder.encode on {len(scored_texts):,} scored texts ...")
+
+        encode_report = reporter()
+
+        def encode_progress(done: int, total: int) -> None:
+            encode_report("baseline encode", done, total)
+
+        start = time.perf_counter()
+        encoder.encode(scored_texts, progress=encode_progress)
+        seconds = time.perf_counter() - start
+        baselines["label_by_model"] = {
+            "what": f"TextEncoder.encode, batch {encoder.batch_size}, same texts",
+            "seconds": seconds,
+            "records": len(scored_texts),
+            "records_per_s": len(scored_texts) / seconds if seconds else None,
+        }
+        result["baselines"] = baselines
+    result["peak_rss_mib"] = _peak_rss_mib()
+    result["child_wall_s"] = time.perf_counter() - child_start
+    return result
+
+
+# ------------------------------------------------------------------------------------ parent
+
+
+def _rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def _ratio(ours: float | None, base: float | None) -> str:
+    return "-" if not ours or not base else f"{ours / base:.2f}x"
+
+
+def format_table(r: dict[str, Any]) -> str:
+    c = r["conservation"]
+    stages, base = r["stages"], r["baselines"]
+    lines = [
+        f"== size {r['size']:,}: {c['ingested']:,} rows ingested ({r['broken_lines']} broken"
+        f" lines written), {r['normalize']['normalized']:,} normalized; encoder {r['encoder']},"
+        f" batch {r['batch_size']} ==",
+        f"{'stage':<22}{'seconds':>9}{'records':>10}{'rec/s':>10}{'baseline/s':>12}"
+        f"{'ratio':>8}  baseline",
+    ]
+    for name in STAGES:
+        s = stages[name]
+        b = base.get(name)
+        if name == "label_by_model":
+            # The stage's figure per normalized record has no baseline; the model-scored
+            # figure below is the comparable one.
+            b = None
+        lines.append(
+            f"{name:<22}{s['seconds']:>9.2f}{s['records']:>10,}{_rate(s['records_per_s']):>10}"
+            f"{_rate(b['records_per_s'] if b else None):>12}"
+            f"{_ratio(s['records_per_s'], b['records_per_s'] if b else None):>8}"
+            f"  {b['what'] if b else ''}"
+        )
+        if name == "label_by_model":
+            mb = base["label_by_model"]
+            lines.append(
+                f"{'  model-scored':<22}{s['seconds']:>9.2f}{s['model_scored']:>10,}"
+                f"{_rate(s['model_scored_per_s']):>10}{_rate(mb['records_per_s']):>12}"
+                f"{_ratio(s['model_scored_per_s'], mb['records_per_s']):>8}  {mb['what']}"
+                f" ({mb['seconds']:.2f} s)"
+            )
+            if s.get("train_texts") is not None:
+                # Fresh warehouse: every training text was encoded too (the head is trained
+                # inside the stage), so this row compares encoder work with encoder work.
+                encoded = s["train_texts"] + s["newly_encoded"]
+                lines.append(
+                    f"{'  encoded (train+score)':<22}{s['seconds']:>9.2f}{encoded:>10,}"
+                    f"{_rate(encoded / s['seconds']):>10}{_rate(mb['records_per_s']):>12}"
+                    f"{_ratio(encoded / s['seconds'], mb['records_per_s']):>8}"
+                    "  same baseline; stage texts incl. the head's training set"
+                )
+    lines.append(
+        f"{'total (6 stages)':<22}{r['pipeline_s']:>9.2f}{c['ingested']:>10,}"
+        f"{_rate(c['ingested'] / r['pipeline_s']):>10}"
+    )
+    ms = stages["label_by_model"]
+    rb = base["label_by_rules"]
+    ib = base["ingest_drop"]
+    ok = "ok" if c["accounted"] == c["ingested"] else "MISMATCH"
+    lines += [
+        f"model stage: model kind {ms['model_kind']} trained on {ms['train_texts']} texts"
+        f" (encoded inside the stage, not in the baseline); scored {ms['model_scored']:,} of"
+        f" {ms['records']:,} records, {ms['newly_encoded']:,} of them newly encoded",
+        f"rules baseline disagrees with the stage on {rb['records_disagreeing_with_stage']:,}"
+        f" records {rb['disagreements_per_rule']}; ingest baseline read {ib['records']:,}"
+        f" lines, {ib['parse_errors']} unparsable",
+        f"peak RSS: {r['pipeline_peak_rss_mib']:,.0f} MiB after the stages,"
+        f" {r['peak_rss_mib']:,.0f} MiB with baselines; generate {r['generate_s']:.1f} s,"
+        f" encoder load {r['encoder_load_s']:.1f} s, child wall {r['child_wall_s']:.1f} s",
+        f"conservation: ingested {c['ingested']:,} = final {c['final_rows']:,} (auto"
+        f" {c['auto_accepted']:,}) + pending {c['hitl_pending']:,} + quarantined"
+        f" {c['quarantined']:,} + duplicates {c['duplicates']:,} = {c['accounted']:,}: {ok};"
+        f" by source {c['by_source']}",
+    ]
+    return "\n".join(lines)
+
+
+def scaling(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if len(results) < 2:
+        return None
+    small = min(results, key=lambda r: r["size"])
+    big = max(results, key=lambda r: r["size"])
+    if small["size"] == big["size"]:
+        return None
+    return {
+        "small": small["size"],
+        "big": big["size"],
+        "size_ratio": big["size"] / small["size"],
+        "time_ratio": big["pipeline_s"] / small["pipeline_s"],
+        "rss_ratio": big["pipeline_peak_rss_mib"] / small["pipeline_peak_rss_mib"],
+        "stage_time_ratio": {
+            name: big["stages"][name]["seconds"] / small["stages"][name]["seconds"]
+            for name in STAGES
+        },
+    }
+
+
+def run_child(size: int, args: argparse.Namespace) -> dict[str, Any] | None:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(size)]
+    cmd += ["--seed", str(args.seed)]
+    if args.encoder:
+        cmd += ["--encoder", args.encoder]
+    print(f"[bench] size {size:,}: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in reversed(proc.stdout.splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("mark") == RESULT_MARK:
+            return data
+    print(f"size {size:,}: the child failed (exit {proc.returncode}), no result", flush=True)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
+    parser.add_argument("--encoder", help="a local transformers folder (default: bundled MiniLM)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.one is not None:
+        real_stdout = sys.stdout
+        sys.stdout = sys.stderr  # keep stray library prints off the result line
+        try:
+            data = run_one(args.one, args.encoder, args.seed)
+        finally:
+            sys.stdout = real_stdout
+        print(json.dumps(data, default=float), flush=True)
+        return 0
+
+    started = datetime.now(UTC)
+    results = []
+    for size in args.sizes:
+        data = run_child(size, args)
+        if data is not None:
+            results.append(data)
+            print(format_table(data) + "\n", flush=True)
+    scale = scaling(results)
+    if scale:
+        per_stage = ", ".join(f"{k} x{v:.1f}" for k, v in scale["stage_time_ratio"].items())
+        print(
+            f"scaling {scale['small']:,} -> {scale['big']:,} records (x{scale['size_ratio']:.0f}):"
+            f" time (6 stages) x{scale['time_ratio']:.2f}, peak RSS (after the stages)"
+            f" x{scale['rss_ratio']:.2f}"
+            f" (per stage: {per_stage})",
+            flush=True,
+        )
+    report = {
+        "bench": RESULT_MARK,
+        "started": started.isoformat(),
+        "host": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
+        "sizes": args.sizes,
+        "results": results,
+        "scaling": scale,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench_pipeline-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    print(f"results written to {path}", flush=True)
+    return 0 if len(results) == len(args.sizes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
