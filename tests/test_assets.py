@@ -22,6 +22,7 @@ class Deployment:
 
     def __init__(self, home: Home, tasks: Path, encoder: Path) -> None:
         self.home = home
+        self.tasks = tasks
         self.defs = build_definitions(home, tasks, encoder_path=str(encoder))
         self.instance = dg.DagsterInstance.ephemeral()
 
