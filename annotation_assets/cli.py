@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write TASK's final dataset to a folder")
     export.add_argument("task")
     export.add_argument("--out", required=True, help="output folder")
+    export.add_argument(
+        "--balance",
+        choices=["none", "downsample", "stratified"],
+        help="even out classes (default: the spec's balance.mode, usually none)",
+    )
 
     status = sub.add_parser("status", help="per-drop counts of one or every task")
     status.add_argument("task", nargs="?")
@@ -66,14 +71,18 @@ def cmd_run(runner: Runner, args: argparse.Namespace) -> int:
 
 
 def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
-    from annotation_assets.core.export import export_jsonl
+    from annotation_assets.core.export import balanced_selection, export_jsonl
 
     spec = runner.spec(args.task)
     if spec.kind != "text_classification":
         raise UsageError(f"export of {spec.kind} tasks is not supported yet")
+    mode = args.balance or spec.balance.mode
     with _warehouse_for(runner, spec.name).connect() as conn:
-        path, rows = export_jsonl(conn, spec.name, Path(args.out))
-    print(json.dumps({"task": spec.name, "path": str(path), "rows": rows}))
+        keep, balance = balanced_selection(conn, spec, mode)
+        path, rows = export_jsonl(
+            conn, spec.name, Path(args.out), keep_ids=None if mode == "none" else keep
+        )
+    print(json.dumps({"task": spec.name, "path": str(path), "rows": rows, "balance": balance}))
     return 0
 
 
@@ -129,9 +138,6 @@ def cmd_status(runner: Runner, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(runner: Runner, args: argparse.Namespace) -> int:
-    from annotation_assets.progress import show_on_console
-
-    show_on_console(True)
     tasks = sorted(p.name for p in DEMO_DROPS.iterdir() if p.is_dir() and p.name in runner.specs)
     if not tasks:
         raise UsageError(
@@ -265,7 +271,10 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from annotation_assets.progress import show_on_console
+
     args = _parser().parse_args(argv)
+    show_on_console(True)
     runner = Runner(resolve_home(args.home), resolve_tasks_dir(args.tasks), verbose=args.verbose)
     try:
         return COMMANDS[args.command](runner, args)

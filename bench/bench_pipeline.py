@@ -407,7 +407,7 @@ def format_table(r: dict[str, Any]) -> str:
                 # inside the stage), so this row compares encoder work with encoder work.
                 encoded = s["train_texts"] + s["newly_encoded"]
                 lines.append(
-                    f"{'  encoded (train+score)':<22}{s['seconds']:>9.2f}{encoded:>10,}"
+                    f"{'  encoded train+score':<22}{s['seconds']:>9.2f}{encoded:>10,}"
                     f"{_rate(encoded / s['seconds']):>10}{_rate(mb['records_per_s']):>12}"
                     f"{_ratio(encoded / s['seconds'], mb['records_per_s']):>8}"
                     "  same baseline; stage texts incl. the head's training set"
@@ -462,7 +462,7 @@ def run_child(size: int, args: argparse.Namespace) -> dict[str, Any] | None:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(size)]
     cmd += ["--seed", str(args.seed)]
     if args.encoder:
-        cmd += ["--encoder", args.encoder]
+        cmd += ["--encoder", str(Path(args.encoder).resolve())]
     print(f"[bench] size {size:,}: {' '.join(cmd)}", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     for line in reversed(proc.stdout.splitlines()):
@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     if scale:
         per_stage = ", ".join(f"{k} x{v:.1f}" for k, v in scale["stage_time_ratio"].items())
         print(
-            f"scaling {scale['small']:,} -> {scale['big']:,} records (x{scale['size_ratio']:.0f}):"
+            f"scaling {scale['small']:,} -> {scale['big']:,} records (x{scale['size_ratio']:.3g}):"
             f" time (6 stages) x{scale['time_ratio']:.2f}, peak RSS (after the stages)"
             f" x{scale['rss_ratio']:.2f}"
             f" (per stage: {per_stage})",

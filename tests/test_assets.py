@@ -265,6 +265,11 @@ def test_definitions_expose_stage_groups_checks_sensor_and_job(
         assert f"{task}/quarantine" in keys
         assert defs.resolve_job_def(f"{task}_pipeline") is not None
         assert defs.resolve_sensor_def(f"{task}_new_drops") is not None
+        assert defs.resolve_sensor_def(f"{task}_new_reviews") is not None
+        assert defs.resolve_sensor_def(f"{task}_rescore_after_reviews") is not None
+        assert defs.resolve_job_def(f"{task}_rescore") is not None
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert {"reviews_ingest", "reviews_rules", "reviews_model", "reviews_dataset"} <= groups
-    assert len(list(graph.asset_check_keys)) == 2 * 13
+    assert "reviews_review" in groups
+    # 8 schema checks, conservation, unique ids, balance, drift, review rate, agreement
+    assert len(list(graph.asset_check_keys)) == 2 * 14

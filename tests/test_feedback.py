@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+
 from annotation_assets.core import reviews
 from annotation_assets.core.encoder import bundled_encoder_path
 from annotation_assets.core.spec import load_task_spec

@@ -2,9 +2,13 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pandas as pd
 
+from annotation_assets.core.balance import balance_dataset
+from annotation_assets.core.spec import TaskSpec
 from annotation_assets.core.tables import scalar
 
 JSONL_COLUMNS = (
@@ -13,18 +17,56 @@ JSONL_COLUMNS = (
 )
 
 
-def export_jsonl(conn: duckdb.DuckDBPyConnection, task: str, out_dir: Path) -> tuple[Path, int]:
+def balanced_selection(
+    conn: duckdb.DuckDBPyConnection, spec: TaskSpec, mode: str
+) -> tuple[pd.Index, dict[str, Any]]:
+    """The final-dataset ids an export keeps under balance `mode` (spec `balance` settings),
+    and what balancing did: class counts before and after."""
+    labels = conn.execute(f'SELECT id, label FROM "{spec.name}".final_dataset').fetchdf()
+    series = labels.set_index("id")["label"]
+    kept = balance_dataset(
+        series,
+        mode=mode,
+        max_ratio=spec.balance.max_ratio,
+        target=spec.balance.target,
+        seed=spec.balance.seed,
+    )
+    report = {
+        "mode": mode,
+        "before": {str(k): int(v) for k, v in series.value_counts().sort_index().items()},
+        "after": {str(k): int(v) for k, v in series.loc[kept].value_counts().sort_index().items()},
+    }
+    return kept, report
+
+
+def export_jsonl(
+    conn: duckdb.DuckDBPyConnection,
+    task: str,
+    out_dir: Path,
+    *,
+    keep_ids: pd.Index | None = None,
+) -> tuple[Path, int]:
     """Writes `<out_dir>/<task>.jsonl`, one final record per line in drop order (atomically:
-    a temporary file renamed into place). Returns the path and the row count."""
+    a temporary file renamed into place), optionally only the rows in `keep_ids`. Returns the
+    path and the row count."""
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / f"{task}.jsonl"
     tmp = out_dir / f".{task}.jsonl.tmp"
+    where = ""
+    if keep_ids is not None:
+        conn.register("_keep", pd.DataFrame({"id": keep_ids.astype(str)}))
+        where = " WHERE f.id IN (SELECT id FROM _keep)"
     query = (
         f'SELECT {JSONL_COLUMNS} FROM "{task}".final_dataset f'
-        f' JOIN "{task}".drops d USING (drop_id) ORDER BY d.seq, f.line_no NULLS LAST, f.id'
+        f' JOIN "{task}".drops d USING (drop_id){where}'
+        " ORDER BY d.seq, f.source_file, f.line_no NULLS LAST, f.id"
     )
-    conn.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT json)")
-    rows = int(scalar(conn, f"SELECT count(*) FROM ({query})"))
+    try:
+        conn.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT json)")
+        rows = int(scalar(conn, f"SELECT count(*) FROM ({query})"))
+    finally:
+        if keep_ids is not None:
+            conn.unregister("_keep")
     os.replace(tmp, final)
     return final, rows
 

@@ -550,6 +550,7 @@ def embed_cached(
     texts: Sequence[str] | pd.Series,
     *,
     progress: Progress | None = None,
+    stage: str = "embed",
 ) -> tuple[np.ndarray, int]:
     """Embeddings for (key, text) pairs, reusing the warehouse cache and storing what was
     computed. Returns the (n, dim) matrix and how many texts were newly encoded."""
@@ -569,6 +570,8 @@ def embed_cached(
         matrix = np.asarray(flat, dtype=np.float32).reshape(cached.num_rows, -1)
         vectors.update(zip(cached.column("dedup_key").to_pylist(), matrix, strict=True))
     missing = unique[~unique["dedup_key"].isin(vectors)]
+    if progress and len(missing):
+        progress(stage, 0, len(missing))
     for start in range(0, len(missing), EMBED_CHUNK):
         part = missing.iloc[start : start + EMBED_CHUNK]
         emb = encoder.encode(part["text"].tolist())
@@ -584,7 +587,7 @@ def embed_cached(
             conn.unregister("_emb")
         vectors.update(zip(part["dedup_key"], emb, strict=True))
         if progress:
-            progress("embed", start + len(part), len(missing))
+            progress(stage, start + len(part), len(missing))
     if len(order) == 0:
         return np.zeros((0, encoder.dim), dtype=np.float32), 0
     return np.vstack([vectors[k] for k in order["dedup_key"]]), len(missing)
@@ -647,9 +650,10 @@ def label_model_for(
     store: ModelStore,
     *,
     progress: Progress | None = None,
-) -> LabelModel:
+) -> tuple[LabelModel, int]:
     """The head trained on the current training set (loaded when this exact set was trained
-    before), or the zero/few-shot prototype scorer while some label has too few examples."""
+    before), or the zero/few-shot prototype scorer while some label has too few examples;
+    with the number of training texts newly encoded."""
     task = spec.name
     labels = spec.label_names
     index = {label: i for i, label in enumerate(labels)}
@@ -661,16 +665,23 @@ def label_model_for(
         w = train["weight"].to_numpy(dtype=np.float64)
         version = head_version(train["dedup_key"].tolist(), y, w, encoder=encoder.name)
         model = store.load(version)
+        encoded = 0
         if model is None:
-            x, _ = embed_cached(
-                connect, task, encoder, train["dedup_key"], train["text"], progress=progress
+            x, encoded = embed_cached(
+                connect,
+                task,
+                encoder,
+                train["dedup_key"],
+                train["text"],
+                progress=progress,
+                stage="embed training set",
             )
             reviewed = (train["origin"] == "human").to_numpy()
             model = train_head(x, y, w, n_labels=len(labels), version=version, reviewed=reviewed)
             model.metrics["train_by_origin"] = json.dumps(train["origin"].value_counts().to_dict())
             path = store.save(model)
             _register_model(connect, task, model, encoder.name, train, str(path))
-        return model
+        return model, encoded
     descriptions = [
         spec.model.label_template.format(label=label.replace("_", " "))
         + (f" {desc}" if desc else "")
@@ -689,7 +700,7 @@ def label_model_for(
     if store.load(model.version) is None:
         path = store.save(model)
         _register_model(connect, task, model, encoder.name, train, str(path))
-    return model
+    return model, len(descriptions) + sum(len(e) for e in examples)
 
 
 def _register_model(
@@ -756,7 +767,7 @@ def label_by_model(
             " WHERE n.drop_id = ? ORDER BY n.row_num",
             [drop_id],
         ).fetchdf()
-    model = label_model_for(connect, spec, seq, encoder, store, progress=progress)
+    model, n_train_encoded = label_model_for(connect, spec, seq, encoder, store, progress=progress)
     rule_idx = frame["rule_label"].map(index).fillna(NO_LABEL).to_numpy(dtype=np.int64)
     rule_conf = frame["rule_confidence"].fillna(0.0).to_numpy(dtype=np.float64)
     needs_model = ~(rule_conf >= threshold)
@@ -772,6 +783,7 @@ def label_by_model(
         frame["dedup_key"].iloc[where],
         frame["text"].iloc[where],
         progress=progress,
+        stage="embed records",
     )
     probs = model.predict_proba(emb)
     if len(where):
@@ -833,7 +845,7 @@ def label_by_model(
         model_kind=model.kind,
         n_records=n,
         n_scored=len(where),
-        n_encoded=n_encoded,
+        n_encoded=n_encoded + n_train_encoded,
         accepted={str(k): int(v) for k, v in accepted.items()},
         pending=int((~routed.accepted).sum()),
         model_confidence=model_conf[where],

@@ -51,8 +51,11 @@ def review_queue(
     ).fetchdf()
     if stratify and not queue.empty:
         group = queue["suggested_label"].fillna("")
+        contested = queue["reason"] == "contested"
+        # turns are counted within the contested block and within the rest separately, so a
+        # contested record does not use up its class's first turn among the others
         queue = queue.assign(
-            _turn=group.groupby(group).cumcount(), _contested=queue["reason"] == "contested"
+            _turn=group.groupby([contested, group]).cumcount(), _contested=contested
         )
         queue = queue.sort_values(
             ["_contested", "_turn", "confidence"],

@@ -121,6 +121,15 @@ class Costs(_Strict):
     human: Annotated[float, Field(ge=0.0)] = 0.0
 
 
+class Balance(_Strict):
+    """How `annotate export --balance` evens out classes (see README: exports)."""
+
+    mode: Literal["none", "downsample", "stratified"] = "none"
+    max_ratio: Annotated[float, Field(ge=1.0)] = 1.0
+    target: dict[str, Annotated[float, Field(ge=0.0)]] | None = None
+    seed: int = 0
+
+
 class Limits(_Strict):
     max_text_chars: Annotated[int, Field(ge=1)] = 20_000
     max_line_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
@@ -145,6 +154,7 @@ class TaskSpec(_Strict):
     checks: Checks = Checks()
     review: ReviewSettings = ReviewSettings()
     costs: Costs | None = None
+    balance: Balance = Balance()
     limits: Limits = Limits()
     drops: DropSettings = DropSettings()
 
@@ -181,6 +191,9 @@ class TaskSpec(_Strict):
         for label in self.examples:
             if label not in self.labels:
                 raise ValueError(f"examples.{label}: unknown label {label!r}")
+        for label in self.balance.target or {}:
+            if label not in self.labels:
+                raise ValueError(f"balance.target.{label}: unknown label {label!r}")
         return self
 
     @property
