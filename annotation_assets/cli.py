@@ -149,7 +149,8 @@ def cmd_demo(runner: Runner, args: argparse.Namespace) -> int:
         for drop in sorted(p for p in (DEMO_DROPS / task).iterdir() if p.is_dir()):
             print(f"running {task} drop {drop.name} ...", file=sys.stderr, flush=True)
             drop_id = runner.stage_drop(task, drop)
-            summaries.append(runner.run_drop(task, drop_id))
+            summaries.append(runner.run_drop(task, drop_id, report=False))
+        runner.refresh_report(task)
     rows = [{**s, **{f"by_{k}": v for k, v in s["by_source"].items()}} for s in summaries]
     cols = (*STATUS_COLUMNS, "by_rule", "by_model", "by_heavy", "by_human")
     print(_table(rows, cols))
@@ -158,6 +159,7 @@ def cmd_demo(runner: Runner, args: argparse.Namespace) -> int:
         "\nNext steps:\n"
         f"  annotate --home {home} review export {tasks[0]} --out queue.json\n"
         f"  annotate --home {home} export {tasks[0]} --out {home / 'exports'}\n"
+        f"Quality report: {home / 'exports' / tasks[0] / 'quality_report.html'}\n"
         "Open the Dagster UI on the same home:\n"
         f"  ANNOTATION_HOME={home} DAGSTER_HOME={home / 'dagster'} "
         f"dagster dev -m definitions -d {PROJECT_ROOT}\n"

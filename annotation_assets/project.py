@@ -7,6 +7,7 @@ import dagster as dg
 from annotation_assets.core.spec import load_task_specs
 from annotation_assets.factory import TaskAssets, build_task_assets
 from annotation_assets.home import Home
+from annotation_assets.report_assets import build_quality_report_asset
 from annotation_assets.review_assets import build_agreement_check, build_review_sensors
 from annotation_assets.sensors import build_drop_sensor
 from checks import build_task_checks
@@ -17,6 +18,15 @@ def build_definitions(home: Home, tasks_dir: Path, *, encoder_path: str = "") ->
     """Assets, checks, jobs and sensors of every task, with resources bound to `home`."""
     specs = load_task_specs(tasks_dir)
     built: list[TaskAssets] = [build_task_assets(spec, home) for spec in specs.values()]
+    reports = [build_quality_report_asset(ta.spec, home) for ta in built]
+    report_jobs = [
+        dg.define_asset_job(
+            f"{ta.spec.name}_quality_report",
+            selection=dg.AssetSelection.assets(report),
+            description="Rebuilds the dataset quality report over every drop.",
+        )
+        for ta, report in zip(built, reports, strict=True)
+    ]
     sensors = []
     for ta in built:
         sensors.append(build_drop_sensor(ta.spec, home, ta.job, ta.partitions))
@@ -26,12 +36,12 @@ def build_definitions(home: Home, tasks_dir: Path, *, encoder_path: str = "") ->
             )
         )
     return dg.Definitions(
-        assets=[a for ta in built for a in ta.assets],
+        assets=[*(a for ta in built for a in ta.assets), *reports],
         asset_checks=[
             *(c for ta in built for c in build_task_checks(ta)),
             *(build_agreement_check(ta.spec) for ta in built),
         ],
-        jobs=[job for ta in built for job in ta.jobs],
+        jobs=[*(job for ta in built for job in ta.jobs), *report_jobs],
         sensors=sensors,
         resources={
             "warehouse": Warehouse(path=str(home.warehouse)),

@@ -1,5 +1,6 @@
 """Running a task's pipeline for a drop on a home's Dagster instance (used by the CLI)."""
 
+import fcntl
 import os
 import shutil
 import uuid
@@ -51,10 +52,19 @@ class Runner:
 
     @cached_property
     def instance(self) -> dg.DagsterInstance:
+        """The home's Dagster instance. Its SQLite storage is created (migrated) under a file
+        lock, so several `annotate` processes starting at once on a new home do not race."""
         self.home.create()
         os.environ["DAGSTER_HOME"] = str(self.home.dagster)
         warnings.filterwarnings("ignore", module="dagster")
-        return dg.DagsterInstance.get()
+        with open(self.home.dagster / ".instance.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                instance = dg.DagsterInstance.get()
+                instance.get_runs(limit=1)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return instance
 
     def stage_drop(self, task: str, source: Path) -> str:
         """Copies a local drop folder into the home (atomically replacing an earlier copy) and
@@ -85,15 +95,20 @@ class Runner:
             os.replace(incoming, target)
         return drop_id
 
-    def run_drop(self, task: str, drop_id: str) -> dict[str, Any]:
-        """Registers the drop as a partition, materializes every asset of the task for it and
-        returns the drop's summary."""
+    def run_drop(self, task: str, drop_id: str, *, report: bool = True) -> dict[str, Any]:
+        """Registers the drop as a partition, materializes every asset of the task for it
+        (and, unless told not to, the task's quality report) and returns the drop's summary."""
         spec = self.spec(task)
         partitions = f"{task}_drops"
         if not self.instance.has_dynamic_partition(partitions, drop_id):
             self.instance.add_dynamic_partitions(partitions, [drop_id])
         self._execute(f"{task}_pipeline", drop_id)
+        if report:
+            self.refresh_report(task)
         return self.summary(spec.name, drop_id)
+
+    def refresh_report(self, task: str) -> None:
+        self._execute(f"{task}_quality_report")
 
     def _execute(self, job_name: str, partition_key: str | None = None) -> None:
         job = self.definitions.resolve_job_def(job_name)
@@ -115,6 +130,7 @@ class Runner:
         drops = self.instance.get_dynamic_partitions(f"{task}_drops")
         for drop_id in drops:
             self._execute(f"{task}_rescore", drop_id)
+        self.refresh_report(task)
         return list(drops)
 
     def summary(self, task: str, drop_id: str) -> dict[str, Any]:

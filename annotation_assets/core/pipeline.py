@@ -175,11 +175,13 @@ def normalize_drop(
     connect: Connect, spec: TaskSpec, drop_id: str, *, progress: Progress | None = None
 ) -> NormalizeStats:
     """Cleans text, quarantines unusable rows, and drops exact and near duplicates (within the
-    drop and against every earlier drop of the task) with a pointer to the kept record."""
+    drop and against the records every other drop of the task kept) with a pointer to the kept
+    record. Whichever drop is normalized first keeps a shared text, so concurrent runs and
+    re-runs agree."""
     task = spec.name
     stats = NormalizeStats()
     with connect() as conn, _Transaction(conn):
-        seq = drop_seq(conn, task, drop_id)
+        drop_seq(conn, task, drop_id)
         conn.execute(
             "CREATE OR REPLACE TEMP TABLE _cand (row_num BIGINT, record_id VARCHAR, text VARCHAR,"
             " dedup_key VARCHAR, minhash UINTEGER[], meta VARCHAR, source_file VARCHAR,"
@@ -201,8 +203,8 @@ def normalize_drop(
             done += len(chunk)
             if progress:
                 progress("normalize", done, None)
-        _mark_exact_duplicates(conn, task, drop_id, seq)
-        near = _near_duplicates(conn, task, seq)
+        _mark_exact_duplicates(conn, task, drop_id)
+        near = _near_duplicates(conn, task, drop_id)
         if not near.empty:
             near["duplicate_of_drop"] = near["duplicate_of_drop"].fillna(drop_id)
             conn.register("_near_df", near)
@@ -295,21 +297,19 @@ def _normalize_chunk(chunk: pd.DataFrame, spec: TaskSpec) -> tuple[pd.DataFrame,
     return cand, pd.concat([quar, rejected], ignore_index=True)
 
 
-def _mark_exact_duplicates(
-    conn: duckdb.DuckDBPyConnection, task: str, drop_id: str, seq: int
-) -> None:
+def _mark_exact_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> None:
     """Fills temp table _dups with exact duplicates and moves id collisions to _quar.
 
-    Precedence per candidate: its id was kept by an earlier drop (same text: duplicate; other
+    Precedence per candidate: its id was kept by another drop (same text: duplicate; other
     text: quarantined as duplicate_id); else its id occurred earlier in this drop (likewise);
-    else its text was kept by an earlier drop; else its text occurred earlier in this drop."""
+    else its text was kept by another drop; else its text occurred earlier in this drop."""
     conn.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _classified AS
         WITH earlier AS (
             SELECT n.record_id, n.dedup_key, n.drop_id, d.seq
             FROM {_q(task, "normalized_records")} n JOIN {_q(task, "drops")} d USING (drop_id)
-            WHERE d.seq < $seq
+            WHERE n.drop_id <> $drop
         ),
         firsts AS (
             SELECT row_num, record_id, dedup_key,
@@ -333,7 +333,7 @@ def _mark_exact_duplicates(
         LEFT JOIN by_id i ON f.record_id = i.record_id
         LEFT JOIN by_key k ON f.dedup_key = k.dedup_key
         """,
-        {"seq": seq},
+        {"drop": drop_id},
     )
     conn.execute(
         """
@@ -368,8 +368,8 @@ def _mark_exact_duplicates(
     )
 
 
-def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, seq: int) -> pd.DataFrame:
-    """Near duplicates (MinHash) among the candidates still standing, against earlier drops'
+def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> pd.DataFrame:
+    """Near duplicates (MinHash) among the candidates still standing, against other drops'
     kept records and earlier candidates of this drop."""
     new = conn.execute(
         "SELECT c.row_num, c.record_id, c.minhash FROM _cand c"
@@ -378,8 +378,9 @@ def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, seq: int) -> pd
     ).fetchdf()
     old = conn.execute(
         f"SELECT n.drop_id, n.record_id, n.minhash FROM {_q(task, 'normalized_records')} n"
-        f" JOIN {_q(task, 'drops')} d USING (drop_id) WHERE d.seq < ? ORDER BY d.seq, n.row_num",
-        [seq],
+        f" JOIN {_q(task, 'drops')} d USING (drop_id) WHERE n.drop_id <> ?"
+        " ORDER BY d.seq, n.row_num",
+        [drop_id],
     ).fetchdf()
     empty = pd.DataFrame(
         columns=["row_num", "record_id", "duplicate_of_drop", "duplicate_of_id", "similarity"]
