@@ -94,9 +94,9 @@ def test_rerunning_a_drop_gives_the_same_summary(cli: Cli, drop: Path) -> None:
 def test_cli_runs_are_recorded_in_the_homes_dagster_instance(cli: Cli, drop: Path) -> None:
     assert cli("run", "reviews", "--drop", str(drop)).returncode == 0
     instance = dg.DagsterInstance.from_config(str(cli.home / "dagster"))
-    runs = instance.get_runs()
-    assert runs and runs[0].job_name == "reviews_pipeline"
-    assert runs[0].tags.get("dagster/partition") == "drop-0001"
+    runs = {run.job_name: run for run in instance.get_runs()}
+    assert set(runs) == {"reviews_pipeline", "reviews_quality_report"}
+    assert runs["reviews_pipeline"].tags.get("dagster/partition") == "drop-0001"
     assert instance.get_dynamic_partitions("reviews_drops") == ["drop-0001"]
 
 
