@@ -12,4 +12,5 @@ defs = build_definitions(
     resolve_home(),
     resolve_tasks_dir(),
     encoder_path=os.environ.get("ANNOTATION_ENCODER", ""),
+    clip_path=os.environ.get("ANNOTATION_CLIP", ""),
 )

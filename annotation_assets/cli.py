@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         "--stratify", action="store_true", help="alternate suggested classes in the queue"
     )
     rexport.add_argument("--limit", type=int, help="at most this many records")
+    rexport.add_argument(
+        "--image-url-prefix",
+        default=None,
+        help="image tasks: prefix of the image URLs, followed by drops/<task>/<drop>/<file> "
+        "(default: Label Studio's local-files route, /data/local-files/?d=)",
+    )
     rimport = rsub.add_parser("import", help="import decisions (Label Studio JSON or CSV)")
     rimport.add_argument("task")
     rimport.add_argument("file")
@@ -71,17 +77,17 @@ def cmd_run(runner: Runner, args: argparse.Namespace) -> int:
 
 
 def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
-    from annotation_assets.core.export import balanced_selection, export_jsonl
+    from annotation_assets.core.export import balanced_selection, export_coco, export_jsonl
 
     spec = runner.spec(args.task)
-    if spec.kind != "text_classification":
-        raise UsageError(f"export of {spec.kind} tasks is not supported yet")
     mode = args.balance or spec.balance.mode
     with _warehouse_for(runner, spec.name).connect() as conn:
         keep, balance = balanced_selection(conn, spec, mode)
-        path, rows = export_jsonl(
-            conn, spec.name, Path(args.out), keep_ids=None if mode == "none" else keep
-        )
+        keep_ids = None if mode == "none" else keep
+        if spec.kind == "image_classification":
+            path, rows = export_coco(conn, spec, Path(args.out), keep_ids=keep_ids)
+        else:
+            path, rows = export_jsonl(conn, spec.name, Path(args.out), keep_ids=keep_ids)
     print(json.dumps({"task": spec.name, "path": str(path), "rows": rows, "balance": balance}))
     return 0
 
@@ -193,7 +199,8 @@ def cmd_review_export(runner: Runner, args: argparse.Namespace) -> int:
         queue = reviews.review_queue(conn, spec, stratify=args.stratify, limit=args.limit)
         votes = reviews.votes_by_record(conn, spec.name)
     fmt = "csv" if args.format == "csv" else "label-studio"
-    written = reviews.write_queue(queue, spec, votes, Path(args.out), fmt)
+    prefix = args.image_url_prefix or reviews.DEFAULT_IMAGE_URL_PREFIX
+    written = reviews.write_queue(queue, spec, votes, Path(args.out), fmt, image_prefix=prefix)
     print(
         json.dumps(
             {

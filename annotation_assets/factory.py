@@ -239,6 +239,14 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     def model_labels(
         context: dg.AssetExecutionContext, warehouse: Warehouse, label_models: LabelModels
     ) -> dg.MaterializeResult:
+        heavy, heavy_status = None, "off for text tasks"
+        if pipeline.is_image_task(spec):
+            heavy, heavy_status = label_models.clip_for(spec)
+            if heavy is None:
+                context.log.warning(
+                    f"{heavy_status}: labeling images from their metadata text only "
+                    "(source=model_text)"
+                )
         with _Timer(warehouse, task, context.partition_key, "model") as timer:
             result = pipeline.label_by_model(
                 warehouse.connect,
@@ -246,6 +254,8 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
                 context.partition_key,
                 encoder=label_models.encoder_for(spec),
                 store=label_models.store_for(task),
+                heavy=heavy,
+                item_root=home.drop_dir(task, context.partition_key),
                 progress=_reporter(context),
             )
             timer.records = result.n_scored
@@ -253,6 +263,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
             "dagster/row_count": result.n_records,
             "dagster/column_schema": md.column_schema("model_labels"),
             "model_version": result.model_version,
+            "heavy_model": heavy_status,
             "model_kind": result.model_kind,
             "scored_by_model": result.n_scored,
             "newly_encoded": result.n_encoded,

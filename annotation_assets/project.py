@@ -14,7 +14,9 @@ from checks import build_task_checks
 from resources import LabelModels, Warehouse
 
 
-def build_definitions(home: Home, tasks_dir: Path, *, encoder_path: str = "") -> dg.Definitions:
+def build_definitions(
+    home: Home, tasks_dir: Path, *, encoder_path: str = "", clip_path: str = ""
+) -> dg.Definitions:
     """Assets, checks, jobs and sensors of every task, with resources bound to `home`."""
     specs = load_task_specs(tasks_dir)
     built: list[TaskAssets] = [build_task_assets(spec, home) for spec in specs.values()]
@@ -45,6 +47,8 @@ def build_definitions(home: Home, tasks_dir: Path, *, encoder_path: str = "") ->
         sensors=sensors,
         resources={
             "warehouse": Warehouse(path=str(home.warehouse)),
-            "label_models": LabelModels(models_dir=str(home.models), encoder_path=encoder_path),
+            "label_models": LabelModels(
+                models_dir=str(home.models), encoder_path=encoder_path, clip_path=clip_path
+            ),
         },
     )

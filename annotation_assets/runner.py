@@ -3,6 +3,7 @@
 import fcntl
 import os
 import shutil
+import sys
 import uuid
 import warnings
 from functools import cached_property
@@ -28,6 +29,7 @@ class Runner:
         self.home = home
         self.tasks_dir = tasks_dir
         self.verbose = verbose
+        self._announced: set[str] = set()
 
     @cached_property
     def specs(self) -> dict[str, TaskSpec]:
@@ -47,7 +49,10 @@ class Runner:
         warnings.filterwarnings("ignore", category=dg.PreviewWarning)
         warnings.filterwarnings("ignore", category=dg.BetaWarning)
         return build_definitions(
-            self.home, self.tasks_dir, encoder_path=os.environ.get("ANNOTATION_ENCODER", "")
+            self.home,
+            self.tasks_dir,
+            encoder_path=os.environ.get("ANNOTATION_ENCODER", ""),
+            clip_path=os.environ.get("ANNOTATION_CLIP", ""),
         )
 
     @cached_property
@@ -102,10 +107,31 @@ class Runner:
         partitions = f"{task}_drops"
         if not self.instance.has_dynamic_partition(partitions, drop_id):
             self.instance.add_dynamic_partitions(partitions, [drop_id])
+        self.announce_heavy_model(task)
         self._execute(f"{task}_pipeline", drop_id)
         if report:
             self.refresh_report(task)
         return self.summary(spec.name, drop_id)
+
+    def announce_heavy_model(self, task: str) -> None:
+        """For image tasks, says once per process whether CLIP will run or images are labeled
+        from their metadata text alone (source=model_text)."""
+        spec = self.spec(task)
+        if spec.kind != "image_classification" or task in self._announced:
+            return
+        from resources import LabelModels
+
+        models = LabelModels(
+            models_dir=str(self.home.models), clip_path=os.environ.get("ANNOTATION_CLIP", "")
+        )
+        scorer, status = models.clip_for(spec)
+        self._announced.add(task)
+        if scorer is None:
+            print(
+                f"annotate: {task}: {status}; labeling images from their metadata text only "
+                "(source=model_text)",
+                file=sys.stderr,
+            )
 
     def refresh_report(self, task: str) -> None:
         self._execute(f"{task}_quality_report")

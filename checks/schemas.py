@@ -2,10 +2,10 @@
 
 import pandera.pandas as pa
 
-from annotation_assets.core import ingest, pipeline
+from annotation_assets.core import images, ingest, pipeline
 from annotation_assets.core.spec import TaskSpec
 
-QUARANTINE_REASONS = [
+_TEXT_REASONS = [
     ingest.MALFORMED_JSON,
     ingest.NOT_AN_OBJECT,
     ingest.INVALID_UTF8,
@@ -22,6 +22,7 @@ QUARANTINE_REASONS = [
     pipeline.EMPTY_TEXT,
     pipeline.DUPLICATE_ID,
 ]
+QUARANTINE_REASONS = _TEXT_REASONS + [r for r in images.IMAGE_REASONS if r not in _TEXT_REASONS]
 PENDING_REASONS = [
     "contested",
     "awaiting_votes",
@@ -97,7 +98,10 @@ def table_schemas(spec: TaskSpec) -> dict[str, pa.DataFrameSchema]:
                 "model_confidence": _prob(nullable=True),
                 "label": _str(nullable=True, checks=label),
                 "confidence": _prob(),
-                "source": _str(nullable=True, checks=[pa.Check.isin(["rule", "model", "heavy"])]),
+                "source": _str(
+                    nullable=True,
+                    checks=[pa.Check.isin(["rule", "model", "heavy", pipeline.IMAGE_TEXT_SOURCE])],
+                ),
                 "accepted": pa.Column(bool),
             }
         ),
@@ -117,7 +121,9 @@ def table_schemas(spec: TaskSpec) -> dict[str, pa.DataFrameSchema]:
                 "drop_id": drop,
                 "text": _str(checks=[pa.Check.str_length(min_value=1)]),
                 "label": _str(checks=label),
-                "source": _str(checks=[pa.Check.isin(list(pipeline.SOURCES))]),
+                "source": _str(
+                    checks=[pa.Check.isin([*pipeline.SOURCES, pipeline.IMAGE_TEXT_SOURCE])]
+                ),
                 "confidence": _prob(),
             }
         ),

@@ -1,18 +1,48 @@
+from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 
 from annotation_assets.core.encoder import TextEncoder, bundled_encoder_path, load_encoder
 from annotation_assets.core.pipeline import ModelStore
 from annotation_assets.core.spec import TaskSpec
 
 
+class ClipHeavyScorer:
+    """Zero-shot CLIP over image files as the cascade's heavy stage (prompts from the label
+    names and descriptions through the spec's templates)."""
+
+    def __init__(self, scorer: object, spec: TaskSpec) -> None:
+        self.scorer = scorer
+        self.version: str = getattr(scorer, "version", "clip")
+        self.prompts = {
+            label: (f"{label.replace('_', ' ')}, {desc}" if desc else label.replace("_", " "))
+            for label, desc in spec.labels.items()
+        }
+
+    def predict_proba(self, items: Sequence[str], label_names: Sequence[str]) -> np.ndarray:
+        prompts = {label: self.prompts[label] for label in label_names}
+        probs: np.ndarray = self.scorer.predict_proba([Path(i) for i in items], prompts)  # type: ignore[attr-defined]
+        return probs
+
+
+@lru_cache(maxsize=2)
+def _load_clip(path: str, batch_size: int, templates: tuple[str, ...]) -> object:
+    from annotation_assets.core.clip import ClipScorer
+
+    return ClipScorer(Path(path), batch_size=batch_size, templates=templates)
+
+
 class LabelModels(dg.ConfigurableResource):
     """Where label models live: the sentence encoder (a local transformers folder; the bundled
-    all-MiniLM-L6-v2 unless a task or this resource names another) and trained heads."""
+    all-MiniLM-L6-v2 unless a task or this resource names another), CLIP weights for image
+    tasks (a local folder or a model id in the local Hugging Face cache), and trained heads."""
 
     models_dir: str
     encoder_path: str = ""
+    clip_path: str = ""
 
     def encoder_for(self, spec: TaskSpec) -> TextEncoder:
         path = spec.model.encoder or self.encoder_path or str(bundled_encoder_path())
@@ -22,6 +52,20 @@ class LabelModels(dg.ConfigurableResource):
                 "local transformers folder; nothing is downloaded)"
             )
         return load_encoder(path, spec.model.max_length, spec.model.batch_size)
+
+    def clip_for(self, spec: TaskSpec) -> tuple[ClipHeavyScorer | None, str]:
+        """The CLIP heavy stage of an image task, or None with the reason it is unavailable
+        (then the pipeline labels images from their metadata text alone, as `model_text`)."""
+        from annotation_assets.core.clip import resolve_clip_path
+
+        wanted = spec.model.clip or self.clip_path
+        if not wanted:
+            return None, "no CLIP weights configured (model.clip or ANNOTATION_CLIP)"
+        path = resolve_clip_path(wanted)
+        if path is None:
+            return None, f"CLIP weights {wanted!r} not found locally (nothing is downloaded)"
+        scorer = _load_clip(str(path), spec.model.clip_batch_size, tuple(spec.model.clip_templates))
+        return ClipHeavyScorer(scorer, spec), f"CLIP from {path}"
 
     def store_for(self, task: str) -> ModelStore:
         return ModelStore(Path(self.models_dir) / task)

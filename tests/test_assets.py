@@ -20,10 +20,12 @@ TASK = "reviews"
 class Deployment:
     """A home with definitions bound to it and an ephemeral instance, as `dagster dev` has."""
 
-    def __init__(self, home: Home, tasks: Path, encoder: Path) -> None:
+    def __init__(self, home: Home, tasks: Path, encoder: Path, clip: Path | None = None) -> None:
         self.home = home
         self.tasks = tasks
-        self.defs = build_definitions(home, tasks, encoder_path=str(encoder))
+        self.defs = build_definitions(
+            home, tasks, encoder_path=str(encoder), clip_path=str(clip or "")
+        )
         self.instance = dg.DagsterInstance.ephemeral()
 
     def drop(self, drop_id: str, records: list[Any], task: str = TASK) -> Path:

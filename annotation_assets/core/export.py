@@ -73,3 +73,37 @@ def export_jsonl(
 
 def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
+
+
+def export_coco(
+    conn: duckdb.DuckDBPyConnection,
+    spec: TaskSpec,
+    out_dir: Path,
+    *,
+    keep_ids: pd.Index | None = None,
+) -> tuple[Path, int]:
+    """Writes `<out_dir>/<task>.coco.json` for an image task: one image and one
+    whole-image annotation per final record. `file_name` is the image's path under the
+    home's drops/<task>/ folder (`<drop_id>/<file>`). Returns the path and the image count."""
+    from annotation_assets.core.coco import coco_dataset, write_coco
+
+    task = spec.name
+    rows = conn.execute(
+        f"""
+        SELECT f.id, f.label, f.source, f.confidence, f.drop_id,
+               f.drop_id || '/' || json_extract_string(n.meta, '$.file') AS file,
+               CAST(json_extract(n.meta, '$.width') AS INTEGER) AS width,
+               CAST(json_extract(n.meta, '$.height') AS INTEGER) AS height
+        FROM "{task}".final_dataset f
+        JOIN "{task}".normalized_records n ON n.drop_id = f.drop_id AND n.record_id = f.id
+        JOIN "{task}".drops d ON d.drop_id = f.drop_id
+        ORDER BY d.seq, n.row_num
+        """
+    ).fetchdf()
+    if keep_ids is not None:
+        rows = rows[rows["id"].isin(set(keep_ids.astype(str)))]
+    dataset = coco_dataset(rows, labels=spec.label_names, task=task, description=spec.description)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{task}.coco.json"
+    write_coco(path, dataset)
+    return path, len(rows)

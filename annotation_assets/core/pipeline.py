@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from annotation_assets.core import dedup, ingest, normalize, reconcile
+from annotation_assets.core import dedup, images, ingest, normalize, reconcile
 from annotation_assets.core.calibration import threshold_what_if
 from annotation_assets.core.classifier import (
     HEAD,
@@ -28,7 +28,7 @@ from annotation_assets.core.classifier import (
     prototype_model,
     train_head,
 )
-from annotation_assets.core.routing import NO_LABEL, StageVotes, route_by_confidence
+from annotation_assets.core.routing import NO_LABEL, Routed, StageVotes, route_by_confidence
 from annotation_assets.core.rules import (
     apply_labeling_functions,
     build_labeling_functions,
@@ -40,6 +40,11 @@ from annotation_assets.core.tables import column_names, first_row, scalar
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 Progress = Callable[[str, int, int | None], None]
+
+
+def is_image_task(spec: TaskSpec) -> bool:
+    return spec.kind == "image_classification"
+
 
 TEXT_TOO_LONG = "text_too_long"
 EMPTY_TEXT = "empty_text"
@@ -127,12 +132,22 @@ def ingest_drop(
             [drop_id, location or str(drop_dir), now],
         )
         conn.execute(f"DELETE FROM {_q(task, 'raw_records')} WHERE drop_id = ?", [drop_id])
-        for chunk in ingest.iter_raw_chunks(
-            drop_dir,
-            fields=fields,
-            max_line_bytes=spec.limits.max_line_bytes,
-            chunk_size=CHUNK_ROWS,
-        ):
+        chunks = (
+            images.iter_image_raw_chunks(
+                drop_dir,
+                id_field=spec.fields.id,
+                max_pixels=spec.images.max_pixels,
+                chunk_size=CHUNK_ROWS,
+            )
+            if is_image_task(spec)
+            else ingest.iter_raw_chunks(
+                drop_dir,
+                fields=fields,
+                max_line_bytes=spec.limits.max_line_bytes,
+                chunk_size=CHUNK_ROWS,
+            )
+        )
+        for chunk in chunks:
             chunk.insert(0, "drop_id", drop_id)
             chunk.insert(1, "row_num", np.arange(stats.ingested, stats.ingested + len(chunk)))
             chunk["ingested_at"] = now
@@ -204,7 +219,11 @@ def normalize_drop(
             if progress:
                 progress("normalize", done, None)
         _mark_exact_duplicates(conn, task, drop_id)
-        near = _near_duplicates(conn, task, drop_id)
+        near = (
+            _near_duplicate_images(conn, task, drop_id, spec.images.phash_max_distance)
+            if is_image_task(spec)
+            else _near_duplicates(conn, task, drop_id)
+        )
         if not near.empty:
             near["duplicate_of_drop"] = near["duplicate_of_drop"].fillna(drop_id)
             conn.register("_near_df", near)
@@ -278,8 +297,13 @@ def _normalize_chunk(chunk: pd.DataFrame, spec: TaskSpec) -> tuple[pd.DataFrame,
         lengths[empty | too_long].astype(str) + f" chars > {spec.limits.max_text_chars}",
     )
     good = good.loc[~(empty | too_long)]
-    good["dedup_key"] = [normalize.dedup_key(t) for t in good["text"]]
-    good["minhash"] = dedup.signatures_to_lists(dedup.minhash_signatures(good["text"].tolist()))
+    if is_image_task(spec):
+        content = [json.loads(m)["sha256"] for m in good["meta"]]
+        good["dedup_key"] = [h[:32] for h in content]
+        good["minhash"] = None
+    else:
+        good["dedup_key"] = [normalize.dedup_key(t) for t in good["text"]]
+        good["minhash"] = dedup.signatures_to_lists(dedup.minhash_signatures(good["text"].tolist()))
     cand = good[
         [
             "row_num",
@@ -368,35 +392,75 @@ def _mark_exact_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: 
     )
 
 
-def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> pd.DataFrame:
-    """Near duplicates (MinHash) among the candidates still standing, against other drops'
-    kept records and earlier candidates of this drop."""
+_NEAR_COLUMNS = ["row_num", "record_id", "duplicate_of_drop", "duplicate_of_id", "similarity"]
+
+
+def _near_candidates(
+    conn: duckdb.DuckDBPyConnection, task: str, drop_id: str, column: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The candidates still standing (in row order) and every other drop's kept records,
+    with one fingerprint column (an SQL expression over the table)."""
     new = conn.execute(
-        "SELECT c.row_num, c.record_id, c.minhash FROM _cand c"
+        f"SELECT c.row_num, c.record_id, {column} AS fp FROM _cand c"
         " ANTI JOIN _dups d ON c.row_num = d.row_num ANTI JOIN _quar q ON c.row_num = q.row_num"
         " ORDER BY c.row_num"
     ).fetchdf()
     old = conn.execute(
-        f"SELECT n.drop_id, n.record_id, n.minhash FROM {_q(task, 'normalized_records')} n"
-        f" JOIN {_q(task, 'drops')} d USING (drop_id) WHERE n.drop_id <> ?"
-        " ORDER BY d.seq, n.row_num",
+        f"SELECT c.drop_id, c.record_id, {column} AS fp FROM {_q(task, 'normalized_records')} c"
+        f" JOIN {_q(task, 'drops')} d USING (drop_id) WHERE c.drop_id <> ?"
+        " ORDER BY d.seq, c.row_num",
         [drop_id],
     ).fetchdf()
-    empty = pd.DataFrame(
-        columns=["row_num", "record_id", "duplicate_of_drop", "duplicate_of_id", "similarity"]
-    )
+    return new, old
+
+
+def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> pd.DataFrame:
+    """Near duplicates (MinHash) among the candidates still standing, against other drops'
+    kept records and earlier candidates of this drop."""
+    new, old = _near_candidates(conn, task, drop_id, "c.minhash")
     if new.empty:
-        return empty
+        return pd.DataFrame(columns=_NEAR_COLUMNS)
     new_keys = [f"n{r}" for r in new["row_num"]]
     old_keys = [f"o{i}" for i in range(len(old))]
     pairs = dedup.near_duplicate_pairs(
         new_keys,
-        dedup.signatures_from_lists(new["minhash"].tolist()),
+        dedup.signatures_from_lists(new["fp"].tolist()),
         old_keys,
-        dedup.signatures_from_lists(old["minhash"].tolist()),
+        dedup.signatures_from_lists(old["fp"].tolist()),
     )
+    return _pointers(pairs, new_keys, new, old)
+
+
+def _near_duplicate_images(
+    conn: duckdb.DuckDBPyConnection, task: str, drop_id: str, max_distance: int
+) -> pd.DataFrame:
+    """Near-duplicate images: perceptual hashes within `max_distance` bits (Hamming) of a
+    kept image of another drop or an earlier image of this drop."""
+    new, old = _near_candidates(conn, task, drop_id, "json_extract_string(c.meta, '$.phash')")
+    if new.empty:
+        return pd.DataFrame(columns=_NEAR_COLUMNS)
+    to_bits = lambda hexes: np.array([int(h, 16) for h in hexes], dtype=np.uint64)  # noqa: E731
+    new_keys = [f"n{r}" for r in new["row_num"]]
+    old_keys = [f"o{i}" for i in range(len(old))]
+    found = images.hamming_near_duplicates(
+        new_keys,
+        to_bits(new["fp"]),
+        old_keys,
+        to_bits(old["fp"]),
+        max_distance=max_distance,
+    )
+    pairs = [(n, k, 1.0 - d / 64.0) for n, k, d in found]
+    return _pointers(pairs, new_keys, new, old)
+
+
+def _pointers(
+    pairs: Sequence[tuple[str, str, float]],
+    new_keys: list[str],
+    new: pd.DataFrame,
+    old: pd.DataFrame,
+) -> pd.DataFrame:
     if not pairs:
-        return empty
+        return pd.DataFrame(columns=_NEAR_COLUMNS)
     by_row = dict(zip(new_keys, zip(new["row_num"], new["record_id"], strict=True), strict=True))
     rows = []
     for new_key, kept_key, similarity in pairs:
@@ -407,7 +471,7 @@ def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -
         else:
             of_drop, of_id = None, by_row[kept_key][1]
         rows.append((row_num, record_id, of_drop, of_id, float(similarity)))
-    return pd.DataFrame(rows, columns=empty.columns)
+    return pd.DataFrame(rows, columns=_NEAR_COLUMNS)
 
 
 # --------------------------------------------------------------------------- human decisions
@@ -751,18 +815,25 @@ def label_by_model(
     encoder: Encoder,
     store: ModelStore,
     heavy: HeavyScorer | None = None,
+    item_root: Path | None = None,
     progress: Progress | None = None,
 ) -> ModelResult:
     """Scores records the rules did not settle, runs the heavy model on those still unsure,
-    routes every record through the cascade, and writes model_labels."""
+    routes every record through the cascade, and writes model_labels.
+
+    The small model reads the record's text; for image tasks that is the image's metadata
+    (title, alt text, file name), so its source is `model_text`. The heavy model gets the text
+    of text records, or the image files (under `item_root`) of image records."""
     task = spec.name
     labels = spec.label_names
     index = {label: i for i, label in enumerate(labels)}
     threshold = spec.thresholds.auto_accept
+    small_source = "model_text" if is_image_task(spec) else "model"
     with connect() as conn:
         seq = drop_seq(conn, task, drop_id)
         frame = conn.execute(
-            f"SELECT n.record_id, n.dedup_key, n.text, r.rule_label, r.rule_confidence"
+            "SELECT n.record_id, n.dedup_key, n.text, r.rule_label, r.rule_confidence,"
+            " json_extract_string(n.meta, '$.file') AS file"
             f" FROM {_q(task, 'normalized_records')} n"
             f" LEFT JOIN {_q(task, 'rule_labels')} r USING (drop_id, record_id)"
             " WHERE n.drop_id = ? ORDER BY n.row_num",
@@ -795,7 +866,7 @@ def label_by_model(
     may_accept = model.kind == HEAD or spec.model.zero_shot_auto_accept
     stages = [
         StageVotes("rule", rule_idx, rule_conf),
-        StageVotes("model", model_idx, model_conf, may_accept=may_accept),
+        StageVotes(small_source, model_idx, model_conf, may_accept=may_accept),
     ]
     heavy_idx = np.full(n, NO_LABEL, dtype=np.int64)
     heavy_conf = np.full(n, np.nan)
@@ -803,11 +874,18 @@ def label_by_model(
         first = route_by_confidence(stages, threshold=threshold)
         unsure = np.flatnonzero(~first.accepted)
         if len(unsure):
-            heavy_probs = heavy.predict_proba(frame["text"].iloc[unsure].tolist(), labels)
+            if is_image_task(spec):
+                root = item_root or Path(".")
+                items = [str(root / f) for f in frame["file"].iloc[unsure]]
+            else:
+                items = frame["text"].iloc[unsure].tolist()
+            heavy_probs = heavy.predict_proba(items, labels)
             heavy_idx[unsure] = heavy_probs.argmax(axis=1)
             heavy_conf[unsure] = heavy_probs.max(axis=1)
         stages.append(StageVotes("heavy", heavy_idx, heavy_conf))
     routed = route_by_confidence(stages, threshold=threshold)
+    if spec.images.unknown_label is not None:
+        routed = _route_unknown(routed, stages, spec, index[spec.images.unknown_label])
     out = pd.DataFrame(
         {
             "drop_id": drop_id,
@@ -853,6 +931,28 @@ def label_by_model(
         metrics=dict(model.metrics),
         what_if=what_if,
     )
+
+
+def _route_unknown(
+    routed: Routed, stages: Sequence[StageVotes], spec: TaskSpec, unknown: int
+) -> Routed:
+    """Records no stage accepted whose best score of any stage is below
+    `images.unknown_below` get the unknown label: accepted (`unknown_route: label`, at
+    confidence 1 - best score) or as the suggestion for review (`unknown_route: review`)."""
+    best = np.zeros(len(routed.label_index))
+    for stage in stages:
+        best = np.fmax(best, np.nan_to_num(stage.confidence))
+    low = ~routed.accepted & (best < spec.images.unknown_below)
+    label = routed.label_index.copy()
+    label[low] = unknown
+    if spec.images.unknown_route == "review":
+        return Routed(label, routed.confidence, routed.source, routed.accepted)
+    confidence = routed.confidence.copy()
+    confidence[low] = 1.0 - best[low]
+    source = routed.source.copy()
+    source[low] = stages[-1].source
+    accepted = routed.accepted | low
+    return Routed(label, confidence, source, accepted)
 
 
 # ------------------------------------------------------------------------ review and final
@@ -944,6 +1044,7 @@ def build_final_dataset(connect: Connect, spec: TaskSpec, drop_id: str) -> Final
 
 
 SOURCES = ("rule", "model", "heavy", "human")
+IMAGE_TEXT_SOURCE = "model_text"
 
 
 def drop_counts(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> dict[str, Any]:
@@ -1030,8 +1131,9 @@ def drop_throughput(
         "latency_human_s": spec.review.latency_human_s,
         "throughput_per_hour": round(3600 * records / total, 1) if total > 0 else None,
         "share": {
-            s: round(counts["by_source"][s] / records, 4) if records else 0.0
-            for s in ("rule", "model", "heavy")
+            s: round(n / records, 4) if records else 0.0
+            for s, n in counts["by_source"].items()
+            if s != "human"
         }
         | {"human": round(hitl_rate, 4)},
     }

@@ -19,6 +19,8 @@ from annotation_assets.core.tables import scalar
 
 FROM_NAME = "label"
 TO_NAME = "text"
+IMAGE_NAME = "image"
+DEFAULT_IMAGE_URL_PREFIX = "/data/local-files/?d="
 QUEUE_CSV_COLUMNS = ["record_id", "text", "suggested_label", "confidence", "drop_id", "reason"]
 DECISION_COLUMNS = ["record_id", "label", "annotator", "decided_at"]
 
@@ -39,13 +41,15 @@ def review_queue(
 ) -> pd.DataFrame:
     """Records waiting for a decision across every drop: contested ones (for adjudication)
     first, then the least confident. With `stratify`, suggested classes take turns so every
-    class gets reviewed even when one dominates."""
+    class gets reviewed even when one dominates. `file` is the image's path inside its drop
+    (image tasks; None for text)."""
     task = spec.name
     queue = conn.execute(
         f"""
         SELECT p.record_id, p.text, p.suggested_label, p.confidence, p.drop_id, p.reason,
-               p.suggested_by, p.model_version
+               p.suggested_by, p.model_version, json_extract_string(n.meta, '$.file') AS file
         FROM "{task}".hitl_pending p JOIN "{task}".drops d USING (drop_id)
+        LEFT JOIN "{task}".normalized_records n USING (drop_id, record_id)
         ORDER BY (p.reason = 'contested') DESC, p.confidence NULLS FIRST, d.seq, p.record_id
         """
     ).fetchdf()
@@ -79,6 +83,17 @@ def votes_by_record(conn: duckdb.DuckDBPyConnection, task: str) -> dict[str, str
     return dict(rows)
 
 
+def _target(spec: TaskSpec) -> str:
+    return IMAGE_NAME if spec.kind == "image_classification" else TO_NAME
+
+
+def image_url(task: str, drop_id: str, file: str, prefix: str) -> str:
+    """Where Label Studio loads an image from: `prefix` + the image's path under the home
+    (`drops/<task>/<drop>/<file>`). The default prefix is Label Studio's local-files route,
+    served when LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT is the home."""
+    return f"{prefix}drops/{task}/{drop_id}/{file}"
+
+
 def label_studio_config(spec: TaskSpec) -> str:
     """The labeling config XML whose names match the exported predictions."""
     choices = "\n".join(
@@ -90,16 +105,31 @@ def label_studio_config(spec: TaskSpec) -> str:
     return (
         "<View>\n"
         f"  <Header value={quoteattr(spec.description or spec.name)}/>\n"
-        f'  <Text name="{TO_NAME}" value="$text"/>\n'
-        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="true">\n'
+        + (
+            f'  <Image name="{IMAGE_NAME}" value="$image"/>\n'
+            if _target(spec) == IMAGE_NAME
+            else ""
+        )
+        + f'  <Text name="{TO_NAME}" value="$text"/>\n'
+        f'  <Choices name="{FROM_NAME}" toName="{_target(spec)}" choice="single"'
+        ' showInline="true">\n'
         f"{choices}\n"
         "  </Choices>\n"
         "</View>\n"
     )
 
 
-def label_studio_tasks(queue: pd.DataFrame, votes: dict[str, str]) -> list[dict[str, Any]]:
-    """Label Studio import tasks: `data` for the labeler, `predictions` pre-filling the choice."""
+def label_studio_tasks(
+    queue: pd.DataFrame,
+    votes: dict[str, str],
+    *,
+    spec: TaskSpec | None = None,
+    image_prefix: str = DEFAULT_IMAGE_URL_PREFIX,
+) -> list[dict[str, Any]]:
+    """Label Studio import tasks: `data` for the labeler (with `image`, a URL, for image
+    tasks), `predictions` pre-filling the choice."""
+    images = spec is not None and _target(spec) == IMAGE_NAME
+    to_name = IMAGE_NAME if images else TO_NAME
     tasks = []
     for row in queue.to_dict("records"):
         record_id = str(row["record_id"])
@@ -109,6 +139,8 @@ def label_studio_tasks(queue: pd.DataFrame, votes: dict[str, str]) -> list[dict[
             "drop_id": row["drop_id"],
             "reason": row["reason"],
         }
+        if images and spec is not None:
+            data["image"] = image_url(spec.name, row["drop_id"], row["file"], image_prefix)
         if row["reason"] == "contested":
             data["adjudicate"] = True
             data["votes"] = votes.get(record_id, "")
@@ -124,7 +156,7 @@ def label_studio_tasks(queue: pd.DataFrame, votes: dict[str, str]) -> list[dict[
                     "result": [
                         {
                             "from_name": FROM_NAME,
-                            "to_name": TO_NAME,
+                            "to_name": to_name,
                             "type": "choices",
                             "value": {"choices": [suggestion]},
                         }
@@ -136,16 +168,29 @@ def label_studio_tasks(queue: pd.DataFrame, votes: dict[str, str]) -> list[dict[
 
 
 def write_queue(
-    queue: pd.DataFrame, spec: TaskSpec, votes: dict[str, str], out: Path, fmt: str
+    queue: pd.DataFrame,
+    spec: TaskSpec,
+    votes: dict[str, str],
+    out: Path,
+    fmt: str,
+    *,
+    image_prefix: str = DEFAULT_IMAGE_URL_PREFIX,
 ) -> list[Path]:
-    """Writes the queue as Label Studio JSON (plus `<stem>.label_config.xml`) or CSV."""
+    """Writes the queue as Label Studio JSON (plus `<stem>.label_config.xml`) or CSV (with an
+    `image` URL column for image tasks)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         frame = queue[QUEUE_CSV_COLUMNS].copy()
         frame["confidence"] = frame["confidence"].round(6)
+        if _target(spec) == IMAGE_NAME:
+            frame["image"] = [
+                image_url(spec.name, d, f, image_prefix)
+                for d, f in zip(queue["drop_id"], queue["file"], strict=True)
+            ]
         _atomic_write(out, frame.to_csv(index=False))
         return [out]
-    _atomic_write(out, json.dumps(label_studio_tasks(queue, votes), ensure_ascii=False, indent=1))
+    tasks = label_studio_tasks(queue, votes, spec=spec, image_prefix=image_prefix)
+    _atomic_write(out, json.dumps(tasks, ensure_ascii=False, indent=1))
     config = out.with_name(f"{out.stem}.label_config.xml")
     _atomic_write(config, label_studio_config(spec))
     return [out, config]

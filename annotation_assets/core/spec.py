@@ -78,6 +78,16 @@ class Thresholds(_Strict):
     review_budget: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
 
 
+def _label_template(value: str) -> str:
+    try:
+        filled = value.format(label="\x00")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(f"template {value!r} may only use the {{label}} placeholder") from None
+    if "\x00" not in filled:
+        raise ValueError(f"template {value!r} must contain {{label}}")
+    return value
+
+
 class ModelSettings(_Strict):
     encoder: str | None = None
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
@@ -87,7 +97,22 @@ class ModelSettings(_Strict):
     zero_shot_temperature: Annotated[float, Field(gt=0.0)] = 0.05
     zero_shot_auto_accept: bool = False
     label_template: str = "A product review that is {label}."
-    heavy: Literal["none"] = "none"
+    clip: str | None = None
+    clip_templates: Annotated[list[str], Field(min_length=1)] = [
+        "a photo of {label}.",
+        "a product photo of {label}.",
+    ]
+    clip_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
+
+    @field_validator("label_template")
+    @classmethod
+    def _has_label_slot(cls, value: str) -> str:
+        return _label_template(value)
+
+    @field_validator("clip_templates")
+    @classmethod
+    def _templates_have_label_slot(cls, value: list[str]) -> list[str]:
+        return [_label_template(t) for t in value]
 
 
 class ClassBalanceCheck(_Strict):
@@ -130,6 +155,16 @@ class Balance(_Strict):
     seed: int = 0
 
 
+class ImageSettings(_Strict):
+    """Image tasks: decoding limits, near-duplicate threshold, and the unknown class."""
+
+    max_pixels: Annotated[int, Field(ge=1)] = 50_000_000
+    phash_max_distance: Annotated[int, Field(ge=0, le=32)] = 6
+    unknown_label: str | None = None
+    unknown_below: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    unknown_route: Literal["review", "label"] = "review"
+
+
 class Limits(_Strict):
     max_text_chars: Annotated[int, Field(ge=1)] = 20_000
     max_line_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
@@ -155,6 +190,7 @@ class TaskSpec(_Strict):
     review: ReviewSettings = ReviewSettings()
     costs: Costs | None = None
     balance: Balance = Balance()
+    images: ImageSettings = ImageSettings()
     limits: Limits = Limits()
     drops: DropSettings = DropSettings()
 
@@ -191,6 +227,9 @@ class TaskSpec(_Strict):
         for label in self.examples:
             if label not in self.labels:
                 raise ValueError(f"examples.{label}: unknown label {label!r}")
+        unknown = self.images.unknown_label
+        if unknown is not None and unknown not in self.labels:
+            raise ValueError(f"images.unknown_label: unknown label {unknown!r}")
         for label in self.balance.target or {}:
             if label not in self.labels:
                 raise ValueError(f"balance.target.{label}: unknown label {label!r}")

@@ -1,0 +1,494 @@
+"""Image drops: decoding and quarantine reasons, fingerprints, manifest join, near-duplicates."""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageFile
+
+from annotation_assets.core.images import (
+    CORRUPT_IMAGE,
+    DECOMPRESSION_BOMB,
+    DEFAULT_PHASH_MAX_DISTANCE,
+    DUPLICATE_ENTRY,
+    EMPTY_FILE,
+    IMAGE_REASONS,
+    MISSING_FILE,
+    NOT_AN_IMAGE,
+    ImageInfo,
+    _band_plan,
+    hamming_near_duplicates,
+    image_text,
+    inspect_image,
+    iter_image_raw_chunks,
+    phash,
+)
+from annotation_assets.core.ingest import (
+    INVALID_ID,
+    MALFORMED_JSON,
+    NOT_AN_OBJECT,
+    OUTSIDE_DROP,
+    RAW_COLUMNS,
+    UNSUPPORTED_FILE,
+)
+from annotation_assets.demo_data import make_demo_images
+from annotation_assets.demo_data.make_demo_images import draw
+
+DEMO = Path(make_demo_images.__file__).parent / "drops" / "product_images"
+
+
+def _distance(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def _info(path: Path, **options: Any) -> ImageInfo:
+    result = inspect_image(path, **options)
+    assert isinstance(result, ImageInfo), result
+    return result
+
+
+def _save(img: Image.Image, path: Path, **options: Any) -> Path:
+    img.save(path, **options)
+    return path
+
+
+def _rows(drop: Path, **options: Any) -> list[dict[str, Any]]:
+    chunks = list(iter_image_raw_chunks(drop, **options))
+    for chunk in chunks:
+        assert list(chunk.columns) == RAW_COLUMNS
+    return pd.concat(chunks, ignore_index=True).to_dict("records") if chunks else []
+
+
+def _by_file(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["source_file"]: r for r in rows if r["source_file"] != "manifest.jsonl"}
+
+
+def _manifest(drop: Path, lines: list[Any]) -> None:
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    (drop / "manifest.jsonl").write_text(text, encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------ inspection
+
+
+def test_inspect_image_measures_size_format_mode_bytes_and_hashes(tmp_path: Path) -> None:
+    path = _save(draw("phone", 1).resize((120, 80)), tmp_path / "phone.png")
+    info = _info(path)
+    assert (info.width, info.height, info.format, info.mode) == (120, 80, "PNG", "RGB")
+    assert info.bytes == path.stat().st_size
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert len(info.phash) == 16 and int(info.phash, 16) >= 0
+
+
+def test_gif_first_frame_and_webp_decode(tmp_path: Path) -> None:
+    frames = [draw("mug", 1), draw("lamp", 2)]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    webp = _save(draw("chair", 3), tmp_path / "chair.webp", quality=80)
+    gif_info, webp_info = _info(gif), _info(webp)
+    assert (gif_info.format, gif_info.width) == ("GIF", 96)
+    assert (webp_info.format, webp_info.mode) == ("WEBP", "RGB")
+    first_frame = _info(_save(frames[0], tmp_path / "mug.png"))
+    assert _distance(gif_info.phash, first_frame.phash) <= DEFAULT_PHASH_MAX_DISTANCE
+
+
+def test_zero_byte_file_is_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"")
+    assert inspect_image(tmp_path / "a.jpg")[0] == EMPTY_FILE
+
+
+def test_text_saved_as_jpg_is_not_an_image(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_text("<html>403 Forbidden</html>\n")
+    assert inspect_image(tmp_path / "a.jpg")[0] == NOT_AN_IMAGE
+
+
+def test_image_in_another_format_is_not_an_image(tmp_path: Path) -> None:
+    bmp = _save(draw("mug", 1), tmp_path / "mug.png", format="BMP")
+    assert inspect_image(bmp)[0] == NOT_AN_IMAGE
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_truncated_image_is_corrupt(tmp_path: Path, fmt: str) -> None:
+    path = _save(draw("noise", 1).resize((256, 256)), tmp_path / "full", format=fmt)
+    data = path.read_bytes()
+    cut = tmp_path / f"cut.{fmt.lower()}"
+    cut.write_bytes(data[: len(data) // 2])
+    assert inspect_image(cut)[0] == CORRUPT_IMAGE
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_damaged_header_with_image_magic_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    assert inspect_image(path)[0] == CORRUPT_IMAGE
+
+
+def test_too_many_pixels_is_a_bomb_rejected_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _save(draw("lamp", 1), tmp_path / "lamp.png")
+
+    def no_decoding(self: ImageFile.ImageFile) -> None:
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    result = inspect_image(path, max_pixels=96 * 96 - 1)
+    assert not isinstance(result, ImageInfo)
+    assert result[0] == DECOMPRESSION_BOMB and "96x96" in result[1]
+
+
+@pytest.mark.parametrize("pillow_limit", [4000, 9000])  # error above 2x, warning above 1x
+def test_pillow_bomb_limits_are_decompression_bombs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pillow_limit: int
+) -> None:
+    path = _save(draw("lamp", 1), tmp_path / "lamp.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pillow_limit)
+    assert inspect_image(path, max_pixels=10**9)[0] == DECOMPRESSION_BOMB
+
+
+def test_unreadable_path_is_reported_not_raised(tmp_path: Path) -> None:
+    assert inspect_image(tmp_path / "gone.jpg")[0] == "unreadable_file"
+
+
+# ---------------------------------------------------------------------------- fingerprints
+
+
+def test_exact_copy_has_same_sha256_and_reencoding_does_not(tmp_path: Path) -> None:
+    original = _save(draw("tshirt", 1), tmp_path / "a.png")
+    copy = tmp_path / "b.png"
+    shutil.copyfile(original, copy)
+    reencoded = _save(Image.open(original).convert("RGB"), tmp_path / "c.jpg", quality=90)
+    assert _info(original).sha256 == _info(copy).sha256
+    assert _info(original).sha256 != _info(reencoded).sha256
+
+
+def test_phash_close_for_reencoded_resized_or_shifted_copies(tmp_path: Path) -> None:
+    base = _info(_save(draw("laptop", 7), tmp_path / "a.png")).phash
+    jpeg = _info(_save(draw("laptop", 7), tmp_path / "b.jpg", quality=60)).phash
+    shifted = _info(_save(draw("laptop", 7, shift=2), tmp_path / "c.jpg", quality=75)).phash
+    big = draw("laptop", 7).resize((800, 800), Image.Resampling.BICUBIC)
+    large_jpeg = _info(_save(big, tmp_path / "d.jpg", quality=85)).phash  # decoded via draft
+    for other in (jpeg, shifted, large_jpeg):
+        assert _distance(base, other) <= DEFAULT_PHASH_MAX_DISTANCE
+
+
+def test_phash_far_for_different_drawings(tmp_path: Path) -> None:
+    hashes = [phash(draw(kind, seed)) for kind, seed in [("laptop", 7), ("laptop", 8), ("mug", 7)]]
+    assert _distance(hashes[0], hashes[1]) > DEFAULT_PHASH_MAX_DISTANCE
+    assert _distance(hashes[0], hashes[2]) > DEFAULT_PHASH_MAX_DISTANCE
+
+
+def test_phash_follows_the_dct_definition() -> None:
+    from scipy.fftpack import dct
+
+    rng = np.random.default_rng(3)
+    img = Image.fromarray((rng.random((70, 50, 3)) * 255).astype(np.uint8))
+    gray = img.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+    low = dct(dct(np.asarray(gray, dtype=float), axis=0), axis=1)[:8, :8]
+    bits = "".join("1" if b else "0" for b in (low > np.median(low)).ravel())
+    assert phash(img) == f"{int(bits, 2):016x}"
+
+
+def test_phash_composites_transparency_onto_white() -> None:
+    rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    rgba.paste((200, 0, 0, 255), (16, 16, 48, 48))
+    flat = Image.new("RGB", (64, 64), "white")
+    flat.paste((200, 0, 0), (16, 16, 48, 48))
+    assert phash(rgba) == phash(flat)
+
+
+# ------------------------------------------------------------------------- near duplicates
+
+
+def _reference(new: list[int], old: list[int], max_distance: int) -> list[tuple[str, str, int]]:
+    """hamming_near_duplicates straight from its definition, one record at a time."""
+    kept: list[int] = []
+    out = []
+    for i, h in enumerate(new):
+        olds = [((h ^ o).bit_count(), j) for j, o in enumerate(old)]
+        news = [((h ^ new[j]).bit_count(), j) for j in kept]
+        best_old = min((c for c in olds if c[0] <= max_distance), default=None)
+        best_new = min((c for c in news if c[0] <= max_distance), default=None)
+        if best_new and (best_old is None or best_new[0] < best_old[0]):
+            out.append((f"n{i}", f"n{best_new[1]}", best_new[0]))
+        elif best_old:
+            out.append((f"n{i}", f"o{best_old[1]}", best_old[0]))
+        else:
+            kept.append(i)
+    return out
+
+
+def _near(new: list[int], old: list[int], d: int = 6) -> list[tuple[str, str, int]]:
+    return hamming_near_duplicates(
+        [f"n{i}" for i in range(len(new))],
+        np.array(new, dtype=np.uint64),
+        [f"o{i}" for i in range(len(old))],
+        np.array(old, dtype=np.uint64),
+        max_distance=d,
+    )
+
+
+A = 0x0123456789ABCDEF
+B = 0xFEDCBA9876543210
+
+
+def test_within_batch_duplicate_points_to_earlier_kept_image() -> None:
+    assert _near([A, A ^ 0b101, B], []) == [("n1", "n0", 2)]
+
+
+def test_old_image_preferred_on_equal_distance() -> None:
+    # A is kept (8 bits from the old image); the next image is 4 bits from both.
+    assert _near([A, A ^ 0b1111], [A ^ 0b11111111]) == [("n1", "o0", 4)]
+    assert _near([A ^ 0b1, A ^ 0b10], [A]) == [("n0", "o0", 1), ("n1", "o0", 1)]
+
+
+def test_closer_earlier_new_image_beats_farther_old_one() -> None:
+    # A is kept (7 bits from the old image); the next image is 1 bit from A, 6 from old.
+    assert _near([A, A ^ 0b1], [A ^ 0b1111111]) == [("n1", "n0", 1)]
+
+
+def test_duplicate_is_not_a_kept_image_for_later_ones() -> None:
+    a, b, c = A, A ^ 0b1111, A ^ 0b11111111
+    assert _near([a, b, c], []) == [("n1", "n0", 4)]
+
+
+def test_earliest_old_image_wins_a_tie() -> None:
+    assert _near([A], [B, A ^ 0b1, A ^ 0b10]) == [("n0", "o1", 1)]
+
+
+def test_zero_distance_finds_only_identical_hashes() -> None:
+    assert _near([A, A ^ 1, A], [], d=0) == [("n2", "n0", 0)]
+
+
+def test_many_identical_hashes_point_to_the_first() -> None:
+    pairs = _near([A] * 20_000, [])
+    assert len(pairs) == 19_999 and {kept for _, kept, _ in pairs} == {"n0"}
+
+
+def test_hex_strings_are_accepted() -> None:
+    pairs = hamming_near_duplicates(["x"], [f"{A ^ 1:016x}"], ["y"], [f"{A:016x}"])
+    assert pairs == [("x", "y", 1)]
+
+
+def test_bad_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="max_distance"):
+        _near([A], [], d=64)
+    with pytest.raises(ValueError, match="shape"):
+        hamming_near_duplicates(["a", "b"], np.array([A], dtype=np.uint64), [], [])
+
+
+@pytest.mark.parametrize("max_distance", [0, 3, 6, 10])
+def test_banded_search_matches_all_pairs_reference(max_distance: int) -> None:
+    rng = np.random.default_rng(max_distance)
+    centers = rng.integers(0, 2**63, size=300, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+    def cluster_members(n: int) -> list[int]:
+        out = []
+        for _ in range(n):
+            h = int(centers[rng.integers(0, centers.size)])
+            for bit in rng.choice(64, size=int(rng.integers(0, 9)), replace=False):
+                h ^= 1 << int(bit)
+            out.append(h)
+        return out
+
+    new, old = cluster_members(1500), cluster_members(1500)
+    if max_distance <= 6:
+        assert _band_plan(max_distance, 1500, 1500) is not None  # the banded path is tested
+    assert _near(new, old, max_distance) == _reference(new, old, max_distance)
+
+
+def test_hundred_thousand_by_hundred_thousand_is_fast() -> None:
+    import time
+
+    rng = np.random.default_rng(0)
+    old = rng.integers(0, 2**64 - 1, size=100_000, dtype=np.uint64)
+    new = rng.integers(0, 2**64 - 1, size=100_000, dtype=np.uint64)
+    new[:100] = old[:100] ^ np.uint64(0b111)
+    start = time.perf_counter()
+    pairs = hamming_near_duplicates(
+        [f"n{i}" for i in range(new.size)], new, [f"o{i}" for i in range(old.size)], old
+    )
+    assert time.perf_counter() - start < 30
+    assert pairs[:100] == [(f"n{i}", f"o{i}", 3) for i in range(100)]
+
+
+# ----------------------------------------------------------------------------- drop rows
+
+
+def test_text_from_title_alt_and_file_name() -> None:
+    assert image_text("shoes/red-running-shoe.jpg") == "red running shoe"
+    assert image_text("IMG_01.jpg", "Trail shoe", "Red shoe, side view") == (
+        "Trail shoe. Red shoe, side view. IMG 01"
+    )
+    assert image_text("red-shoe.jpg", "Red shoe", "red  shoe.") == "Red shoe"
+    assert image_text("_-.jpg") == "_-.jpg"
+
+
+def test_manifest_fields_join_images(tmp_path: Path) -> None:
+    _save(draw("tshirt", 1), tmp_path / "navy-tee.png")
+    (tmp_path / "sub").mkdir()
+    _save(draw("mug", 2), tmp_path / "sub" / "IMG_7.jpg")
+    line = {
+        "id": "p-1",
+        "file": "navy-tee.png",
+        "title": "Navy T-shirt",
+        "alt": "Cotton tee, front",
+        "url": "https://shop.example/p-1",
+        "price": 12.5,
+    }
+    _manifest(tmp_path, [line])
+    rows = _by_file(_rows(tmp_path))
+    tee, mug = rows["navy-tee.png"], rows["sub/IMG_7.jpg"]
+    assert tee["record_id"] == "p-1" and tee["error"] is None
+    assert tee["text"] == "Navy T-shirt. Cotton tee, front"
+    meta = json.loads(tee["meta"])
+    assert meta["file"] == "navy-tee.png" and meta["url"] == line["url"] and meta["price"] == 12.5
+    assert {"width", "height", "format", "mode", "bytes", "sha256", "phash"} <= meta.keys()
+    assert json.loads(tee["payload"]) == line
+    assert mug["record_id"] == "sub/IMG_7.jpg" and mug["text"] == "IMG 7"
+    assert json.loads(mug["payload"])["sha256"] == json.loads(mug["meta"])["sha256"]
+
+
+def test_manifest_problems_become_reason_rows(tmp_path: Path) -> None:
+    _save(draw("lamp", 1), tmp_path / "lamp.png")
+    _manifest(
+        tmp_path,
+        [
+            {"id": "1", "file": "lamp.png", "title": "Lamp"},
+            '{"id": "2", "file": "broken.png"',
+            {"id": "3", "file": "IMG_404.jpg"},
+            {"id": "4", "file": "../other-drop/lamp.png"},
+            {"id": "5", "file": "/etc/passwd"},
+            {"id": "6", "file": "lamp.png", "title": "Lamp again"},
+            {"id": "7"},
+            "[1, 2]",
+        ],
+    )
+    rows = _rows(tmp_path)
+    manifest = {
+        int(r["line_no"]): (r["error"], r["payload"]) for r in rows if pd.notna(r["line_no"])
+    }
+    assert {n: e for n, (e, _) in manifest.items()} == {
+        2: MALFORMED_JSON,
+        3: MISSING_FILE,
+        4: OUTSIDE_DROP,
+        5: OUTSIDE_DROP,
+        6: DUPLICATE_ENTRY,
+        7: MISSING_FILE,
+        8: NOT_AN_OBJECT,
+    }
+    assert manifest[3][1] == json.dumps({"id": "3", "file": "IMG_404.jpg"})
+    assert _by_file(rows)["lamp.png"]["record_id"] == "1"
+    assert {r["error"] for r in rows} - {None} <= set(IMAGE_REASONS)
+
+
+def test_bad_files_keep_their_manifest_line_and_reason(tmp_path: Path) -> None:
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "page.jpg").write_text("<html></html>")
+    (tmp_path / "notes.txt").write_text("hello")
+    _save(draw("mug", 1), tmp_path / "bad-id.png")
+    _manifest(
+        tmp_path,
+        [
+            {"id": "e", "file": "empty.jpg", "title": "Empty"},
+            {"id": {"x": 1}, "file": "bad-id.png"},
+        ],
+    )
+    rows = _by_file(_rows(tmp_path))
+    assert (rows["empty.jpg"]["error"], rows["empty.jpg"]["record_id"]) == (EMPTY_FILE, "e")
+    assert json.loads(rows["empty.jpg"]["payload"])["title"] == "Empty"
+    assert rows["page.jpg"]["error"] == NOT_AN_IMAGE
+    assert rows["notes.txt"]["error"] == UNSUPPORTED_FILE
+    assert rows["bad-id.png"]["error"] == INVALID_ID
+    assert all(r["text"] is None and r["meta"] is None for r in rows.values())
+
+
+def test_hidden_and_marker_files_are_skipped(tmp_path: Path) -> None:
+    _save(draw("mug", 1), tmp_path / "mug.png")
+    _save(draw("mug", 1), tmp_path / ".thumb.png")
+    (tmp_path / "_SUCCESS").write_bytes(b"")
+    (tmp_path / "_staging").mkdir()
+    _save(draw("mug", 1), tmp_path / "_staging" / "x.png")
+    assert [r["source_file"] for r in _rows(tmp_path)] == ["mug.png"]
+
+
+def test_symlinks_outside_the_drop_are_never_read(tmp_path: Path) -> None:
+    drop, outside = tmp_path / "drop", tmp_path / "outside"
+    drop.mkdir()
+    outside.mkdir()
+    _save(draw("mug", 1), outside / "secret.png")
+    _save(draw("lamp", 1), drop / "lamp.png")
+    os.symlink(outside / "secret.png", drop / "secret.png")
+    os.symlink(drop / "lamp.png", drop / "lamp-link.png")
+    os.symlink(outside, drop / "folder")
+    (outside / "manifest.jsonl").write_text(json.dumps({"id": "x", "file": "lamp.png"}) + "\n")
+    os.symlink(outside / "manifest.jsonl", drop / "manifest.jsonl")
+    all_rows = _rows(drop)
+    (manifest,) = [r for r in all_rows if r["source_file"] == "manifest.jsonl"]
+    assert manifest["error"] == OUTSIDE_DROP
+    rows = _by_file(all_rows)
+    assert rows["lamp.png"]["record_id"] == "lamp.png"
+    assert rows["secret.png"]["error"] == OUTSIDE_DROP
+    assert rows["folder"]["error"] == OUTSIDE_DROP
+    assert rows["lamp-link.png"]["error"] is None
+
+
+def test_chunks_hold_at_most_chunk_size_rows(tmp_path: Path) -> None:
+    for i in range(5):
+        _save(draw("mug", i), tmp_path / f"m{i}.png")
+    sizes = [len(c) for c in iter_image_raw_chunks(tmp_path, chunk_size=2)]
+    assert sizes == [2, 2, 1]
+
+
+def test_id_field_selects_the_manifest_id(tmp_path: Path) -> None:
+    _save(draw("mug", 1), tmp_path / "mug.png")
+    _manifest(tmp_path, [{"sku": "SKU-9", "id": "ignored", "file": "mug.png"}])
+    (row,) = _rows(tmp_path, id_field="sku")
+    assert row["record_id"] == "SKU-9"
+    assert json.loads(row["meta"])["id"] == "ignored"
+
+
+def test_max_pixels_applies_to_drop_rows(tmp_path: Path) -> None:
+    _save(draw("mug", 1), tmp_path / "mug.png")
+    (row,) = _rows(tmp_path, max_pixels=100)
+    assert row["error"] == DECOMPRESSION_BOMB
+
+
+# ------------------------------------------------------------------------------ demo drops
+
+
+def test_demo_drops_hold_every_bad_kind_and_their_duplicates() -> None:
+    first = _rows(DEMO / "2026-11-02")
+    second = _rows(DEMO / "2026-11-09")
+    errors = sorted(r["error"] for r in first if r["error"])
+    assert errors == sorted([CORRUPT_IMAGE, EMPTY_FILE, NOT_AN_IMAGE, MISSING_FILE])
+    assert not any(r["error"] for r in second)
+    meta = {
+        (drop, r["source_file"]): json.loads(r["meta"])
+        for drop, rows in (("1", first), ("2", second))
+        for r in rows
+        if r["meta"]
+    }
+    for a, b in [
+        (("1", "oak-dining-chair.png"), ("1", "oak-dining-chair-copy.png")),
+        (("1", "stoneware-mug.png"), ("2", "mug-350ml.png")),
+    ]:
+        assert meta[a]["sha256"] == meta[b]["sha256"]
+    for a, b in [
+        (("1", "navy-cotton-tshirt.png"), ("1", "navy-cotton-tshirt-2.jpg")),
+        (("1", "ultrabook-14.jpg"), ("2", "ultrabook-14-inch.png")),
+    ]:
+        assert meta[a]["sha256"] != meta[b]["sha256"]
+        assert _distance(meta[a]["phash"], meta[b]["phash"]) <= DEFAULT_PHASH_MAX_DISTANCE
+    unique = {m["sha256"]: m["phash"] for m in meta.values()}
+    hashes = np.array([int(h, 16) for h in unique.values()], dtype=np.uint64)
+    keys = list(unique)
+    pairs = hamming_near_duplicates(keys, hashes, [], np.zeros(0, dtype=np.uint64))
+    assert len(pairs) == 2
+    assert sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file()) < 300_000
