@@ -269,6 +269,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
             "newly_encoded": result.n_encoded,
             "accepted_by_source": md.counts_json(result.accepted),
             "left_for_review": result.pending,
+            "kept_earlier_acceptances": result.kept_earlier,
             "model_confidence_histogram": dg.MetadataValue.md(
                 md.histogram(result.model_confidence)
             ),

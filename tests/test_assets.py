@@ -275,3 +275,54 @@ def test_definitions_expose_stage_groups_checks_sensor_and_job(
     assert "reviews_review" in groups
     # 8 schema checks, conservation, unique ids, balance, drift, review rate, agreement
     assert len(list(graph.asset_check_keys)) == 2 * 14
+
+
+def test_a_record_with_split_human_votes_stays_pending_even_if_a_rule_is_sure(
+    home: Home, tasks_dir: Callable[..., Path], tiny_encoder_dir: Path
+) -> None:
+    tasks = tasks_dir({"review": {"annotators_per_record": 2}})
+    deployment = Deployment(home, tasks, tiny_encoder_dir)
+    deployment.drop("d1", review_records(14))
+    deployment.run("d1")
+    (rid,), *_ = deployment.sql(f"SELECT id FROM {TASK}.final_dataset WHERE source = 'rule'")
+    with duckdb.connect(str(deployment.home.warehouse)) as conn:
+        for annotator, label in (("a1", "positive"), ("a2", "negative")):
+            conn.execute(
+                f"INSERT INTO {TASK}.human_labels VALUES (?, ?, ?, now(), 'f.csv', now())",
+                [rid, label, annotator],
+            )
+    deployment.run("d1")
+    assert deployment.sql(f"SELECT count(*) FROM {TASK}.final_dataset WHERE id = ?", rid) == [(0,)]
+    assert deployment.sql(f"SELECT reason FROM {TASK}.hitl_pending WHERE record_id = ?", rid) == [
+        ("contested",)
+    ]
+    counts = deployment.counts("d1")
+    assert counts["ingested"] == (
+        counts["final_rows"] + counts["hitl_pending"] + counts["quarantined"] + counts["duplicates"]
+    )
+
+
+def test_rescoring_keeps_earlier_model_acceptances_and_rescores_the_rest(
+    deployment: Deployment,
+) -> None:
+    deployment.drop("d1", review_records(60))
+    deployment.run("d1")
+    accepted_before = deployment.sql(
+        f"SELECT record_id, label, model_version FROM {TASK}.model_labels"
+        " WHERE accepted AND source = 'model' ORDER BY 1"
+    )
+    pending = [r for (r,) in deployment.sql(f"SELECT record_id FROM {TASK}.hitl_pending")]
+    assert pending
+    with duckdb.connect(str(deployment.home.warehouse)) as conn:
+        for rid in pending[:5]:
+            conn.execute(
+                f"INSERT INTO {TASK}.human_labels VALUES (?, 'neutral', 'a1', now(), 'f', now())",
+                [rid],
+            )
+    deployment.run("d1")
+    after = deployment.sql(
+        f"SELECT record_id, label, model_version FROM {TASK}.model_labels"
+        f" WHERE record_id IN (SELECT record_id FROM {TASK}.model_labels"
+        "  WHERE accepted AND source = 'model') ORDER BY 1"
+    )
+    assert set(accepted_before) <= set(after)

@@ -46,6 +46,8 @@ def is_image_task(spec: TaskSpec) -> bool:
     return spec.kind == "image_classification"
 
 
+SOURCES = ("rule", "model", "heavy", "human")
+IMAGE_TEXT_SOURCE = "model_text"
 TEXT_TOO_LONG = "text_too_long"
 EMPTY_TEXT = "empty_text"
 DUPLICATE_ID = "duplicate_id"
@@ -805,6 +807,7 @@ class ModelResult:
     model_confidence: np.ndarray
     metrics: dict[str, Any]
     what_if: list[dict[str, Any]]
+    kept_earlier: int = 0
 
 
 def label_by_model(
@@ -831,6 +834,9 @@ def label_by_model(
     small_source = "model_text" if is_image_task(spec) else "model"
     with connect() as conn:
         seq = drop_seq(conn, task, drop_id)
+        previous = conn.execute(
+            f"SELECT * FROM {_q(task, 'model_labels')} WHERE drop_id = ?", [drop_id]
+        ).fetchdf()
         frame = conn.execute(
             "SELECT n.record_id, n.dedup_key, n.text, r.rule_label, r.rule_confidence,"
             " json_extract_string(n.meta, '$.file') AS file"
@@ -890,6 +896,7 @@ def label_by_model(
         {
             "drop_id": drop_id,
             "record_id": frame["record_id"],
+            "dedup_key": frame["dedup_key"],
             "model_label": [labels[i] if i != NO_LABEL else None for i in model_idx],
             "model_confidence": model_conf,
             "model_probs": model_probs,
@@ -905,9 +912,10 @@ def label_by_model(
             "accepted": routed.accepted,
         }
     )
+    out, kept = _keep_earlier_acceptances(out, previous, threshold)
     with connect() as conn, _Transaction(conn):
         _replace(conn, task, "model_labels", drop_id, out)
-    accepted = pd.Series(routed.source[routed.accepted]).value_counts().to_dict()
+    accepted = out.loc[out["accepted"], "source"].value_counts().to_dict()
     best = np.fmax(rule_conf, np.where(may_accept, np.nan_to_num(model_conf), 0.0))
     best = np.fmax(best, np.nan_to_num(heavy_conf))
     accuracy = {row["threshold"]: row["accuracy"] for row in model.what_if}
@@ -926,11 +934,43 @@ def label_by_model(
         n_scored=len(where),
         n_encoded=n_encoded + n_train_encoded,
         accepted={str(k): int(v) for k, v in accepted.items()},
-        pending=int((~routed.accepted).sum()),
+        pending=int((~out["accepted"]).sum()),
+        kept_earlier=kept,
         model_confidence=model_conf[where],
         metrics=dict(model.metrics),
         what_if=what_if,
     )
+
+
+MODEL_SOURCES = ("model", IMAGE_TEXT_SOURCE, "heavy")
+
+
+def _keep_earlier_acceptances(
+    out: pd.DataFrame, previous: pd.DataFrame, threshold: float
+) -> tuple[pd.DataFrame, int]:
+    """Re-scoring after new human decisions re-scores the records still waiting; a record a
+    model already auto-accepted keeps that label (and its model version) as long as its text
+    is unchanged, its confidence still clears the threshold and no rule now settles it, so a
+    dataset does not churn and the review queue does not refill with records that had left
+    it."""
+    if previous.empty:
+        return out, 0
+    earlier = previous[
+        previous["accepted"]
+        & previous["source"].isin(MODEL_SOURCES)
+        & (previous["confidence"] >= threshold)
+    ].set_index("record_id")
+    current = out.set_index("record_id")
+    same = current.index.intersection(earlier.index)
+    same = same[
+        (current.loc[same, "dedup_key"].to_numpy() == earlier.loc[same, "dedup_key"].to_numpy())
+        & (current.loc[same, "source"].to_numpy() != "rule")
+    ]
+    if len(same) == 0:
+        return out, 0
+    columns = [c for c in current.columns if c in earlier.columns and c != "drop_id"]
+    current.loc[same, columns] = earlier.loc[same, columns]
+    return current.reset_index()[out.columns], len(same)
 
 
 def _route_unknown(
@@ -967,7 +1007,8 @@ class PendingResult:
 
 def queue_for_review(connect: Connect, spec: TaskSpec, drop_id: str) -> PendingResult:
     """Writes hitl_pending: the drop's records no stage accepted and no human has decided,
-    with the most confident suggestion and why they wait."""
+    plus those with human votes but no decision yet, with the most confident suggestion and
+    why they wait."""
     task = spec.name
     with connect() as conn, _Transaction(conn):
         conn.register("_decisions", human_decisions(conn, spec))
@@ -985,7 +1026,8 @@ def queue_for_review(connect: Connect, spec: TaskSpec, drop_id: str) -> PendingR
             JOIN {_q(task, "normalized_records")} n USING (drop_id, record_id)
             LEFT JOIN {_q(task, "rule_labels")} r USING (drop_id, record_id)
             LEFT JOIN _decisions h USING (record_id)
-            WHERE m.drop_id = ? AND NOT m.accepted AND coalesce(h.status, '') <> 'decided'
+            WHERE m.drop_id = ? AND coalesce(h.status, '') <> 'decided'
+              AND (NOT m.accepted OR h.status IS NOT NULL)
             ORDER BY m.confidence NULLS FIRST, n.row_num
             """,
             [drop_id],
@@ -1012,10 +1054,12 @@ class FinalResult:
 
 def build_final_dataset(connect: Connect, spec: TaskSpec, drop_id: str) -> FinalResult:
     """Writes final_dataset: auto-accepted records plus human-decided ones (a human decision
-    overrides any automatic label), with lineage."""
+    overrides any automatic label), with lineage. A record people have voted on but not
+    decided (contested, awaiting votes) stays out even when a model is sure: people finish
+    what they started."""
     task = spec.name
     with connect() as conn, _Transaction(conn):
-        conn.register("_decided", _decided(conn, spec))
+        conn.register("_decisions", human_decisions(conn, spec))
         frame = conn.execute(
             f"""
             SELECT n.record_id AS id, n.drop_id, n.text,
@@ -1027,13 +1071,14 @@ def build_final_dataset(connect: Connect, spec: TaskSpec, drop_id: str) -> Final
             FROM {_q(task, "normalized_records")} n
             JOIN {_q(task, "model_labels")} m USING (drop_id, record_id)
             LEFT JOIN {_q(task, "rule_labels")} r USING (drop_id, record_id)
-            LEFT JOIN _decided h ON h.record_id = n.record_id
-            WHERE n.drop_id = ? AND (h.label IS NOT NULL OR m.accepted)
+            LEFT JOIN _decisions h ON h.record_id = n.record_id
+            WHERE n.drop_id = ?
+              AND (h.status = 'decided' OR (m.accepted AND h.status IS NULL))
             ORDER BY n.row_num
             """,
             [drop_id],
         ).fetchdf()
-        conn.unregister("_decided")
+        conn.unregister("_decisions")
         _replace(conn, task, "final_dataset", drop_id, frame)
     return FinalResult(
         n_rows=len(frame),
@@ -1041,10 +1086,6 @@ def build_final_dataset(connect: Connect, spec: TaskSpec, drop_id: str) -> Final
         by_label={str(k): int(v) for k, v in frame["label"].value_counts().items()},
         confidence=frame["confidence"].to_numpy(dtype=np.float64),
     )
-
-
-SOURCES = ("rule", "model", "heavy", "human")
-IMAGE_TEXT_SOURCE = "model_text"
 
 
 def drop_counts(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> dict[str, Any]:

@@ -81,6 +81,7 @@ TABLES: dict[str, dict[str, str]] = {
     "model_labels": {
         "drop_id": "VARCHAR NOT NULL",
         "record_id": "VARCHAR NOT NULL",
+        "dedup_key": "VARCHAR",
         "model_label": "VARCHAR",
         "model_confidence": "DOUBLE",
         "model_probs": "DOUBLE[]",
