@@ -126,6 +126,10 @@ def ingest_drop(
     task = spec.name
     stats = IngestStats()
     now = _now()
+    total_bytes = sum(p.stat().st_size for p in ingest.list_drop_files(drop_dir) if p.is_file())
+    done_bytes = 0
+    if progress:
+        progress("ingest", 0, None)
     fields = ingest.FieldMap(id=spec.fields.id, text=spec.fields.text)
     with connect() as conn, _Transaction(conn):
         conn.execute(
@@ -160,8 +164,21 @@ def ingest_drop(
             for name, n in chunk["source_file"].value_counts().items():
                 stats.files[str(name)] = stats.files.get(str(name), 0) + int(n)
             if progress:
-                progress("ingest", stats.ingested, None)
+                done_bytes += int(chunk["payload"].fillna("").str.len().sum()) + len(chunk)
+                progress(
+                    "ingest",
+                    stats.ingested,
+                    _estimated_total(stats.ingested, done_bytes, total_bytes),
+                )
     return stats
+
+
+def _estimated_total(done: int, done_bytes: int, total_bytes: int) -> int | None:
+    """Records in the whole drop, extrapolated from the bytes read so far (for an ETA);
+    None when nothing can be estimated (e.g. Parquet, whose rows carry no raw line)."""
+    if done_bytes <= done or total_bytes <= 0:
+        return None
+    return max(done, round(done * total_bytes / done_bytes))
 
 
 # ------------------------------------------------------------------------------- normalize
@@ -208,6 +225,13 @@ def normalize_drop(
             "CREATE OR REPLACE TEMP TABLE _quar (row_num BIGINT, source_file VARCHAR,"
             " line_no BIGINT, record_id VARCHAR, reason VARCHAR, detail VARCHAR, payload VARCHAR)"
         )
+        total_raw = int(
+            scalar(
+                conn, f"SELECT count(*) FROM {_q(task, 'raw_records')} WHERE drop_id = ?", [drop_id]
+            )
+        )
+        if progress:
+            progress("normalize", 0, total_raw)
         raw_sql = (
             "SELECT row_num, source_file, line_no, record_id, text, meta, payload, error, detail,"
             f" ingested_at FROM {_q(task, 'raw_records')} WHERE drop_id = ? ORDER BY row_num"
@@ -219,7 +243,7 @@ def normalize_drop(
             _insert_temp(conn, "_quar", quar)
             done += len(chunk)
             if progress:
-                progress("normalize", done, None)
+                progress("normalize", done, total_raw)
         _mark_exact_duplicates(conn, task, drop_id)
         near = (
             _near_duplicate_images(conn, task, drop_id, spec.images.phash_max_distance)
