@@ -403,9 +403,9 @@ def format_table(r: dict[str, Any]) -> str:
                 f" ({mb['seconds']:.2f} s)"
             )
             if s.get("train_texts") is not None:
-                # Fresh warehouse: every training text was encoded too (the head is trained
-                # inside the stage), so this row compares encoder work with encoder work.
-                encoded = s["train_texts"] + s["newly_encoded"]
+                # newly_encoded counts the training texts the stage encoded as well as the
+                # scored ones, so this row compares all encoder work with encoder work.
+                encoded = s["newly_encoded"]
                 lines.append(
                     f"{'  encoded train+score':<22}{s['seconds']:>9.2f}{encoded:>10,}"
                     f"{_rate(encoded / s['seconds']):>10}{_rate(mb['records_per_s']):>12}"
@@ -423,7 +423,8 @@ def format_table(r: dict[str, Any]) -> str:
     lines += [
         f"model stage: model kind {ms['model_kind']} trained on {ms['train_texts']} texts"
         f" (encoded inside the stage, not in the baseline); scored {ms['model_scored']:,} of"
-        f" {ms['records']:,} records, {ms['newly_encoded']:,} of them newly encoded",
+        f" {ms['records']:,} records; {ms['newly_encoded']:,} texts newly encoded (training"
+        " set included)",
         f"rules baseline disagrees with the stage on {rb['records_disagreeing_with_stage']:,}"
         f" records {rb['disagreements_per_rule']}; ingest baseline read {ib['records']:,}"
         f" lines, {ib['parse_errors']} unparsable",

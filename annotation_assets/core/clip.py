@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from annotation_assets.core.encoder import encoder_identity
+from annotation_assets.core.spec import check_label_template
 
 __all__ = ["DEFAULT_TEMPLATES", "ClipScorer", "prompt_digest", "resolve_clip_path", "tiny_clip"]
 
@@ -35,14 +36,7 @@ def _label_texts(label_prompts: Mapping[str, str] | Sequence[str]) -> list[str]:
 def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
     if isinstance(templates, str) or not templates:
         raise ValueError("templates must be a non-empty sequence of strings")
-    for template in templates:
-        try:
-            filled = template.format(label="\x00")
-        except (KeyError, IndexError, ValueError):
-            raise ValueError(f"template {template!r} may only use {{label}}") from None
-        if "\x00" not in filled:
-            raise ValueError(f"template {template!r} must contain {{label}}")
-    return tuple(templates)
+    return tuple(check_label_template(t) for t in templates)
 
 
 def _rgb(path: Path) -> Any:

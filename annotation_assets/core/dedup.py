@@ -33,6 +33,8 @@ from itertools import chain
 import numpy as np
 import numpy.typing as npt
 
+from annotation_assets.core.arrays import equal_key_pairs
+
 __all__ = [
     "BANDS",
     "DEFAULT_THRESHOLD",
@@ -247,14 +249,10 @@ def _best_old_matches(
         order = np.argsort(old_keys, kind="stable")
         sorted_keys = old_keys[order]
         new_keys = _band_keys(new_sigs, band, rows)[new_rows]
-        lo = np.searchsorted(sorted_keys, new_keys, side="left")
-        hits = np.searchsorted(sorted_keys, new_keys, side="right") - lo
-        total = int(hits.sum())
-        if not total:
+        which, positions = equal_key_pairs(sorted_keys, new_keys)
+        if not which.size:
             continue
-        firsts = np.cumsum(hits) - hits
-        positions = np.arange(total) - np.repeat(firsts - lo, hits)
-        new_idx = np.repeat(new_rows, hits).astype(np.int64)
+        new_idx = new_rows[which].astype(np.int64)
         codes.append(new_idx * n_old + old_rows[order[positions]])
     if not codes:
         return best, best_equal

@@ -45,6 +45,7 @@ import numpy.typing as npt
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from annotation_assets.core.arrays import equal_key_pairs
 from annotation_assets.core.ingest import (
     INVALID_ID,
     INVALID_UTF8,
@@ -529,14 +530,11 @@ def _close_pairs(
             codes = []
             for band, (order, sorted_values) in zip(plan, sorted_bands, strict=True):
                 wanted = (_band_values(block, band)[:, None] ^ band.flips[None, :]).ravel()
-                lo = np.searchsorted(sorted_values, wanted, side="left")
-                hits = np.searchsorted(sorted_values, wanted, side="right") - lo
-                total = int(hits.sum())
-                if not total:
+                which, positions = equal_key_pairs(sorted_values, wanted)
+                if not which.size:
                     continue
-                firsts = np.cumsum(hits) - hits
-                pi = order[np.arange(total) - np.repeat(firsts - lo, hits)]
-                qi = np.repeat(np.arange(wanted.size) // band.flips.size, hits)
+                pi = order[positions]
+                qi = which // band.flips.size
                 close = _popcount(block[qi] ^ pool[pi]) <= max_distance
                 codes.append(qi[close].astype(np.int64) * pool.size + pi[close])
             if codes:  # a close pair may share several bands: count it once

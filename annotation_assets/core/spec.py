@@ -78,7 +78,9 @@ class Thresholds(_Strict):
     review_budget: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
 
 
-def _label_template(value: str) -> str:
+def check_label_template(value: str) -> str:
+    """Returns a prompt template that uses exactly the {label} placeholder, else raises
+    ValueError."""
     try:
         filled = value.format(label="\x00")
     except (KeyError, IndexError, ValueError):
@@ -107,12 +109,12 @@ class ModelSettings(_Strict):
     @field_validator("label_template")
     @classmethod
     def _has_label_slot(cls, value: str) -> str:
-        return _label_template(value)
+        return check_label_template(value)
 
     @field_validator("clip_templates")
     @classmethod
     def _templates_have_label_slot(cls, value: list[str]) -> list[str]:
-        return [_label_template(t) for t in value]
+        return [check_label_template(t) for t in value]
 
 
 class ClassBalanceCheck(_Strict):
