@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     rexport.add_argument("--limit", type=int, help="at most this many records")
     rexport.add_argument(
+        "--audit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N auto-accepted records (reason audit) to measure automatic precision",
+    )
+    rexport.add_argument(
         "--image-url-prefix",
         default=None,
         help="image tasks: prefix of the image URLs, followed by drops/<task>/<drop>/<file> "
@@ -195,8 +202,12 @@ def cmd_review_export(runner: Runner, args: argparse.Namespace) -> int:
     spec = runner.spec(args.task)
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
+    if args.audit < 0:
+        raise UsageError("--audit must not be negative")
     with _warehouse_for(runner, spec.name).connect() as conn:
-        queue = reviews.review_queue(conn, spec, stratify=args.stratify, limit=args.limit)
+        queue = reviews.review_queue(
+            conn, spec, stratify=args.stratify, limit=args.limit, audit=args.audit
+        )
         votes = reviews.votes_by_record(conn, spec.name)
     fmt = "csv" if args.format == "csv" else "label-studio"
     prefix = args.image_url_prefix or reviews.DEFAULT_IMAGE_URL_PREFIX
@@ -207,6 +218,7 @@ def cmd_review_export(runner: Runner, args: argparse.Namespace) -> int:
                 "task": spec.name,
                 "records": len(queue),
                 "contested": int((queue["reason"] == "contested").sum()),
+                "audit": int((queue["reason"] == "audit").sum()),
                 "files": [str(p) for p in written],
             }
         )

@@ -326,3 +326,64 @@ def test_rescoring_keeps_earlier_model_acceptances_and_rescores_the_rest(
         "  WHERE accepted AND source = 'model') ORDER BY 1"
     )
     assert set(accepted_before) <= set(after)
+
+
+def test_a_rule_people_keep_overruling_stops_auto_accepting(deployment: Deployment) -> None:
+    deployment.drop("d1", review_records(280))
+    deployment.run("d1")
+    fired = [
+        r
+        for (r,) in deployment.sql(
+            f"SELECT record_id FROM {TASK}.rule_labels WHERE list_contains(rules_fired, 'praise')"
+            " ORDER BY record_id"
+        )
+    ]
+    assert len(fired) >= 60
+    with duckdb.connect(str(deployment.home.warehouse)) as conn:
+        for rid in fired[:30]:
+            conn.execute(
+                f"INSERT INTO {TASK}.human_labels VALUES (?, 'negative', 'a1', now(), 'f', now())",
+                [rid],
+            )
+    result = deployment.run("d1")
+    per_rule = _metadata(result, "rule_labels")["per_rule"]
+    assert "confidence_used" in per_rule
+    # stated 0.95 with a prior worth 20 records, then 0 of 30 confirmed: (0.95*20 + 0) / 50
+    confidence = deployment.sql(
+        f"SELECT DISTINCT rule_confidence FROM {TASK}.rule_labels WHERE rules_fired = ['praise']"
+    )
+    assert confidence == [(pytest.approx(0.38),)]
+    undecided = fired[30:]
+    rule_accepted = deployment.sql(
+        f"SELECT count(*) FROM {TASK}.final_dataset WHERE source = 'rule'"
+        " AND list_contains(rule_names, 'praise')"
+    )
+    assert rule_accepted == [(0,)]
+    assert undecided
+
+
+def test_review_queue_can_add_a_stable_audit_sample_of_auto_accepted_records(
+    deployment: Deployment,
+) -> None:
+    from annotation_assets.core import reviews
+    from annotation_assets.core.spec import load_task_spec
+
+    deployment.drop("d1", review_records(60))
+    deployment.run("d1")
+    spec = load_task_spec(deployment.tasks / f"{TASK}.yaml")
+    with duckdb.connect(str(deployment.home.warehouse)) as conn:
+        plain = reviews.review_queue(conn, spec)
+        queue = reviews.review_queue(conn, spec, audit=5)
+        again = reviews.review_queue(conn, spec, audit=5)
+        auto = {
+            r
+            for (r,) in conn.execute(
+                f"SELECT id FROM {TASK}.final_dataset WHERE source <> 'human'"
+            ).fetchall()
+        }
+    audit = queue[queue["reason"] == "audit"]
+    assert len(audit) == 5
+    assert set(audit["record_id"]) <= auto
+    assert queue["record_id"].tolist()[: len(plain)] == plain["record_id"].tolist()
+    assert audit["record_id"].tolist() == again[again["reason"] == "audit"]["record_id"].tolist()
+    assert set(audit["suggested_by"]) <= {"rule", "model"}

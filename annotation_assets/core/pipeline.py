@@ -10,7 +10,7 @@ import os
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ from annotation_assets.core.classifier import (
 )
 from annotation_assets.core.routing import NO_LABEL, Routed, StageVotes, route_by_confidence
 from annotation_assets.core.rules import (
+    LabelingFunction,
     apply_labeling_functions,
     build_labeling_functions,
     combine_rule_votes,
@@ -551,12 +552,18 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
             params,
         ).fetchdf()
         matrix = apply_labeling_functions(frame, lfs)
-        votes = combine_rule_votes(matrix, lfs, len(label_names))
-        decided = _decided(conn, spec).set_index("record_id")["label"]
+        decisions = _decided(conn, spec)
+        decided = decisions.set_index("record_id")["label"]
         index = {label: i for i, label in enumerate(label_names)}
         gold = np.array(
             [index.get(str(decided.get(r)), NO_LABEL) for r in frame["record_id"]], dtype=np.int64
         )
+        summary = rule_summary(matrix, lfs, gold=gold)
+        if spec.review.calibrate_rules and lfs:
+            lfs = _calibrated_rules(conn, spec, drop_id, lfs, decisions, summary)
+        votes = combine_rule_votes(matrix, lfs, len(label_names))
+        for row, lf in zip(summary, lfs, strict=True):
+            row["confidence_used"] = lf.confidence
         names = np.array([lf.name for lf in lfs], dtype=object)
         fired = [names[row != NO_LABEL].tolist() for row in matrix] if lfs else [[]] * len(frame)
         out = pd.DataFrame(
@@ -578,8 +585,54 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
         n_records=len(frame),
         n_labeled=int((votes.label_index != NO_LABEL).sum()),
         n_conflicts=int(votes.conflict.sum()),
-        summary=rule_summary(matrix, lfs, gold=gold),
+        summary=summary,
     )
+
+
+def _calibrated_rules(
+    conn: duckdb.DuckDBPyConnection,
+    spec: TaskSpec,
+    drop_id: str,
+    lfs: list[LabelingFunction],
+    decisions: pd.DataFrame,
+    summary: list[dict[str, Any]],
+) -> list[LabelingFunction]:
+    """Each rule's confidence moved from the stated value towards its precision measured on
+    human-decided records where it fired (this drop and every other), as the mean of a Beta
+    prior worth `review.rule_prior_strength` records at the stated confidence: a rule people
+    keep overruling stops auto-accepting, one they keep confirming gains confidence (at most
+    0.99). The evidence comes from records that reached review: conflicts, low-confidence
+    rules, and audit samples (`annotate review export --audit N`)."""
+    rules = pd.DataFrame({"rule": [lf.name for lf in lfs], "rule_label": [lf.label for lf in lfs]})
+    conn.register("_rules", rules)
+    conn.register("_decided_labels", decisions[["record_id", "label"]])
+    elsewhere = dict(
+        (name, (int(n), int(correct)))
+        for name, n, correct in conn.execute(
+            f"""
+            SELECT f.rule, count(*), sum((d.label = r.rule_label)::INTEGER)
+            FROM (SELECT record_id, unnest(rules_fired) AS rule
+                  FROM {_q(spec.name, "rule_labels")} WHERE drop_id <> ?) f
+            JOIN _decided_labels d USING (record_id)
+            JOIN _rules r USING (rule)
+            GROUP BY f.rule
+            """,
+            [drop_id],
+        ).fetchall()
+    )
+    conn.unregister("_rules")
+    conn.unregister("_decided_labels")
+    k = spec.review.rule_prior_strength
+    calibrated = []
+    for lf, row in zip(lfs, summary, strict=True):
+        n_here = int(row["n_gold"] or 0)
+        correct_here = round((row["accuracy"] or 0.0) * n_here)
+        n_other, correct_other = elsewhere.get(lf.name, (0, 0))
+        n, correct = n_here + n_other, correct_here + correct_other
+        row["evidence"] = n
+        confidence = min(0.99, (lf.confidence * k + correct) / (k + n)) if n else lf.confidence
+        calibrated.append(replace(lf, confidence=float(confidence)))
+    return calibrated
 
 
 # ----------------------------------------------------------------------------------- model

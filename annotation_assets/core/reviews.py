@@ -38,6 +38,7 @@ def review_queue(
     *,
     stratify: bool = False,
     limit: int | None = None,
+    audit: int = 0,
 ) -> pd.DataFrame:
     """Records waiting for a decision across every drop: contested ones (for adjudication)
     first, then the least confident. With `stratify`, suggested classes take turns so every
@@ -70,7 +71,37 @@ def review_queue(
         queue = queue.drop(columns=["_turn", "_contested"])
     if limit is not None:
         queue = queue.head(limit)
+    if audit > 0:
+        queue = pd.concat([queue, audit_sample(conn, spec, audit)], ignore_index=True)
     return queue.reset_index(drop=True)
+
+
+def audit_sample(conn: duckdb.DuckDBPyConnection, spec: TaskSpec, n: int) -> pd.DataFrame:
+    """`n` automatically accepted records (reason `audit`), spread over the sources and rules
+    that accepted them and picked by a hash of the record id (stable from one export to the
+    next). People's answers measure the automatic stages' real precision: rules that get
+    overruled lose confidence (review.calibrate_rules) and reviewed rows feed calibration."""
+    task = spec.name
+    return conn.execute(
+        f"""
+        SELECT record_id, text, suggested_label, confidence, drop_id, 'audit' AS reason,
+               suggested_by, model_version, file
+        FROM (
+            SELECT f.id AS record_id, f.text, f.label AS suggested_label, f.confidence,
+                   f.drop_id, f.source AS suggested_by, f.model_version,
+                   json_extract_string(n.meta, '$.file') AS file,
+                   row_number() OVER (
+                       PARTITION BY f.source, coalesce(f.rule_names[1], '')
+                       ORDER BY hash(f.id)) AS turn
+            FROM "{task}".final_dataset f
+            JOIN "{task}".normalized_records n ON n.drop_id = f.drop_id AND n.record_id = f.id
+            WHERE f.source <> 'human'
+        )
+        ORDER BY turn, hash(record_id)
+        LIMIT ?
+        """,
+        [n],
+    ).fetchdf()
 
 
 def votes_by_record(conn: duckdb.DuckDBPyConnection, task: str) -> dict[str, str]:

@@ -137,6 +137,8 @@ class ReviewSettings(_Strict):
     min_kappa: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.6
     min_class_agreement: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
     latency_human_s: Annotated[float, Field(ge=0.0)] = 30.0
+    calibrate_rules: bool = True
+    rule_prior_strength: Annotated[float, Field(gt=0.0)] = 20.0
 
 
 class Costs(_Strict):
