@@ -37,7 +37,7 @@ from annotation_assets.core.rules import (
     rule_summary,
 )
 from annotation_assets.core.spec import TaskSpec
-from annotation_assets.core.tables import column_names, first_row, scalar
+from annotation_assets.core.tables import column_names, first_row, scalar, transaction
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 Progress = Callable[[str, int, int | None], None]
@@ -83,18 +83,6 @@ def _append(conn: duckdb.DuckDBPyConnection, task: str, table: str, frame: pd.Da
         conn.unregister(name)
 
 
-class _Transaction:
-    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self.conn.execute("BEGIN TRANSACTION")
-        return self.conn
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
 def drop_seq(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> int:
     row = first_row(
         conn.execute(f"SELECT seq FROM {_q(task, 'drops')} WHERE drop_id = ?", [drop_id])
@@ -132,7 +120,7 @@ def ingest_drop(
     if progress:
         progress("ingest", 0, None)
     fields = ingest.FieldMap(id=spec.fields.id, text=spec.fields.text)
-    with connect() as conn, _Transaction(conn):
+    with connect() as conn, transaction(conn):
         conn.execute(
             f"INSERT INTO {_q(task, 'drops')} SELECT ?, coalesce(max(seq), 0) + 1, ?, ? "
             f"FROM {_q(task, 'drops')} ON CONFLICT DO NOTHING",
@@ -215,7 +203,7 @@ def normalize_drop(
     re-runs agree."""
     task = spec.name
     stats = NormalizeStats()
-    with connect() as conn, _Transaction(conn):
+    with connect() as conn, transaction(conn):
         drop_seq(conn, task, drop_id)
         conn.execute(
             "CREATE OR REPLACE TEMP TABLE _cand (row_num BIGINT, record_id VARCHAR, text VARCHAR,"
@@ -539,7 +527,7 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
     task = spec.name
     lfs = build_labeling_functions(spec)
     label_names = spec.label_names
-    with connect() as conn, _Transaction(conn):
+    with connect() as conn, transaction(conn):
         extra = sorted({lf.field for lf in lfs} - {"text"})
         extra_sql = "".join(
             f', json_extract_string(meta, $f{i}) AS "{f}"' for i, f in enumerate(extra)
@@ -990,7 +978,7 @@ def label_by_model(
         }
     )
     out, kept = _keep_earlier_acceptances(out, previous, threshold)
-    with connect() as conn, _Transaction(conn):
+    with connect() as conn, transaction(conn):
         _replace(conn, task, "model_labels", drop_id, out)
     accepted = out.loc[out["accepted"], "source"].value_counts().to_dict()
     best = np.fmax(rule_conf, np.where(may_accept, np.nan_to_num(model_conf), 0.0))
@@ -1087,7 +1075,7 @@ def queue_for_review(connect: Connect, spec: TaskSpec, drop_id: str) -> PendingR
     plus those with human votes but no decision yet, with the most confident suggestion and
     why they wait."""
     task = spec.name
-    with connect() as conn, _Transaction(conn):
+    with connect() as conn, transaction(conn):
         conn.register("_decisions", human_decisions(conn, spec))
         frame = conn.execute(
             f"""
@@ -1135,7 +1123,7 @@ def build_final_dataset(connect: Connect, spec: TaskSpec, drop_id: str) -> Final
     decided (contested, awaiting votes) stays out even when a model is sure: people finish
     what they started."""
     task = spec.name
-    with connect() as conn, _Transaction(conn):
+    with connect() as conn, transaction(conn):
         conn.register("_decisions", human_decisions(conn, spec))
         frame = conn.execute(
             f"""
@@ -1197,7 +1185,7 @@ def record_stage_time(
     connect: Connect, task: str, drop_id: str, stage: str, seconds: float, records: int
 ) -> None:
     """Keeps the latest wall time of one stage for one drop (for the throughput figure)."""
-    with connect() as conn, _Transaction(conn):
+    with connect() as conn, transaction(conn):
         conn.execute(
             f"DELETE FROM {_q(task, 'stage_timings')} WHERE drop_id = ? AND stage = ?",
             [drop_id, stage],

@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 
 from annotation_assets.core.spec import TaskSpec
-from annotation_assets.core.tables import scalar
+from annotation_assets.core.tables import scalar, transaction
 
 FROM_NAME = "label"
 TO_NAME = "text"
@@ -442,8 +442,7 @@ def import_decisions(
     frame["source_file"] = source_file
     frame["imported_at"] = datetime.now(UTC).replace(tzinfo=None)
     frame["decided_at"] = pd.to_datetime(frame["decided_at"])
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         conn.register("_decisions", frame)
         before = _count(conn, task)
         conn.execute(
@@ -458,10 +457,6 @@ def import_decisions(
         )
         imported = _count(conn, task) - before
         conn.unregister("_decisions")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return ImportReport(
         rows=len(parsed.rows) + len(parsed.errors),
         imported=imported,

@@ -164,6 +164,20 @@ def column_names(table: str) -> list[str]:
     return list(TABLES[table])
 
 
+class transaction:  # noqa: N801 - used like a function: `with transaction(conn):`
+    """One DuckDB transaction: committed when the block ends, rolled back if it raises."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.conn.execute("BEGIN TRANSACTION")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
 def first_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
     """The first row of an executed query, consuming the whole result (DuckDB refuses further
     work on a connection whose result was only partly fetched)."""
