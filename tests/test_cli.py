@@ -175,7 +175,10 @@ def test_demo_runs_offline_on_the_bundled_data_with_the_real_encoder(tmp_path: P
     assert p.returncode == 0, p.stderr[-2000:]
     assert "dagster dev" in p.stdout
     total = _last_json(p.stdout)
-    assert total["drops"] == 3
+    assert total["task"] == "product_images,product_reviews"
+    assert total["drops"] == 5
+    assert "no CLIP weights" in p.stderr
+    assert (tmp_path / "home" / "exports" / "product_reviews" / "quality_report.html").exists()
     assert total["ingested"] == (
         total["final_rows"] + total["hitl_pending"] + total["quarantined"] + total["duplicates"]
     )
