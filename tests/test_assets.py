@@ -387,3 +387,13 @@ def test_review_queue_can_add_a_stable_audit_sample_of_auto_accepted_records(
     assert queue["record_id"].tolist()[: len(plain)] == plain["record_id"].tolist()
     assert audit["record_id"].tolist() == again[again["reason"] == "audit"]["record_id"].tolist()
     assert set(audit["suggested_by"]) <= {"rule", "model"}
+
+
+def test_an_empty_drop_runs_every_stage_with_zero_rows(deployment: Deployment) -> None:
+    folder = deployment.home.drop_dir(TASK, "d1")
+    folder.mkdir(parents=True)
+    (folder / "empty.jsonl").write_text("")
+    (folder / "blank.csv").write_text("\n\n")
+    assert deployment.run("d1").success
+    counts = deployment.counts("d1")
+    assert counts["ingested"] == counts["final_rows"] == counts["hitl_pending"] == 0
