@@ -175,7 +175,7 @@ def cmd_demo(runner: Runner, args: argparse.Namespace) -> int:
         f"Quality report: {home / 'exports' / tasks[0] / 'quality_report.html'}\n"
         "Open the Dagster UI on the same home:\n"
         f"  ANNOTATION_HOME={home} DAGSTER_HOME={home / 'dagster'} "
-        f"dagster dev -m definitions -d {PROJECT_ROOT}\n"
+        f"{Path(sys.executable).parent / 'dagster'} dev -m definitions -d {PROJECT_ROOT}\n"
     )
     total = {
         "task": ",".join(tasks),
