@@ -446,10 +446,25 @@ def _precision(rows: list[tuple[str, str, str, str]], gold: dict[str, str]) -> f
 
 
 def review_round(
-    cli: Cli, work: Path, tag: str, reviewers: Reviewers, drop_of: dict[str, str]
+    cli: Cli,
+    work: Path,
+    tag: str,
+    reviewers: Reviewers,
+    drop_of: dict[str, str],
+    audit: int = 0,
 ) -> dict[str, Any]:
     queue_path, answers_path = work / f"q_{tag}.csv", work / f"q_{tag}_answers.csv"
-    exported, t_export = cli("review", "export", TASK, "--out", str(queue_path), "--format", "csv")
+    exported, t_export = cli(
+        "review",
+        "export",
+        TASK,
+        "--out",
+        str(queue_path),
+        "--format",
+        "csv",
+        "--audit",
+        str(audit),
+    )
     queue = _read_queue(queue_path)
     out: dict[str, Any] = {
         "queued": len(queue),
@@ -476,6 +491,7 @@ def run_variant(
     annotators: int,
     error_rate: float,
     seed: int,
+    audit: int = 0,
 ) -> dict[str, Any]:
     gold = {r["id"]: r["gold"] for drop in drops for r in drop}
     drop_of = {r["id"]: f"d{i + 1:02d}" for i, drop in enumerate(drops) for r in drop}
@@ -537,10 +553,10 @@ def run_variant(
                     f"{name}: {drop_id} review rate {row['review_rate']:.3f}, auto "
                     f"{len(auto)} at precision {row['auto_precision']}, run {t_run:.1f}s"
                 )
-                row["review"] = review_round(cli, work, drop_id, reviewers, drop_of)
+                row["review"] = review_round(cli, work, drop_id, reviewers, drop_of, audit)
                 result["drops"].append(row)
             # Records contested in the last round go back once more to the lead.
-            result["final_round"] = review_round(cli, work, "final", reviewers, drop_of)
+            result["final_round"] = review_round(cli, work, "final", reviewers, drop_of, audit)
             status_rows = []
             for drop_id in sorted(set(drop_of.values())):
                 with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
@@ -786,6 +802,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--error-rate", type=float, default=0.10, help="noisy variant only")
     parser.add_argument("--annotators", type=int, default=2, help="noisy variant only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--audit",
+        type=int,
+        default=40,
+        help="auto-accepted records added to each review round (review export --audit)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--variants", default="perfect,noisy", help="comma list of perfect,noisy (default both)"
@@ -804,7 +826,11 @@ def main(argv: list[str] | None = None) -> int:
     variants = []
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
         if name == "perfect":
-            variants.append(run_variant(name, drops, annotators=1, error_rate=0.0, seed=args.seed))
+            variants.append(
+                run_variant(
+                    name, drops, annotators=1, error_rate=0.0, seed=args.seed, audit=args.audit
+                )
+            )
         elif name == "noisy":
             variants.append(
                 run_variant(
@@ -813,6 +839,7 @@ def main(argv: list[str] | None = None) -> int:
                     annotators=args.annotators,
                     error_rate=args.error_rate,
                     seed=args.seed,
+                    audit=args.audit,
                 )
             )
         else:
