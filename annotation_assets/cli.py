@@ -91,7 +91,7 @@ def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
     with _warehouse_for(runner, spec.name).connect() as conn:
         keep, balance = balanced_selection(conn, spec, mode)
         keep_ids = None if mode == "none" else keep
-        if spec.kind == "image_classification":
+        if spec.is_image:
             path, rows = export_coco(conn, spec, Path(args.out), keep_ids=keep_ids)
         else:
             path, rows = export_jsonl(conn, spec.name, Path(args.out), keep_ids=keep_ids)
@@ -101,12 +101,11 @@ def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
 
 def _status_rows(runner: Runner, tasks: Sequence[str]) -> list[dict[str, Any]]:
     from annotation_assets.core import pipeline
-    from resources import Warehouse
 
     rows: list[dict[str, Any]] = []
     if not runner.home.warehouse.exists():
         return rows
-    with Warehouse(path=str(runner.home.warehouse)).connect() as conn:
+    with runner.warehouse.connect() as conn:
         schemas = {
             r[0] for r in conn.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()
         }
@@ -114,11 +113,13 @@ def _status_rows(runner: Runner, tasks: Sequence[str]) -> list[dict[str, Any]]:
             if task not in schemas:
                 continue
             drops = conn.execute(f'SELECT drop_id FROM "{task}".drops ORDER BY seq').fetchall()
-            for (drop_id,) in drops:
-                counts = pipeline.drop_counts(conn, task, drop_id)
-                by_source = counts.pop("by_source")
-                rows.append({**counts, **{f"by_{k}": v for k, v in by_source.items()}})
+            rows.extend(_flat(pipeline.drop_counts(conn, task, d)) for (d,) in drops)
     return rows
+
+
+def _flat(summary: dict[str, Any]) -> dict[str, Any]:
+    """A drop summary with its by_source counts as by_<source> columns, for tables."""
+    return {**summary, **{f"by_{k}": v for k, v in summary["by_source"].items()}}
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -164,7 +165,7 @@ def cmd_demo(runner: Runner, args: argparse.Namespace) -> int:
             drop_id = runner.stage_drop(task, drop)
             summaries.append(runner.run_drop(task, drop_id, report=False))
         runner.refresh_report(task)
-    rows = [{**s, **{f"by_{k}": v for k, v in s["by_source"].items()}} for s in summaries]
+    rows = [_flat(s) for s in summaries]
     cols = (*STATUS_COLUMNS, "by_rule", "by_model", "by_heavy", "by_human")
     print(_table(rows, cols))
     home = runner.home.root
@@ -187,13 +188,10 @@ def cmd_demo(runner: Runner, args: argparse.Namespace) -> int:
 
 
 def _warehouse_for(runner: Runner, task: str) -> Any:
-    from resources import Warehouse
-
     if not runner.home.warehouse.exists():
         raise UsageError(f"{runner.home.root} has no warehouse yet: run a drop first")
-    warehouse = Warehouse(path=str(runner.home.warehouse))
-    warehouse.ensure_task(task)
-    return warehouse
+    runner.warehouse.ensure_task(task)
+    return runner.warehouse
 
 
 def cmd_review_export(runner: Runner, args: argparse.Namespace) -> int:

@@ -240,7 +240,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
         context: dg.AssetExecutionContext, warehouse: Warehouse, label_models: LabelModels
     ) -> dg.MaterializeResult:
         heavy, heavy_status = None, "off for text tasks"
-        if pipeline.is_image_task(spec):
+        if spec.is_image:
             heavy, heavy_status = label_models.clip_for(spec)
             if heavy is None:
                 context.log.warning(

@@ -8,13 +8,16 @@ import uuid
 import warnings
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from annotation_assets.core import pipeline
 from annotation_assets.core.spec import TaskSpec, check_drop_id, load_task_specs
 from annotation_assets.home import Home
+
+if TYPE_CHECKING:
+    from resources import Warehouse
 
 
 class UsageError(Exception):
@@ -117,7 +120,7 @@ class Runner:
         """For image tasks, says once per process whether CLIP will run or images are labeled
         from their metadata text alone (source=model_text)."""
         spec = self.spec(task)
-        if spec.kind != "image_classification" or task in self._announced:
+        if not spec.is_image or task in self._announced:
             return
         from resources import LabelModels
 
@@ -159,10 +162,14 @@ class Runner:
         self.refresh_report(task)
         return list(drops)
 
-    def summary(self, task: str, drop_id: str) -> dict[str, Any]:
+    @cached_property
+    def warehouse(self) -> "Warehouse":
         from resources import Warehouse
 
-        with Warehouse(path=str(self.home.warehouse)).connect() as conn:
+        return Warehouse(path=str(self.home.warehouse))
+
+    def summary(self, task: str, drop_id: str) -> dict[str, Any]:
+        with self.warehouse.connect() as conn:
             return pipeline.drop_counts(conn, task, drop_id)
 
 

@@ -43,10 +43,6 @@ Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 Progress = Callable[[str, int, int | None], None]
 
 
-def is_image_task(spec: TaskSpec) -> bool:
-    return spec.kind == "image_classification"
-
-
 SOURCES = ("rule", "model", "heavy", "human")
 IMAGE_TEXT_SOURCE = "model_text"
 TEXT_TOO_LONG = "text_too_long"
@@ -134,7 +130,7 @@ def ingest_drop(
                 max_pixels=spec.images.max_pixels,
                 chunk_size=CHUNK_ROWS,
             )
-            if is_image_task(spec)
+            if spec.is_image
             else ingest.iter_raw_chunks(
                 drop_dir,
                 fields=fields,
@@ -236,7 +232,7 @@ def normalize_drop(
         _mark_exact_duplicates(conn, task, drop_id)
         near = (
             _near_duplicate_images(conn, task, drop_id, spec.images.phash_max_distance)
-            if is_image_task(spec)
+            if spec.is_image
             else _near_duplicates(conn, task, drop_id)
         )
         if not near.empty:
@@ -312,7 +308,7 @@ def _normalize_chunk(chunk: pd.DataFrame, spec: TaskSpec) -> tuple[pd.DataFrame,
         lengths[empty | too_long].astype(str) + f" chars > {spec.limits.max_text_chars}",
     )
     good = good.loc[~(empty | too_long)]
-    if is_image_task(spec):
+    if spec.is_image:
         content = [json.loads(m)["sha256"] for m in good["meta"]]
         good["dedup_key"] = [h[:32] for h in content]
         good["minhash"] = None
@@ -896,7 +892,7 @@ def label_by_model(
     labels = spec.label_names
     index = {label: i for i, label in enumerate(labels)}
     threshold = spec.thresholds.auto_accept
-    small_source = "model_text" if is_image_task(spec) else "model"
+    small_source = IMAGE_TEXT_SOURCE if spec.is_image else "model"
     with connect() as conn:
         seq = drop_seq(conn, task, drop_id)
         previous = conn.execute(
@@ -945,7 +941,7 @@ def label_by_model(
         first = route_by_confidence(stages, threshold=threshold)
         unsure = np.flatnonzero(~first.accepted)
         if len(unsure):
-            if is_image_task(spec):
+            if spec.is_image:
                 root = item_root or Path(".")
                 items = [str(root / f) for f in frame["file"].iloc[unsure]]
             else:

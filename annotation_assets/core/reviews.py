@@ -115,7 +115,7 @@ def votes_by_record(conn: duckdb.DuckDBPyConnection, task: str) -> dict[str, str
 
 
 def _target(spec: TaskSpec) -> str:
-    return IMAGE_NAME if spec.kind == "image_classification" else TO_NAME
+    return IMAGE_NAME if spec.is_image else TO_NAME
 
 
 def image_url(task: str, drop_id: str, file: str, prefix: str) -> str:

@@ -243,6 +243,10 @@ class TaskSpec(_Strict):
     def label_names(self) -> list[str]:
         return list(self.labels)
 
+    @property
+    def is_image(self) -> bool:
+        return self.kind == "image_classification"
+
 
 def _field_path(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
