@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from annotation_assets.core.ingest import (
     NOT_AN_OBJECT,
     OUTSIDE_DROP,
     RAW_COLUMNS,
+    UNREADABLE_FILE,
     UNSUPPORTED_FILE,
 )
 from annotation_assets.demo_data import make_demo_images
@@ -458,6 +460,62 @@ def test_max_pixels_applies_to_drop_rows(tmp_path: Path) -> None:
     _save(draw("mug", 1), tmp_path / "mug.png")
     (row,) = _rows(tmp_path, max_pixels=100)
     assert row["error"] == DECOMPRESSION_BOMB
+
+
+def test_symlink_loops_are_unreadable_not_a_crash(tmp_path: Path) -> None:
+    os.symlink("b.png", tmp_path / "a.png")
+    os.symlink("a.png", tmp_path / "b.png")
+    os.symlink("manifest.jsonl", tmp_path / "manifest.jsonl")
+    rows = _rows(tmp_path)
+    assert sorted((r["source_file"], r["error"], r["detail"]) for r in rows) == [
+        ("a.png", UNREADABLE_FILE, "symlink loop"),
+        ("b.png", UNREADABLE_FILE, "symlink loop"),
+        ("manifest.jsonl", UNREADABLE_FILE, "symlink loop"),
+    ]
+
+
+def test_image_name_that_is_not_utf8_is_refused_with_its_bytes_escaped(tmp_path: Path) -> None:
+    _save(draw("mug", 1), tmp_path / os.fsdecode(b"mug\xff.png"))
+    (row,) = _rows(tmp_path)
+    assert (row["source_file"], row["error"]) == ("mug\\xff.png", UNSUPPORTED_FILE)
+    row["payload"].encode("utf-8")
+
+
+def test_lone_surrogates_in_manifest_title_and_id(tmp_path: Path) -> None:
+    _save(draw("mug", 1), tmp_path / "mug.png")
+    _save(draw("lamp", 1), tmp_path / "lamp.png")
+    _manifest(
+        tmp_path,
+        [
+            {"file": "mug.png", "title": "half \ud83d mug", "note": "x\udc00"},
+            {"file": "lamp.png", "id": "lamp\ud800"},
+        ],
+    )
+    rows = _by_file(_rows(tmp_path))
+    assert rows["lamp.png"]["error"] == INVALID_ID
+    mug = rows["mug.png"]
+    assert mug["error"] is None
+    assert mug["text"].startswith("half  mug")
+    assert json.loads(mug["meta"])["note"] == "x\ufffd"
+
+
+@pytest.mark.parametrize("chunk", [b"zTXt", b"iCCP"])
+def test_png_text_or_profile_chunk_bomb_is_a_decompression_bomb(
+    tmp_path: Path, chunk: bytes
+) -> None:
+    def png_chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    body = (b"Comment" if chunk == b"zTXt" else b"icc") + b"\x00\x00"
+    body += zlib.compress(b"\x00" * (8 << 20), 9)
+    ihdr = png_chunk(b"IHDR", (16).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0]))
+    idat = png_chunk(b"IDAT", zlib.compress(b"\x00" * (16 * 49)))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + ihdr + png_chunk(chunk, body) + idat + png_chunk(b"IEND", b"")
+    )
+    assert inspect_image(path)[0] == DECOMPRESSION_BOMB
 
 
 # ------------------------------------------------------------------------------ demo drops

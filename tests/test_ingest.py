@@ -2,16 +2,19 @@
 
 import gzip
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from annotation_assets.core.ingest import (
+    BAD_NAME,
     INVALID_ID,
     INVALID_TEXT,
     INVALID_UTF8,
@@ -394,3 +397,92 @@ def test_symlink_to_a_file_inside_the_drop_is_read(tmp_path: Path) -> None:
         ("data/real.jsonl", None),
         ("link.jsonl", None),
     ]
+
+
+# ------------------------------------------------------------------ hostile input regressions
+
+
+def test_symlink_loop_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "a.jsonl").symlink_to("b.jsonl")
+    (drop / "b.jsonl").symlink_to("a.jsonl")
+
+    rows = _rows(drop)
+
+    assert [(r["source_file"], r["error"], r["detail"]) for r in rows] == [
+        ("a.jsonl", UNREADABLE_FILE, "symlink loop"),
+        ("b.jsonl", UNREADABLE_FILE, "symlink loop"),
+    ]
+
+
+def test_file_name_that_is_not_utf8_is_refused_with_its_bytes_escaped(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / os.fsdecode(b"bad\xffname.jsonl")).write_text('{"id": "a", "text": "x"}\n')
+
+    row = _only_row(drop)
+
+    assert (row["source_file"], row["error"]) == ("bad\\xffname.jsonl", UNSUPPORTED_FILE)
+    assert row["detail"] == BAD_NAME
+
+
+def test_lone_surrogate_escape_in_id_is_invalid(tmp_path: Path) -> None:
+    assert _jsonl_error(tmp_path, '{"id": "a\\ud800", "text": "x"}') == INVALID_ID
+
+
+def test_lone_surrogates_in_text_and_meta_become_storable(tmp_path: Path) -> None:
+    line = '{"id": "a", "text": "half \\ud83d emoji", "m": "x\\udc00", "k\\ud800": 1}'
+    row = _only_row(_drop_with(tmp_path, "part.jsonl", line + "\n"))
+
+    assert (row["error"], row["text"]) == (None, "half  emoji")
+    assert row["payload"] == line
+    for value in (row["text"], row["meta"]):
+        value.encode("utf-8")
+    with duckdb.connect() as conn:
+        extracted = conn.execute("SELECT json_extract_string(?, '$.m')", [row["meta"]]).fetchone()
+    assert extracted == ("x\ufffd",)
+
+
+def test_csv_bare_carriage_return_in_unquoted_field_is_malformed(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.csv", "id,text\n1,a\rb\n2,after\n")
+
+    rows = _rows(drop)
+
+    assert [(r["line_no"], r["error"], r["record_id"]) for r in rows] == [
+        (2, MALFORMED_CSV, None),
+        (3, None, "2"),
+    ]
+
+
+def test_a_hand_written_refused_objects_list_is_never_fatal(tmp_path: Path) -> None:
+    """`_refused_objects.jsonl` is written by S3 staging, but it sits in the drop: lines that
+    are not {"key", "reason"} objects are quarantined as they are, not trusted or fatal."""
+    lines = [
+        b'{"key": "drops/d1/../x.jsonl", "reason": "escapes the drop"}',
+        b"{broken",
+        b"[1, 2]",
+        b'{"key": "k"}',
+        b'{"key": 3, "reason": "r"}',
+        b'{"key": "bad\xff", "reason": "r"}',
+        b'{"key": "k\\ud800", "reason": "surrogate"}',
+    ]
+    drop = _drop_with(tmp_path, "_refused_objects.jsonl", b"\n".join(lines) + b"\n")
+
+    rows = _rows(drop)
+
+    assert [r["error"] for r in rows] == [
+        OUTSIDE_DROP,
+        MALFORMED_JSON,
+        MALFORMED_JSON,
+        MALFORMED_JSON,
+        MALFORMED_JSON,
+        OUTSIDE_DROP,
+        OUTSIDE_DROP,
+    ]
+    assert rows[0]["source_file"] == "drops/d1/../x.jsonl"
+    assert rows[1]["line_no"] == 2
+    for row in rows:  # storable: no lone surrogates
+        for value in row.values():
+            if isinstance(value, str):
+                value.encode("utf-8")

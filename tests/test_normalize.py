@@ -143,3 +143,17 @@ def test_normalize_text_has_no_outer_whitespace_or_control_characters(raw: str) 
     text = normalize_text(raw)
     assert text == text.strip()
     assert not any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+# Any code point at all, lone surrogates and NUL included (as JSON escapes can produce).
+_ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=60) | _TEXTS
+
+
+@given(_ANY_TEXT)
+def test_normalize_text_of_any_code_points_is_storable_clean_and_stable(raw: str) -> None:
+    text = normalize_text(raw)
+    text.encode("utf-8")
+    assert not any(ch in text for ch in "\x00\u200b\u200c\u200d\ufeff")
+    assert not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+    assert normalize_text(text) == text
+    assert dedup_key(text) == dedup_key(normalize_text(text))

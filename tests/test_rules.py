@@ -309,3 +309,35 @@ def test_combined_label_is_always_one_a_firing_rule_voted_for(texts: list[str]) 
         assert label == ABSTAIN or label in voted
         assert conflict == (len(voted) > 1)
         assert (label != ABSTAIN) == (len(voted) == 1)
+
+
+# Words and texts from any printable code points: regex and SQL metacharacters, quotes,
+# backslashes, non-ASCII letters; texts may also hold NUL, controls and be missing.
+_WORD = st.text(alphabet=st.characters(categories=["L", "N", "P", "S"]), min_size=1, max_size=8)
+_HOSTILE_TEXT = st.one_of(
+    st.none(), st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_WORD, min_size=1, max_size=4), st.lists(_HOSTILE_TEXT, max_size=10))
+def test_keywords_of_any_characters_match_literally_and_never_fail(
+    words: list[str], texts: list[str | None]
+) -> None:
+    lf = LabelingFunction(
+        name="k",
+        label=LABELS[2],
+        label_index=2,
+        confidence=0.9,
+        field="text",
+        kind="keywords",
+        pattern=keywords_pattern(words),
+    )
+    planted = [f"before {w} after" for w in words]
+
+    matrix = apply_labeling_functions(pd.DataFrame({"text": texts + planted}), [lf])
+
+    assert matrix.shape == (len(texts) + len(planted), 1)
+    assert set(matrix[:, 0].tolist()) <= {ABSTAIN, 2}
+    assert (matrix[len(texts) :, 0] == 2).all()
+    assert all(matrix[i, 0] == ABSTAIN for i, t in enumerate(texts) if t is None)

@@ -47,6 +47,7 @@ from PIL import Image, UnidentifiedImageError
 
 from annotation_assets.core.arrays import equal_key_pairs
 from annotation_assets.core.ingest import (
+    BAD_NAME,
     INVALID_ID,
     INVALID_UTF8,
     LINE_TOO_LONG,
@@ -57,7 +58,13 @@ from annotation_assets.core.ingest import (
     RAW_COLUMNS,
     UNREADABLE_FILE,
     UNSUPPORTED_FILE,
+    has_surrogates,
+    json_text,
+    link_target_inside,
     list_drop_files,
+    refused_object_rows,
+    stored_name,
+    without_surrogates,
 )
 
 __all__ = [
@@ -193,6 +200,8 @@ def _decode(fh: BinaryIO, size: int, sha256: str, max_pixels: int) -> ImageInfo 
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             return DECOMPRESSION_BOMB, str(err)[:300]
         except Exception as err:  # Pillow's plugins raise many types for damaged headers
+            if "decompressed data too large" in str(err).lower():  # e.g. a zTXt/iCCP chunk
+                return DECOMPRESSION_BOMB, str(err)[:300]
             return CORRUPT_IMAGE, f"{type(err).__name__}: {err}"[:300]
         with img:
             width, height = img.size
@@ -301,13 +310,17 @@ def _record_id(value: Any, rel: str) -> tuple[str | None, str | None]:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None, f"{type(value).__name__} id"
     text = str(value).strip()
-    if len(text) > MAX_ID_CHARS or "\x00" in text:
-        return None, "id too long or contains NUL"
+    if len(text) > MAX_ID_CHARS or "\x00" in text or has_surrogates(text):
+        return None, "id too long, or contains NUL or a lone surrogate"
     return text, None
 
 
-def _outside_drop(path: Path, drop_dir: Path) -> bool:
-    return path.is_symlink() and not path.resolve().is_relative_to(drop_dir.resolve())
+def _link_problem(path: Path, drop_dir: Path) -> tuple[str, str] | None:
+    """(reason, detail) for a symlink that leaves the drop or cannot be resolved."""
+    inside = link_target_inside(path, drop_dir)
+    if inside is None:
+        return UNREADABLE_FILE, "symlink loop"
+    return None if inside else (OUTSIDE_DROP, "symlink points outside the drop")
 
 
 def _image_row(
@@ -339,8 +352,8 @@ def _image_row(
     return _raw_row(
         rel,
         record_id=record_id,
-        text=image_text(rel, record.get("title"), alt),
-        meta=json.dumps(meta, default=str, ensure_ascii=False),
+        text=without_surrogates(image_text(rel, record.get("title"), alt)),
+        meta=json_text(meta),
         payload=payload,
     )
 
@@ -352,23 +365,24 @@ def _drop_rows(drop_dir: Path, *, id_field: str, max_pixels: int) -> Iterator[di
     entries: dict[str, _Entry] = {}
     manifest_rows: list[dict[str, Any]] = []
     if manifest_path is not None:
-        if _outside_drop(manifest_path, drop_dir):
-            detail = "symlink points outside the drop"
-            manifest_rows.append(_raw_row(MANIFEST, error=OUTSIDE_DROP, detail=detail))
+        if problem := _link_problem(manifest_path, drop_dir):
+            manifest_rows.append(_raw_row(MANIFEST, error=problem[0], detail=problem[1]))
         elif manifest_path.is_dir():
             detail = "symlinked folder is not followed"
             manifest_rows.append(_raw_row(MANIFEST, error=UNSUPPORTED_FILE, detail=detail))
         else:
             manifest_rows.extend(_join_manifest(manifest_path, by_rel, entries))
     for rel, path in by_rel.items():
-        if _outside_drop(path, drop_dir):
+        name, valid_name = stored_name(Path(rel))
+        problem = _link_problem(path, drop_dir) if valid_name else (UNSUPPORTED_FILE, BAD_NAME)
+        if problem:
             entry = entries.get(rel)
             payload = entry.line if entry else json.dumps({"file": rel})
-            detail = "symlink points outside the drop"
-            yield _raw_row(rel, payload=payload, error=OUTSIDE_DROP, detail=detail)
+            yield _raw_row(name, payload=payload, error=problem[0], detail=problem[1])
             continue
         yield _image_row(path, rel, entries.get(rel), id_field=id_field, max_pixels=max_pixels)
     yield from manifest_rows
+    yield from refused_object_rows(drop_dir)
 
 
 def _join_manifest(

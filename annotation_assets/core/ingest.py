@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,47 @@ UNREADABLE_FILE = "unreadable_file"
 UNSUPPORTED_FILE = "unsupported_file"
 OUTSIDE_DROP = "outside_drop"
 
+BAD_NAME = "file name is not valid UTF-8"
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogates(text: str) -> bool:
+    """Whether `text` holds lone surrogates (from JSON escapes such as ``"\\ud83d"`` or from
+    file names that are not UTF-8), which cannot be stored as UTF-8."""
+    return _SURROGATES.search(text) is not None
+
+
+def without_surrogates(text: str) -> str:
+    return _SURROGATES.sub("", text)
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON text that encodes as UTF-8 and that DuckDB's JSON functions accept:
+    lone surrogates (which neither allows, even escaped) become U+FFFD."""
+    return _SURROGATES.sub("\ufffd", json.dumps(value, default=str, ensure_ascii=False))
+
+
+def stored_name(rel: Path) -> tuple[str, bool]:
+    """A drop-relative path as stored in `source_file`, and whether it is valid UTF-8 (a name
+    that is not is shown with its bad bytes escaped, e.g. ``bad\\xffname.jsonl``)."""
+    name = rel.as_posix()
+    if not has_surrogates(name):
+        return name, True
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace"), False
+
+
+def link_target_inside(path: Path, drop_dir: Path) -> bool | None:
+    """For a symlink: whether its final target lies inside the drop; None when the link
+    cannot be resolved (a loop). Paths that are not symlinks count as inside."""
+    if not path.is_symlink():
+        return True
+    try:
+        return path.resolve().is_relative_to(drop_dir.resolve())
+    except (OSError, RuntimeError):  # RuntimeError: symlink loop (Python < 3.13)
+        return None
+
 
 @dataclass(frozen=True)
 class FieldMap:
@@ -46,6 +88,47 @@ class _Row:
     record: dict[str, Any] | None = None
     error: str | None = None
     detail: str | None = None
+
+
+REFUSED_OBJECTS = "_refused_objects.jsonl"
+
+
+def refused_object_rows(drop_dir: Path) -> Iterator[dict[str, Any]]:
+    """Quarantine rows (`outside_drop`) for objects that staging a drop from S3 refused to
+    write because their keys would escape the drop folder; staging lists them, one JSON object
+    `{"key", "reason"}` per line, in `<drop>/_refused_objects.jsonl`. A line that is not such
+    an object (the file is in the drop, so it may have been written by hand) is quarantined
+    as it is, never trusted and never fatal."""
+    path = drop_dir / REFUSED_OBJECTS
+    if not path.is_file() or path.is_symlink():
+        return
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            line = raw.decode("utf-8", errors="replace").strip().replace("\x00", "\ufffd")
+            if not line:
+                continue
+            row = dict.fromkeys(RAW_COLUMNS)
+            try:
+                entry = json.loads(line)
+                key, reason = entry["key"], entry["reason"]
+                if not isinstance(key, str) or not isinstance(reason, str):
+                    raise TypeError("key and reason must be strings")
+            except (ValueError, TypeError, KeyError) as err:
+                row.update(
+                    source_file=REFUSED_OBJECTS,
+                    line_no=line_no,
+                    payload=line,
+                    error=MALFORMED_JSON,
+                    detail=f"not a refused-object entry: {type(err).__name__}",
+                )
+            else:
+                row.update(
+                    source_file=key.encode("utf-8", "replace").decode("utf-8"),
+                    payload=line,
+                    error=OUTSIDE_DROP,
+                    detail=f"S3 key not staged: {reason}",
+                )
+            yield row
 
 
 def is_record_file(name: str) -> bool:
@@ -117,7 +200,11 @@ def _csv_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
             if error is not None:
                 yield _Row(start, chunk, error=error[0], detail=error[1])
                 continue
-            fields = next(csv.reader([chunk], strict=True))
+            try:
+                fields = next(csv.reader([chunk], strict=True))
+            except csv.Error as err:  # e.g. a bare carriage return in an unquoted field
+                yield _Row(start, chunk, error=MALFORMED_CSV, detail=str(err)[:200])
+                continue
             if header is None:
                 header = fields
                 continue
@@ -200,11 +287,13 @@ def _parquet_rows(path: Path, batch_size: int) -> Iterator[_Row]:
 
 
 def _file_rows(path: Path, drop_dir: Path, *, max_line_bytes: int) -> Iterator[_Row]:
-    if path.is_symlink():
-        target = path.resolve()
-        if not target.is_relative_to(drop_dir.resolve()):
-            yield _Row(None, None, error=OUTSIDE_DROP, detail="symlink points outside the drop")
-            return
+    inside = link_target_inside(path, drop_dir)
+    if inside is None:
+        yield _Row(None, None, error=UNREADABLE_FILE, detail="symlink loop")
+        return
+    if not inside:
+        yield _Row(None, None, error=OUTSIDE_DROP, detail="symlink points outside the drop")
+        return
     if path.is_dir():
         yield _Row(None, None, error=UNSUPPORTED_FILE, detail="symlinked folder is not followed")
         return
@@ -231,7 +320,7 @@ def _scalar_id(value: Any) -> tuple[str | None, str | None]:
     text = str(value).strip()
     if not text:
         return None, MISSING_ID
-    if len(text) > MAX_ID_CHARS or "\x00" in text:
+    if len(text) > MAX_ID_CHARS or "\x00" in text or has_surrogates(text):
         return None, INVALID_ID
     return text, None
 
@@ -251,7 +340,7 @@ def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
     if record is None:
         return out
     if row.payload is None:
-        out["payload"] = json.dumps(record, default=str, ensure_ascii=False)
+        out["payload"] = json_text(record)
     record_id, id_error = _scalar_id(record.get(fields.id))
     out["record_id"] = record_id
     text = record.get(fields.text)
@@ -262,9 +351,9 @@ def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
     elif not isinstance(text, str):
         out["error"], out["detail"] = INVALID_TEXT, f"{type(text).__name__} in {fields.text!r}"
     else:
-        out["text"] = text
+        out["text"] = without_surrogates(text)
         meta = {k: v for k, v in record.items() if k not in (fields.id, fields.text)}
-        out["meta"] = json.dumps(meta, default=str, ensure_ascii=False) if meta else None
+        out["meta"] = json_text(meta) if meta else None
     return out
 
 
@@ -279,11 +368,17 @@ def iter_raw_chunks(
     RAW_COLUMNS. Rows that cannot be records carry an `error` reason code and their payload."""
     buffer: list[dict[str, Any]] = []
     for path in list_drop_files(drop_dir):
-        source_file = path.relative_to(drop_dir).as_posix()
-        for row in _file_rows(path, drop_dir, max_line_bytes=max_line_bytes):
+        source_file, valid_name = stored_name(path.relative_to(drop_dir))
+        rows = (
+            _file_rows(path, drop_dir, max_line_bytes=max_line_bytes)
+            if valid_name
+            else iter([_Row(None, None, error=UNSUPPORTED_FILE, detail=BAD_NAME)])
+        )
+        for row in rows:
             buffer.append(_to_raw(row, source_file, fields))
             if len(buffer) >= chunk_size:
                 yield pd.DataFrame(buffer, columns=RAW_COLUMNS)
                 buffer = []
+    buffer.extend(refused_object_rows(drop_dir))
     if buffer:
         yield pd.DataFrame(buffer, columns=RAW_COLUMNS)
