@@ -2,7 +2,12 @@
 
 Applying the rules gives a label matrix (records x rules) holding a label index where a rule
 fires and -1 where it abstains, as in Snorkel. Rules are evaluated column-wise: regex and
-keyword rules as RE2 expressions in DuckDB, lexicon rules from one VADER score per record.
+keyword rules as RE2 expressions in DuckDB, lexicon rules from VADER compound scores computed
+set-wise over the whole batch (`core.sentiment`: flat token arrays, vocabulary lookups and
+look-back windows instead of a Python call per record). Those scores equal the `vader`
+package's per-record `polarity_scores(text)["compound"]` exactly; the one construct the
+set-wise path does not reproduce (two overlapping multiword-lexicon phrases in one text) is
+detected set-wise and those records alone are scored by the package itself.
 """
 
 import re
@@ -13,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from annotation_assets.core.sentiment import vader_compound_scores
 from annotation_assets.core.spec import (
     KeywordsRule,
     LexiconSentimentRule,
@@ -75,14 +81,9 @@ def build_labeling_functions(spec: TaskSpec) -> list[LabelingFunction]:
 
 
 def vader_compound(texts: Sequence[str | None]) -> np.ndarray:
-    """VADER compound scores in [-1, 1]; NaN for missing text."""
-    import vader
-
-    analyzer = vader.SentimentIntensityAnalyzer()
-    return np.array(
-        [analyzer.polarity_scores(t)["compound"] if t else np.nan for t in texts],
-        dtype=np.float64,
-    )
+    """VADER compound scores in [-1, 1], equal to the package's per-text scores; NaN for
+    missing or empty text."""
+    return vader_compound_scores(texts)
 
 
 def apply_labeling_functions(frame: pd.DataFrame, lfs: Sequence[LabelingFunction]) -> np.ndarray:

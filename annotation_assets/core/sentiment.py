@@ -1,0 +1,665 @@
+"""VADER compound scores for many texts at once, equal to the `vader` package's per-text scores.
+
+`vader_compound_scores(texts)` gives, for a whole batch, what
+`vader.SentimentIntensityAnalyzer().polarity_scores(text)["compound"]` gives for each text (the
+PyPI package nltk-vader-sentiment, whose rules it follows step by step), without a Python call
+per record or per token:
+
+1. Only texts holding a typographic apostrophe, an emoji (or emoji residue next to an emoji
+   first character) or non-ASCII whitespace can change before tokenisation; their characters are
+   classified set-wise and only those texts are rewritten (apostrophes as the package maps them,
+   its longest-match emoji translation visited at just the emoji positions).
+2. The batch becomes one UTF-8 buffer; tokens are the runs between whitespace bytes, exactly
+   what `str.split()` gives. Equal tokens get one vocabulary id, keyed exactly by their bytes
+   (read as 64-bit words) and length.
+3. Each distinct token is cleaned, lowered and looked up once, through the package's own
+   `SentiText` tokenizer over the vocabulary: lexicon valence, booster, negation, ALL CAPS.
+4. Only the tokens that can score (lexicon words, multiword-lexicon phrases) are evaluated, with
+   their context read from the flat token array at offsets -3..+2 inside the record: the "no"
+   rules, ALL-CAPS emphasis when the text mixes case, boosters and dampeners with their decay,
+   negation with "never so/this" and "without doubt", special-case idioms, "kind of"-style
+   dampener bigrams, "least", then the first "but" scaling what comes before and after it.
+5. Sentiment-laden idioms are matched as n-grams of word ids; each text's terms are summed in
+   the package's order as Python's `sum` does (compensated from Python 3.12 on), amplified by
+   "!" and "?", normalised with x / sqrt(x^2 + alpha) and rounded as `round(x, 4)` does.
+
+Every step performs the package's floating-point operations in its order, so the scores are
+equal, not approximate. One construct is left to the package itself: a text in which two
+multiword-lexicon phrases overlap (resolved there greedily, longest first) is found set-wise
+and scored with `polarity_scores`, so the output always equals per-record VADER.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CHUNK_RECORDS = 25_000
+_CONTROL_WORDS = (
+    "no",
+    "but",
+    "kind",
+    "of",
+    "least",
+    "at",
+    "very",
+    "never",
+    "so",
+    "this",
+    "without",
+    "doubt",
+    "or",
+    "nor",
+)
+_APOSTROPHE, _EMOJI_FIRST, _EMOJI_CHAR, _RESIDUE, _WIDE_SPACE = 1, 2, 4, 8, 16
+_BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class _PhraseTable:
+    """Phrases of one length as sorted integer codes (word ids as base-`base` digits)."""
+
+    codes: np.ndarray
+    values: np.ndarray
+
+    def find(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.codes) == 0:
+            return np.zeros(len(codes), dtype=bool), np.zeros(len(codes))
+        at = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
+        found = self.codes[at] == codes
+        return found, np.where(found, self.values[at], 0.0)
+
+
+@dataclass(frozen=True)
+class _Vocab:
+    """Per distinct raw token: what the scoring rules read."""
+
+    upper: np.ndarray
+    in_lex: np.ndarray
+    lex: np.ndarray
+    booster: np.ndarray
+    is_booster: np.ndarray
+    negator: np.ndarray
+    word: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """The tokens of a chunk of records, flat, in record order."""
+
+    vcode: np.ndarray  # vocabulary id per token
+    word: np.ndarray  # phrase-word id per token (0: not a phrase word)
+    rec: np.ndarray  # record per token
+    pos: np.ndarray  # position in its record
+    first: np.ndarray  # index of each record's first token
+    counts: np.ndarray  # tokens per record
+    byte_start: np.ndarray  # offset of each record in the chunk's UTF-8 buffer
+
+    def window(self, at: np.ndarray, offset: int, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """For tokens `at`: whether the n tokens from `offset` away lie in the same record,
+        and the flat index of the first of them (clipped to the array where they do not)."""
+        pos = self.pos[at] + offset
+        ok = (pos >= 0) & (pos + n <= self.counts[self.rec[at]])
+        return ok, np.clip(at + offset, 0, max(len(self.vcode) - 1, 0))
+
+
+class VaderBatchScorer:
+    """The compound scores of a `vader.SentimentIntensityAnalyzer` (by default the package's
+    own), set-wise. Word lists may be the analyzer's own; the emoji map is the package's."""
+
+    def __init__(self, analyzer: Any = None) -> None:
+        import vader
+        import vader.constants as c
+        from vader.data.emoji import EMOJI
+        from vader.text import _APOSTROPHES, _EMOJI_RESIDUE
+
+        an = analyzer if analyzer is not None else vader.SentimentIntensityAnalyzer()
+        self.analyzer = an
+        self._c = c
+        self._lexicon: Mapping[str, float] = an.lexicon
+        self._lexicon_keys = frozenset(self._lexicon)
+        self._booster: Mapping[str, float] = an.booster
+        self._negations: frozenset[str] = an.negations
+        self._alpha = float(an.alpha)
+        self._sentitext = vader.SentiText
+        self._apostrophes = [(chr(k), str(v)) for k, v in _APOSTROPHES.items()]
+        self._emoji_index = _emoji_index(EMOJI)
+        self._residue = frozenset(_EMOJI_RESIDUE)
+        self._char_kind = _char_kinds(EMOJI, self._residue, [a for a, _ in self._apostrophes])
+        self._ascii_space = np.zeros(256, dtype=bool)
+        self._ascii_space[[b for b in range(128) if chr(b).isspace()]] = True
+
+        booster2 = {k: v for k, v in self._booster.items() if " " in k}
+        phrase_sets: dict[str, tuple[Mapping[str, float], tuple[int, ...]]] = {
+            "special": (an.special_cases, (2, 3)),
+            "idiom": (an.idioms, (2, 3, 4)),
+            "multiword": (an.multiword, (2, 3, 4)),
+            "booster": (booster2, (2,)),
+        }
+        if any(" " not in k or k.count(" ") > 3 for k in an.multiword):
+            raise ValueError("multiword lexicon entries must have 2 to 4 words")
+        words = set(_CONTROL_WORDS)
+        for phrases, _ in phrase_sets.values():
+            for key in phrases:
+                words.update(p for p in key.split(" ") if p)
+        self._word_ids = {w: i + 1 for i, w in enumerate(sorted(words))}
+        self._base = len(self._word_ids) + 1
+        if self._base**4 >= 2**62:
+            raise ValueError("too many distinct phrase words for 4-gram codes")
+        self._w = {w: self._word_ids[w] for w in _CONTROL_WORDS}
+        self._tables = {
+            name: {n: self._table(phrases, n) for n in lengths}
+            for name, (phrases, lengths) in phrase_sets.items()
+        }
+        self._first_words = {
+            name: np.array(
+                sorted(
+                    {
+                        self._word_ids[parts[0]]
+                        for key in phrases
+                        if len(parts := key.split(" ")) in lengths and all(parts)
+                    }
+                ),
+                dtype=np.int64,
+            )
+            for name, (phrases, lengths) in phrase_sets.items()
+        }
+        self._multiword_lengths = sorted({k.count(" ") + 1 for k in an.multiword}, reverse=True)
+        self._least_in_lexicon = "least" in self._lexicon
+        self._compensated_sum = sys.version_info >= (3, 12)
+
+    def _table(self, phrases: Mapping[str, float], n: int) -> _PhraseTable:
+        items = sorted(
+            (self._code(parts), float(value))
+            for key, value in phrases.items()
+            if len(parts := key.split(" ")) == n and all(parts)
+        )
+        return _PhraseTable(
+            codes=np.array([k for k, _ in items], dtype=np.int64),
+            values=np.array([v for _, v in items], dtype=np.float64),
+        )
+
+    def _code(self, parts: Iterable[str]) -> int:
+        code = 0
+        for part in parts:
+            code = code * self._base + self._word_ids[part]
+        return code
+
+    # ------------------------------------------------------------------------- public
+
+    def compound(self, texts: Sequence[str | None]) -> np.ndarray:
+        """Compound scores in [-1, 1], one per text; NaN where the text is missing or empty."""
+        out = np.full(len(texts), np.nan, dtype=np.float64)
+        present = [i for i, t in enumerate(texts) if isinstance(t, str) and t]
+        for lo in range(0, len(present), CHUNK_RECORDS):
+            idx = present[lo : lo + CHUNK_RECORDS]
+            out[idx] = self._chunk([texts[i] for i in idx])  # type: ignore[misc]
+        return out
+
+    # ---------------------------------------------------------------- text preparation
+
+    def _prepared(self, texts: list[str]) -> tuple[list[str], list[int]]:
+        """The texts as the package tokenises them, and which of them are not ASCII.
+
+        Only non-ASCII texts can change (every emoji key holds a non-ASCII character): those
+        holding an apostrophe variant, an emoji first character together with an emoji or
+        residue character, or non-ASCII whitespace (collapsed to spaces: same tokens)."""
+        nonascii = [i for i, t in enumerate(texts) if not t.isascii()]
+        if not nonascii:
+            return texts, nonascii
+        sub = [texts[i] for i in nonascii]
+        lengths = np.fromiter(map(len, sub), dtype=np.int64, count=len(sub))
+        offset = np.cumsum(lengths + 1) - (lengths + 1)
+        cp = np.frombuffer(" ".join(sub).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        kind = self._char_kind[np.minimum(cp, len(self._char_kind) - 1)]
+        marked = np.flatnonzero(kind)
+        owner = np.searchsorted(offset, marked, side="right") - 1
+        kinds = kind[marked]
+        has = {
+            bit: np.bincount(owner[(kinds & bit) != 0], minlength=len(sub)) > 0
+            for bit in (_APOSTROPHE, _EMOJI_FIRST, _EMOJI_CHAR, _WIDE_SPACE)
+        }
+        walk = has[_EMOJI_FIRST] & has[_EMOJI_CHAR]
+        emoji_at = (kinds & (_EMOJI_FIRST | _RESIDUE)) != 0
+        bounds = np.searchsorted(owner, np.arange(len(sub) + 1))
+        out = list(texts)
+        for k in np.flatnonzero(has[_APOSTROPHE] | walk | has[_WIDE_SPACE]).tolist():
+            text = sub[k]
+            if has[_APOSTROPHE][k]:
+                for variant, plain in self._apostrophes:
+                    text = text.replace(variant, plain)
+            if walk[k]:
+                lo, hi = bounds[k], bounds[k + 1]
+                where = marked[lo:hi][emoji_at[lo:hi]] - offset[k]
+                text = self._translate_at(text, where.tolist())
+            if has[_WIDE_SPACE][k]:
+                text = " ".join(text.split())
+            out[nonascii[k]] = text
+        return out, nonascii
+
+    def _translate_at(self, text: str, positions: list[int]) -> str:
+        """`vader.text.EmojiTranslator.translate(text)` for a text holding an emoji first
+        character, visiting only `positions` (every emoji first or residue character): the
+        longest emoji key starting there becomes " description ", unmatched residue goes."""
+        out: list[str] = []
+        last = 0
+        for i in positions:
+            if i < last:
+                continue
+            candidates = self._emoji_index.get(text[i])
+            if candidates is not None:
+                for key, description in candidates:
+                    if text.startswith(key, i):
+                        out += (text[last:i], " ", description, " ")
+                        last = i + len(key)
+                        break
+            elif text[i] in self._residue:
+                out.append(text[last:i])
+                last = i + 1
+        out.append(text[last:])
+        return "".join(out).strip()
+
+    # ----------------------------------------------------------------------- a chunk
+
+    def _tokens(self, pre: list[str], nonascii: list[int]) -> tuple[_Tokens, _Vocab, bytes]:
+        n = len(pre)
+        lengths = np.fromiter(map(len, pre), dtype=np.int64, count=n)
+        for i in nonascii:
+            lengths[i] = len(pre[i].encode("utf-8", "surrogatepass"))
+        big = " ".join(pre).encode("utf-8", "surrogatepass")
+        raw = np.frombuffer(big, dtype=np.uint8)
+        rec_start = np.cumsum(lengths + 1) - (lengths + 1)
+        # All whitespace is ASCII by now: tokens are the runs of other bytes.
+        space = self._ascii_space[raw]
+        word = ~space
+        first = word.copy()
+        first[1:] &= space[:-1]
+        last = word
+        last[:-1] &= space[1:]
+        starts = np.flatnonzero(first)
+        ends = np.flatnonzero(last) + 1
+        n_tok = len(starts)
+        tok_first = np.searchsorted(starts, rec_start)
+        counts = np.diff(np.append(tok_first, n_tok))
+        vcode, strings = _factorize_tokens(big, starts, ends)
+        vocab = self._vocab(strings)
+        rec = np.repeat(np.arange(n), counts)
+        tokens = _Tokens(
+            vcode=vcode,
+            word=vocab.word[vcode],
+            rec=rec,
+            pos=np.arange(n_tok) - tok_first[rec],
+            first=tok_first,
+            counts=counts,
+            byte_start=rec_start,
+        )
+        return tokens, vocab, big
+
+    def _vocab(self, strings: list[str]) -> _Vocab:
+        """What each distinct raw token contributes, from the package's own token cleaning."""
+        cleaned = self._sentitext(" ".join(strings), self._lexicon_keys).tokens
+        if len(cleaned) != len(strings):  # pragma: no cover - tokens never hold whitespace
+            raise AssertionError("vocabulary tokens changed under str.split()")
+        lowered = [t.lower() for t in cleaned]
+        m = len(lowered)
+        lexicon, booster, negations = self._lexicon, self._booster, self._negations
+        word_ids = self._word_ids
+        return _Vocab(
+            upper=np.fromiter((t.isupper() for t in cleaned), dtype=bool, count=m),
+            in_lex=np.fromiter((w in lexicon for w in lowered), dtype=bool, count=m),
+            lex=np.fromiter((lexicon.get(w, 0.0) for w in lowered), dtype=np.float64, count=m),
+            booster=np.fromiter((booster.get(w, 0.0) for w in lowered), np.float64, count=m),
+            is_booster=np.fromiter((w in booster for w in lowered), dtype=bool, count=m),
+            negator=np.fromiter(
+                (w in negations or w.endswith("n't") for w in lowered), dtype=bool, count=m
+            ),
+            word=np.fromiter((word_ids.get(w, 0) for w in lowered), dtype=np.int64, count=m),
+        )
+
+    def _phrase_starts(
+        self, tok: _Tokens, name: str, n: int, phrase_at: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices where an n-word phrase of set `name` starts (inside one record), and
+        its values; `phrase_at` holds the flat indices of every phrase word."""
+        first_words = self._first_words[name]
+        if len(first_words) == 0 or len(phrase_at) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        cand = phrase_at[np.isin(tok.word[phrase_at], first_words)]
+        found, values = self._tables[name][n].find(self._grams(tok, cand, 0, n))
+        return cand[found], values[found]
+
+    def _grams(self, tok: _Tokens, at: np.ndarray, offset: int, n: int) -> np.ndarray:
+        """Word-id codes of the n tokens from `offset` away; -1 where they leave the record."""
+        ok, start = tok.window(at, offset, n)
+        code = np.zeros(len(at), dtype=np.int64)
+        last = len(tok.word) - 1
+        for m in range(n):
+            code = code * self._base + tok.word[np.minimum(start + m, last)]
+        return np.where(ok, code, -1)
+
+    def _chunk(self, texts: list[str]) -> np.ndarray:
+        c = self._c
+        pre, nonascii = self._prepared(texts)
+        n = len(pre)
+        tok, v, big = self._tokens(pre, nonascii)
+        w = self._w
+
+        n_upper = np.bincount(tok.rec, weights=v.upper[tok.vcode], minlength=n)
+        phrase_at = np.flatnonzero(tok.word)
+        cap_diff = (n_upper > 0) & (n_upper < tok.counts)
+
+        # Multiword lexicon phrases: a forced valence at their first token, the rest consumed.
+        starts, lens, vals = [], [], []
+        for n_words in self._multiword_lengths:
+            at, val = self._phrase_starts(tok, "multiword", n_words, phrase_at)
+            starts.append(at)
+            lens.append(np.full(len(at), n_words, dtype=np.int64))
+            vals.append(val)
+        forced_at = np.concatenate(starts)
+        order = np.argsort(forced_at, kind="stable")
+        forced_at = forced_at[order]
+        forced_len = np.concatenate(lens)[order]
+        forced_val = np.concatenate(vals)[order]
+        fallback = np.zeros(n, dtype=bool)
+        if len(forced_at) > 1:
+            reach = np.maximum.accumulate(forced_at + forced_len)
+            overlap = np.flatnonzero(forced_at[1:] < reach[:-1]) + 1
+            fallback[tok.rec[forced_at[overlap]]] = True
+
+        # Tokens that score: lexicon words but boosters (and "kind" before "of"), unconsumed.
+        scoring = (v.in_lex & ~v.is_booster)[tok.vcode]
+        kind = np.flatnonzero(scoring & (tok.word == w["kind"]))
+        ok, nxt = tok.window(kind, 1)
+        scoring[kind[ok & (tok.word[nxt] == w["of"])]] = False
+        for k in range(1, int(forced_len.max(initial=1))):
+            scoring[forced_at[forced_len > k] + k] = False
+        scoring[forced_at] = True
+        at = np.flatnonzero(scoring)
+        rec = tok.rec[at]
+        pos = tok.pos[at]
+        w_at = tok.vcode[at]
+        capd = cap_diff[rec]
+        near = {k: tok.window(at, k) for k in (-3, -2, -1, 1)}
+        ok1, w1 = near[-1][0], tok.vcode[near[-1][1]]
+        ok2, w2 = near[-2][0], tok.vcode[near[-2][1]]
+        ok3, w3 = near[-3][0], tok.vcode[near[-3][1]]
+        okn, wn = near[1][0], tok.vcode[near[1][1]]
+        wid = v.word
+
+        val = v.lex[w_at]
+        val = np.where((wid[w_at] == w["no"]) & okn & v.in_lex[wn], 0.0, val)
+        no_before = (
+            (ok1 & (wid[w1] == w["no"]))
+            | (ok2 & (wid[w2] == w["no"]))
+            | (ok3 & (wid[w3] == w["no"]) & ((wid[w1] == w["or"]) | (wid[w1] == w["nor"])))
+        )
+        val = np.where(no_before, v.lex[w_at] * c.N_SCALAR, val)
+        caps = v.upper[w_at] & capd
+        val = np.where(
+            caps & (val > 0), val + c.C_INCR, np.where(caps & (val < 0), val - c.C_INCR, val)
+        )
+        if len(forced_at):
+            is_forced = np.isin(at, forced_at)
+            fv = np.zeros(len(at))
+            fv[is_forced] = forced_val[np.searchsorted(forced_at, at[is_forced])]
+            val = np.where(is_forced, fv, val)
+
+        val = self._boosted_and_negated(val, ((ok1, w1), (ok2, w2), (ok3, w3)), v, capd)
+        val = self._special_idioms(val, tok, at, phrase_at)
+        if not self._least_in_lexicon:
+            least = ok1 & (wid[w1] == w["least"])
+            spared = ok2 & ((wid[w2] == w["at"]) | (wid[w2] == w["very"]))
+            val = np.where(least & ~spared, val * c.N_SCALAR, val)
+
+        but = np.flatnonzero(tok.word == w["but"])
+        if len(but):
+            but_pos = np.full(n, -1, dtype=np.int64)
+            but_pos[tok.rec[but[::-1]]] = tok.pos[but[::-1]]  # the first "but" wins
+            bp = but_pos[rec]
+            has = bp >= 0
+            val = np.where(
+                has & (pos < bp),
+                val * c.BUT_BEFORE,
+                np.where(has & (pos > bp), val * c.BUT_AFTER, val),
+            )
+
+        # Each record's terms in the package's order: token valences, then the
+        # sentiment-laden idioms by length and position. Zero terms change no sum.
+        keep = val != 0.0
+        term_rec = [rec[keep]]
+        term_val = [val[keep]]
+        for n_words in (2, 3, 4):
+            i_at, i_val = self._phrase_starts(tok, "idiom", n_words, phrase_at)
+            term_rec.append(tok.rec[i_at])
+            term_val.append(i_val)
+        t_rec = np.concatenate(term_rec)
+        t_val = np.concatenate(term_val)
+        if len(t_rec) > len(term_rec[0]):
+            order = np.argsort(t_rec, kind="stable")
+            t_rec, t_val = t_rec[order], t_val[order]
+        total = self._sums(t_rec, t_val, n)
+
+        raw = np.frombuffer(big, dtype=np.uint8)
+        bang, qmark = (
+            np.bincount(
+                np.searchsorted(tok.byte_start, np.flatnonzero(raw == ch), side="right") - 1,
+                minlength=n,
+            )
+            for ch in b"!?"
+        )
+        ep = np.minimum(bang, c.EP_CAP) * c.EP_AMPLIFY
+        qm = np.where(qmark > 1, np.where(qmark <= 3, qmark * c.QM_AMPLIFY, c.QM_CAP), 0.0)
+        amp = ep + qm
+        total = np.where(total > 0, total + amp, np.where(total < 0, total - amp, total))
+        compound = np.clip(total / np.sqrt(total * total + self._alpha), -1.0, 1.0)
+        scores = _round4(compound)
+        for i in np.flatnonzero(fallback).tolist():
+            scores[i] = self.analyzer.polarity_scores(texts[i])["compound"]
+        return scores
+
+    def _boosted_and_negated(
+        self,
+        val: np.ndarray,
+        before: tuple[tuple[np.ndarray, np.ndarray], ...],
+        v: _Vocab,
+        capd: np.ndarray,
+    ) -> np.ndarray:
+        """Boosters/dampeners and negation over the three preceding tokens, nearest first."""
+        c = self._c
+        w, wid = self._w, v.word
+        (_, w1), (_, w2), (_, w3) = before
+        so_this = (wid[w1] == w["so"]) | (wid[w1] == w["this"])
+        so_this2 = (wid[w2] == w["so"]) | (wid[w2] == w["this"])
+        for k, (ok, wj) in enumerate(before):
+            act = ok & ~v.in_lex[wj]
+            boost = v.is_booster[wj]
+            s = np.where(boost, v.booster[wj], 0.0)
+            s = np.where(val < 0, s * -1, s)
+            capb = boost & v.upper[wj] & capd
+            s = np.where(
+                capb & (val > 0), s + c.C_INCR, np.where(capb & (val < 0), s - c.C_INCR, s)
+            )
+            if k == 1:
+                s = np.where(s != 0.0, s * c.DECAY_TWO, s)
+            elif k == 2:
+                s = np.where(s != 0.0, s * c.DECAY_THREE, s)
+            val = np.where(act, val + s, val)
+            if k == 0:
+                boost_never = np.zeros(len(val), dtype=bool)
+                doubtless = boost_never
+                negate = v.negator[w1]
+            elif k == 1:
+                boost_never = (wid[w2] == w["never"]) & so_this
+                doubtless = (wid[w2] == w["without"]) & (wid[w1] == w["doubt"])
+                negate = v.negator[w2]
+            else:
+                boost_never = (wid[w3] == w["never"]) & (so_this2 | so_this)
+                doubtless = (wid[w3] == w["without"]) & (
+                    (wid[w2] == w["doubt"]) | (wid[w1] == w["doubt"])
+                )
+                negate = v.negator[w3]
+            negate = negate & ~boost_never & ~doubtless
+            val = np.where(
+                act & boost_never,
+                val * c.NEVER_BOOST,
+                np.where(act & negate, val * c.N_SCALAR, val),
+            )
+        return val
+
+    def _special_idioms(
+        self, val: np.ndarray, tok: _Tokens, at: np.ndarray, phrase_at: np.ndarray
+    ) -> np.ndarray:
+        """Special-case idioms around each scoring token, then "kind of"-style dampener
+        bigrams just before it, in the package's order."""
+        starts_of: dict[tuple[str, int], np.ndarray] = {}
+        for name, n_words in (("special", 2), ("special", 3), ("booster", 2)):
+            where, values = self._phrase_starts(tok, name, n_words, phrase_at)
+            table = np.full(len(tok.vcode), np.nan)
+            table[where] = values
+            starts_of[name, n_words] = table
+
+        def phrase(name: str, offset: int, n_words: int) -> tuple[np.ndarray, np.ndarray]:
+            # A phrase found at all lies inside one record; it starts in this token's record
+            # when the offset does not reach back past the record's first token.
+            ok, start = tok.window(at, offset)
+            found_val = starts_of[name, n_words][start]
+            found = ok & ~np.isnan(found_val)
+            return found, found_val
+
+        matched = np.zeros(len(at), dtype=bool)
+        for offset, n_words in ((-1, 2), (-2, 3), (-2, 2), (-3, 3), (-3, 2)):
+            found, sval = phrase("special", offset, n_words)
+            val = np.where(found & ~matched, sval, val)
+            matched |= found
+        for offset, n_words in ((-1, 3), (0, 2), (0, 3)):
+            found, sval = phrase("special", offset, n_words)
+            val = np.where(found, sval, val)
+        for offset in (-2, -3):
+            found, bval = phrase("booster", offset, 2)
+            val = np.where(found, val + bval, val)
+        return val
+
+    def _sums(self, rec: np.ndarray, val: np.ndarray, n: int) -> np.ndarray:
+        """Per record, the sum of its terms (grouped by record, in order) as Python's `sum`
+        computes it: left to right, compensated (Neumaier) from Python 3.12 on."""
+        total = np.zeros(n, dtype=np.float64)
+        if len(rec) == 0:
+            return total
+        head = np.ones(len(rec), dtype=bool)
+        head[1:] = rec[1:] != rec[:-1]
+        run_start = np.flatnonzero(head)
+        rank = np.arange(len(rec)) - np.repeat(run_start, np.diff(np.append(run_start, len(rec))))
+        order = np.argsort(rank, kind="stable")
+        bounds = np.searchsorted(rank[order], np.arange(int(rank.max()) + 2))
+        comp = np.zeros(n, dtype=np.float64)
+        for k in range(len(bounds) - 1):
+            sel = order[bounds[k] : bounds[k + 1]]
+            r, x = rec[sel], val[sel]
+            if k == 0:
+                total[r] = x
+                continue
+            f = total[r]
+            t = f + x
+            if self._compensated_sum:
+                comp[r] += np.where(np.abs(f) >= np.abs(x), (f - t) + x, (x - t) + f)
+            total[r] = t
+        if self._compensated_sum:
+            fix = (comp != 0.0) & np.isfinite(comp)
+            total[fix] += comp[fix]
+        return total
+
+
+def _factorize_tokens(
+    big: bytes, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """A vocabulary id per token, equal exactly for equal tokens, and the vocabulary.
+
+    Tokens are keyed by their bytes read as little-endian 64-bit words (zero past the end) and
+    their length; longer tokens fold in one word per 8 bytes, so the ids are exact."""
+    n_tok = len(starts)
+    if n_tok == 0:
+        return np.zeros(0, dtype=np.int64), []
+    padded = np.frombuffer(big + bytes(16), dtype=np.uint8)
+    words = np.ndarray((len(big) + 8,), dtype="<u8", buffer=padded.data, strides=(1,))
+    length = ends - starts
+    code = pd.factorize(words[starts] & _BYTE_MASKS[np.minimum(length, 8)])[0].astype(np.int64)
+    step = 8
+    while True:
+        longer = np.flatnonzero(length > step)
+        if len(longer) == 0:
+            break
+        rest = np.minimum(length[longer] - step, 8)
+        word_code = pd.factorize(words[starts[longer] + step] & _BYTE_MASKS[rest])[0]
+        pair = code[longer] * (int(word_code.max()) + 1) + word_code
+        code[longer] = pd.factorize(pair)[0] + int(code.max()) + 1
+        step += 8
+    vcode, _ = pd.factorize(code * (int(length.max()) + 1) + length)
+    rep = np.empty(int(vcode.max()) + 1, dtype=np.int64)
+    rep[vcode] = np.arange(n_tok)
+    return vcode.astype(np.int64), [
+        big[s:e].decode("utf-8", "surrogatepass")
+        for s, e in zip(starts[rep].tolist(), ends[rep].tolist(), strict=True)
+    ]
+
+
+def _round4(x: np.ndarray) -> np.ndarray:
+    """`round(value, 4)` for each value: numpy's rounding, and Python's correctly rounded one
+    where the scaled value lies too near a half for numpy's to be trusted."""
+    out = np.round(x, 4)
+    scaled = x * 1e4
+    for i in np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6).tolist():
+        out[i] = round(float(x[i]), 4)
+    return out
+
+
+def _emoji_index(emoji: Mapping[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """Emoji keys by first character, longest first (the package's translator's order)."""
+    index: dict[str, list[tuple[str, str]]] = {}
+    for key, description in emoji.items():
+        if key:
+            index.setdefault(key[0], []).append((key, description))
+    for candidates in index.values():
+        candidates.sort(key=lambda kv: len(kv[0]), reverse=True)
+    return index
+
+
+def _char_kinds(
+    emoji: Mapping[str, str], residue: frozenset[str], apostrophes: Iterable[str]
+) -> np.ndarray:
+    """Per code point, bit flags: apostrophe variant, emoji first character, non-ASCII
+    character of an emoji key or residue, residue, non-ASCII whitespace."""
+    if any(key.isascii() for key in emoji):
+        raise ValueError("an all-ASCII emoji key would need every text translated")
+    chars = {ch for key in emoji for ch in key if not ch.isascii()} | set(residue)
+    firsts = {key[0] for key in emoji if key}
+    apostrophes = set(apostrophes)
+    wide = [cp for cp in range(128, sys.maxunicode + 1) if chr(cp).isspace()]
+    table = np.zeros(max([ord(ch) for ch in chars | firsts | apostrophes] + wide) + 2, np.uint8)
+    table[wide] |= _WIDE_SPACE
+    for bit, group in (
+        (_APOSTROPHE, apostrophes),
+        (_EMOJI_FIRST, firsts),
+        (_EMOJI_CHAR, chars),
+        (_RESIDUE, residue),
+    ):
+        for ch in group:
+            table[ord(ch)] |= bit
+    return table
+
+
+@cache
+def default_scorer() -> VaderBatchScorer:
+    """One scorer, built once per process."""
+    return VaderBatchScorer()
+
+
+def vader_compound_scores(texts: Sequence[str | None]) -> np.ndarray:
+    """VADER compound scores in [-1, 1] of `texts`, equal to the package's per-text
+    `polarity_scores(text)["compound"]`; NaN for missing or empty text."""
+    return default_scorer().compound(texts)

@@ -1,0 +1,231 @@
+"""The set-wise VADER scores against the `vader` package's per-text scores."""
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import vader
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from vader.data.emoji import EMOJI
+
+from annotation_assets.core.sentiment import VaderBatchScorer, _round4, vader_compound_scores
+from annotation_assets.core.synthetic import generate_reviews
+
+DEMO_DROPS = Path(__file__).resolve().parents[1] / "annotation_assets/demo_data/drops"
+ANALYZER = vader.SentimentIntensityAnalyzer()
+
+
+def _reference(texts: Sequence[str | None]) -> np.ndarray:
+    return np.array(
+        [ANALYZER.polarity_scores(t)["compound"] if t else np.nan for t in texts],
+        dtype=np.float64,
+    )
+
+
+def _disagreements(
+    texts: Sequence[str | None], ours: np.ndarray
+) -> list[tuple[str | None, float, float]]:
+    ref = _reference(texts)
+    same = (np.abs(ours - ref) < 1e-6) | (np.isnan(ours) & np.isnan(ref))
+    return [(texts[i], float(ours[i]), float(ref[i])) for i in np.flatnonzero(~same).tolist()]
+
+
+def _demo_texts() -> list[str | None]:
+    texts: list[str | None] = []
+    for path in sorted(DEMO_DROPS.glob("product_reviews/*/part-*")):
+        if path.suffix == ".jsonl":
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    texts.append(record.get("text"))
+        elif path.suffix == ".csv":
+            with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+                texts += [row.get("text") for row in csv.DictReader(fh)]
+        elif path.suffix == ".parquet":
+            texts += pd.read_parquet(path)["text"].tolist()
+    return [t if isinstance(t, str) else None for t in texts]
+
+
+def test_scores_equal_the_package_on_the_demo_drops() -> None:
+    texts = _demo_texts()
+    assert len(texts) > 100
+
+    assert _disagreements(texts, vader_compound_scores(texts)) == []
+
+
+def test_scores_equal_the_package_on_generated_reviews() -> None:
+    texts = [r["text"] for r in generate_reviews(20_000, seed=11)]
+
+    assert _disagreements(texts, vader_compound_scores(texts)) == []
+
+
+def test_missing_and_empty_texts_score_nan_and_blank_texts_zero() -> None:
+    scores = vader_compound_scores([None, "", "   \n", "great"])
+
+    assert np.isnan(scores[:2]).all()
+    assert scores[2:].tolist() == [0.0, ANALYZER.polarity_scores("great")["compound"]]
+
+
+LEXICON = sorted(ANALYZER.lexicon)
+PIECES = st.one_of(
+    st.sampled_from(LEXICON),
+    st.sampled_from(sorted(ANALYZER.booster)),
+    st.sampled_from(sorted(ANALYZER.negations)),
+    st.sampled_from(sorted(ANALYZER.special_cases)),
+    st.sampled_from(sorted(ANALYZER.idioms)),
+    st.sampled_from(sorted(ANALYZER.multiword)),
+    st.sampled_from(sorted(EMOJI)),
+    st.sampled_from(
+        [
+            "no",
+            "not",
+            "never",
+            "so",
+            "this",
+            "without",
+            "doubt",
+            "but",
+            "BUT",
+            "least",
+            "at",
+            "very",
+            "kind of",
+            "kind",
+            "of",
+            "or",
+            "nor",
+            "the",
+            "isn't",
+            "don’t",
+            "can‘t",
+            "ʼ",
+            "at least",
+            "very least",
+            "never so",
+            "never this",
+            "without doubt",
+            "sort of",
+        ]
+    ),
+    st.sampled_from(["!", "!!", "?", "??", "???", "?!", ",", ".", "...", ":)", ":-(", "(", ")"]),
+    st.sampled_from(["️", "‍", "🏻", "⃣", "5", "#", "©"]),
+    st.text(max_size=12),
+)
+SEPARATORS = st.sampled_from([" ", " ", " ", "  ", "\n", "\t", "", " ", "\u3000", "\x1c", "\x85"])
+
+
+@st.composite
+def _texts(draw: st.DrawFn) -> str:
+    out = []
+    for piece in draw(st.lists(PIECES, max_size=25)):
+        style = draw(st.sampled_from(["as is", "as is", "upper", "title"]))
+        piece = piece.upper() if style == "upper" else piece.title() if style == "title" else piece
+        out += [piece, draw(SEPARATORS)]
+    return "".join(out)
+
+
+CONSTRUCTS = [
+    "at least it is good",
+    "at least good",
+    "the very least good",
+    "least good",
+    "it is never so good",
+    "never this bad",
+    "never so very bad",
+    "without doubt good",
+    "without a doubt good",
+    "kind of good",
+    "sort of bad but great",
+    "just enough good",
+    "no good",
+    "no problem",
+    "no, no good",
+    "no or bad",
+    "that was the shit",
+    "the bomb",
+    "a kiss of death",
+    "to die for",
+    "yeah right",
+    "a broken heart",
+    "I can't stand it",
+    "fed up and screwed up",
+    "( '}{' )",
+    "BAD and good",
+    "VERY good and bad",
+    "very GOOD",
+    "Good BUT bad",
+    "good but bad but great",
+    "not bad",
+    "isn't very good",
+    "hardly good",
+    "GOOD!!!!!",
+    "bad???",
+    "good?? bad",
+    "break a leg, on the ball, under the weather",
+    "it cut the mustard in the red",
+    "😀 great 👍🏽 ❤️ 5️⃣ stars ©",
+    "don’t like it ʼ‘",
+    ":) :-( :D, ;)",
+]
+
+
+@pytest.mark.parametrize("text", CONSTRUCTS)
+def test_scores_equal_the_package_on_each_construct(text: str) -> None:
+    assert _disagreements([text], vader_compound_scores([text])) == []
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_texts(), min_size=1, max_size=8))
+def test_scores_equal_the_package_on_random_mixtures(texts: list[str]) -> None:
+    assert _disagreements(texts, vader_compound_scores(texts)) == []
+
+
+def test_tokens_longer_than_a_word_and_with_nul_bytes_stay_distinct() -> None:
+    texts = [
+        "extraordinarily good",
+        "extraordinarilygood good",
+        "goodgoodgoodgoodgood bad",
+        "goodgoodgoodgoodgoo bad",
+        "good\x00 bad",
+        "good\x00\x00 bad good",
+        "😀😀😀😀😀 great",
+    ]
+
+    assert _disagreements(texts, vader_compound_scores(texts)) == []
+
+
+def test_overlapping_multiword_phrases_are_scored_by_the_package() -> None:
+    analyzer = vader.SentimentIntensityAnalyzer(
+        multiword={"fed up": -1.8, "up set": -1.0, "so fed up": -2.5}
+    )
+    scorer = VaderBatchScorer(analyzer)
+    texts = ["I am so fed up set in my ways", "fed up", "totally fed up set", "up set"]
+
+    ours = scorer.compound(texts)
+
+    assert ours.tolist() == [analyzer.polarity_scores(t)["compound"] for t in texts]
+
+
+@given(
+    st.floats(min_value=-1, max_value=1)
+    | st.integers(-10_000, 10_000).map(lambda k: k / 1e4 + 5e-5)
+)
+def test_rounding_matches_pythons_round(x: float) -> None:
+    assert _round4(np.array([x]))[0] == round(x, 4)
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_batches_give_the_same_scores_as_single_texts(size: int) -> None:
+    texts = [r["text"] for r in generate_reviews(size * 50, seed=size)]
+
+    alone = np.array([vader_compound_scores([t])[0] for t in texts])
+
+    np.testing.assert_array_equal(vader_compound_scores(texts), alone)
