@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from annotation_assets.core.spec import SpecError
-from annotation_assets.home import PROJECT_ROOT, resolve_home, resolve_tasks_dir
+from annotation_assets.core.s3 import S3Error
+from annotation_assets.core.spec import SpecError, TaskSpec
+from annotation_assets.home import PROJECT_ROOT, HomeConfigError, resolve_home, resolve_tasks_dir
 from annotation_assets.runner import Runner, UsageError
 
 DEMO_DROPS = Path(__file__).resolve().parent / "demo_data" / "drops"
@@ -30,11 +31,18 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run every stage of TASK for one drop")
     run.add_argument("task")
-    run.add_argument("--drop", required=True, help="drop folder; its name is the drop id")
+    run.add_argument(
+        "--drop",
+        required=True,
+        help="drop folder or s3://bucket/prefix/<drop_id>/; its name is the drop id",
+    )
 
     export = sub.add_parser("export", help="write TASK's final dataset to a folder")
     export.add_argument("task")
-    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument(
+        "--out",
+        help="output folder or s3://bucket/prefix/ (default: the spec's sink)",
+    )
     export.add_argument(
         "--balance",
         choices=["none", "downsample", "stratified"],
@@ -78,24 +86,85 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def cmd_run(runner: Runner, args: argparse.Namespace) -> int:
-    drop_id = runner.stage_drop(args.task, Path(args.drop))
+    from annotation_assets.core.s3 import is_s3_url
+
+    if is_s3_url(args.drop):
+        drop_id = runner.stage_s3_drop(args.task, args.drop)
+    else:
+        drop_id = runner.stage_drop(args.task, Path(args.drop))
     _print_summary(runner.run_drop(args.task, drop_id))
     return 0
 
 
 def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
     from annotation_assets.core.export import balanced_selection, export_coco, export_jsonl
+    from annotation_assets.core.s3 import is_s3_url
 
     spec = runner.spec(args.task)
+    out = args.out or spec.export_sink
+    if not out:
+        raise UsageError(
+            f"give --out (a folder or s3://bucket/prefix/) or set sink: in {spec.name}"
+        )
     mode = args.balance or spec.balance.mode
+    if is_s3_url(out):
+        return _export_to_s3(runner, spec, out, mode)
     with _warehouse_for(runner, spec.name).connect() as conn:
         keep, balance = balanced_selection(conn, spec, mode)
         keep_ids = None if mode == "none" else keep
         if spec.is_image:
-            path, rows = export_coco(conn, spec, Path(args.out), keep_ids=keep_ids)
+            path, rows = export_coco(conn, spec, Path(out), keep_ids=keep_ids)
         else:
-            path, rows = export_jsonl(conn, spec.name, Path(args.out), keep_ids=keep_ids)
+            path, rows = export_jsonl(conn, spec.name, Path(out), keep_ids=keep_ids)
     print(json.dumps({"task": spec.name, "path": str(path), "rows": rows, "balance": balance}))
+    return 0
+
+
+def _export_to_s3(runner: Runner, spec: TaskSpec, out: str, mode: str) -> int:
+    """Exports into a temporary folder, then publishes `<prefix>v<N>/` with its manifest."""
+    import tempfile
+
+    from annotation_assets.core import export, s3
+
+    try:
+        url = s3.parse_s3_url(out)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    client = s3.client_from_env()
+    s3.check_bucket(client, url.bucket)
+    with tempfile.TemporaryDirectory(prefix="annotate-export-") as tmp:
+        with _warehouse_for(runner, spec.name).connect() as conn:
+            keep, balance = export.balanced_selection(conn, spec, mode)
+            keep_ids = None if mode == "none" else keep
+            if spec.is_image:
+                path, rows = export.export_coco(conn, spec, Path(tmp), keep_ids=keep_ids)
+            else:
+                path, rows = export.export_jsonl(conn, spec.name, Path(tmp), keep_ids=keep_ids)
+            lineage = export.dataset_lineage(conn, spec.name)
+        manifest = export.publish_to_s3(
+            client,
+            url,
+            [(path, rows)],
+            fields={
+                "task": spec.name,
+                "spec_hash": export.spec_hash(spec),
+                **lineage,
+                "balance": balance,
+            },
+        )
+    version = manifest["version"]
+    print(
+        json.dumps(
+            {
+                "task": spec.name,
+                "path": f"s3://{url.bucket}/{manifest['files'][0]['key']}",
+                "rows": rows,
+                "balance": balance,
+                "version": version,
+                "manifest": str(url.child(f"v{version}")) + export.MANIFEST,
+            }
+        )
+    )
     return 0
 
 
@@ -103,7 +172,7 @@ def _status_rows(runner: Runner, tasks: Sequence[str]) -> list[dict[str, Any]]:
     from annotation_assets.core import pipeline
 
     rows: list[dict[str, Any]] = []
-    if not runner.home.warehouse.exists():
+    if not runner.warehouse.exists():
         return rows
     with runner.warehouse.connect() as conn:
         schemas = {
@@ -188,7 +257,7 @@ def cmd_demo(runner: Runner, args: argparse.Namespace) -> int:
 
 
 def _warehouse_for(runner: Runner, task: str) -> Any:
-    if not runner.home.warehouse.exists():
+    if not runner.warehouse.exists():
         raise UsageError(f"{runner.home.root} has no warehouse yet: run a drop first")
     runner.warehouse.ensure_task(task)
     return runner.warehouse
@@ -226,7 +295,6 @@ def cmd_review_export(runner: Runner, args: argparse.Namespace) -> int:
 
 def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
     import hashlib
-    import shutil
 
     from annotation_assets.core import pipeline, reviews
 
@@ -245,9 +313,7 @@ def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
         print(f"annotate: {source.name}: {error}", file=sys.stderr)
     if report.imported + report.already_imported == 0:
         raise UsageError(f"no valid decisions in {source.name} ({len(report.errors)} errors)")
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    if not kept.exists():
-        shutil.copyfile(source, kept)
+    reviews.keep_copy(source, kept)
     drops = runner.apply_reviews(spec.name)
     with warehouse.connect() as conn:
         decisions = pipeline.human_decisions(conn, spec)
@@ -297,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner = Runner(resolve_home(args.home), resolve_tasks_dir(args.tasks), verbose=args.verbose)
     try:
         return COMMANDS[args.command](runner, args)
-    except (UsageError, SpecError) as err:
+    except (UsageError, SpecError, HomeConfigError, S3Error) as err:
         print(f"annotate: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

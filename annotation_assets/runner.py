@@ -3,8 +3,8 @@
 import fcntl
 import os
 import shutil
+import socket
 import sys
-import uuid
 import warnings
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +14,7 @@ import dagster as dg
 
 from annotation_assets.core import pipeline
 from annotation_assets.core.spec import TaskSpec, check_drop_id, load_task_specs
+from annotation_assets.core.staging import staging_folder
 from annotation_assets.home import Home
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, non-zero exit."""
 
 
+HOST_TAG, PID_TAG = "annotate/host", "annotate/pid"
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -69,7 +71,7 @@ class Runner:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 instance = dg.DagsterInstance.get()
-                instance.get_runs(limit=1)
+                fail_abandoned_runs(instance)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return instance
@@ -91,17 +93,31 @@ class Runner:
         target = self.home.drop_dir(task, drop_id)
         if target.exists() and target.resolve() == source:
             return drop_id
-        target.parent.mkdir(parents=True, exist_ok=True)
-        incoming = target.parent / f".incoming-{drop_id}-{uuid.uuid4().hex[:8]}"
-        shutil.copytree(source, incoming, symlinks=True)
-        if target.exists():
-            old = target.parent / f".old-{drop_id}-{uuid.uuid4().hex[:8]}"
-            os.replace(target, old)
-            os.replace(incoming, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(incoming, target)
+        with staging_folder(target.parent, drop_id) as incoming:
+            shutil.copytree(source, incoming, symlinks=True, dirs_exist_ok=True)
         return drop_id
+
+    def stage_s3_drop(self, task: str, url: str) -> str:
+        """Downloads an S3 drop `s3://bucket/prefix/<drop_id>/` into the home (atomically
+        replacing an earlier copy) and returns its drop id. Objects whose keys would escape
+        the drop folder are not written; they are reported here and quarantined."""
+        from annotation_assets.core.s3 import S3Error, client_from_env, parse_s3_url
+        from annotation_assets.core.staging import s3_drop_id, stage_s3_drop
+
+        self.spec(task)
+        try:
+            parsed = parse_s3_url(url)
+            s3_drop_id(parsed)
+            staged = stage_s3_drop(client_from_env(), parsed, self.home.drops / task)
+        except (S3Error, ValueError) as err:
+            raise UsageError(str(err)) from None
+        for key, reason in staged.refused:
+            print(
+                f"annotate: {parsed}: refused object {key!r} ({reason}); quarantined as "
+                "outside_drop",
+                file=sys.stderr,
+            )
+        return staged.drop_id
 
     def run_drop(self, task: str, drop_id: str, *, report: bool = True) -> dict[str, Any]:
         """Registers the drop as a partition, materializes every asset of the task for it
@@ -146,7 +162,11 @@ class Runner:
             instance=self.instance,
             raise_on_error=False,
             run_config={} if self.verbose else QUIET_LOGS,
-            tags={"annotate/cli": job_name},
+            tags={
+                "annotate/cli": job_name,
+                HOST_TAG: socket.gethostname(),
+                PID_TAG: str(os.getpid()),
+            },
         )
         if not result.success:
             where = f" for drop {partition_key}" if partition_key else ""
@@ -166,11 +186,50 @@ class Runner:
     def warehouse(self) -> "Warehouse":
         from resources import Warehouse
 
-        return Warehouse(path=str(self.home.warehouse))
+        try:
+            return Warehouse.for_home(self.home)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
 
     def summary(self, task: str, drop_id: str) -> dict[str, Any]:
         with self.warehouse.connect() as conn:
             return pipeline.drop_counts(conn, task, drop_id)
+
+
+def fail_abandoned_runs(instance: dg.DagsterInstance) -> int:
+    """Marks as failed the unfinished runs of `annotate` processes of this host that are gone
+    (killed mid-run), so the UI does not show them running forever. Returns how many."""
+    unfinished = [
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+    ]
+    runs = instance.get_runs(
+        dg.RunsFilter(statuses=unfinished, tags={HOST_TAG: socket.gethostname()})
+    )
+    failed = 0
+    for run in runs:
+        pid = run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        instance.report_run_failed(
+            run, message=f"annotate process {pid} ended before this run finished (killed?)"
+        )
+        failed += 1
+    return failed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (dead, not yet reaped) holds nothing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> str:

@@ -9,8 +9,11 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
+from annotation_assets.core.s3 import S3Error, S3Url, list_child_prefixes, parse_s3_url
 from annotation_assets.core.spec import DROP_ID, TaskSpec
+from annotation_assets.core.staging import S3_DROP_TAG, s3_drop_is_complete
 from annotation_assets.home import Home
+from resources import S3Storage
 
 SUCCESS_MARKER = "_SUCCESS"
 
@@ -72,3 +75,61 @@ def build_drop_sensor(
         )
 
     return new_drops
+
+
+def build_s3_drop_sensor(
+    spec: TaskSpec,
+    job: UnresolvedAssetJobDefinition,
+    partitions: dg.DynamicPartitionsDefinition,
+) -> dg.SensorDefinition:
+    """For a task whose spec has `source: s3://bucket/prefix/`: every sub-prefix
+    `<prefix><drop_id>/` holding a `_SUCCESS` object becomes a partition and a run (the run's
+    raw_records stages the drop from S3 into the home)."""
+    task = spec.name
+    if not spec.source:
+        raise ValueError(f"task {task!r} has no S3 source")
+    source = parse_s3_url(spec.source)
+
+    @dg.sensor(
+        name=f"{task}_new_s3_drops",
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Watches {source} for new drops completed by a _SUCCESS object.",
+    )
+    def new_s3_drops(
+        context: dg.SensorEvaluationContext, s3: S3Storage
+    ) -> dg.SensorResult | dg.SkipReason:
+        seen = set(json.loads(context.cursor)) if context.cursor else set()
+        known = set(context.instance.get_dynamic_partitions(partitions.name or ""))
+        new = []
+        try:
+            client = s3.client()
+            for child in list(list_child_prefixes(client, source.bucket, source.prefix)):
+                name = child.removeprefix(source.prefix).rstrip("/")
+                if name in seen or name in known or name.startswith((".", "_")):
+                    continue
+                if not DROP_ID.match(name) or name in {".", ".."}:
+                    context.log.warning(f"ignoring {source}{name}/: not a valid drop id")
+                    continue
+                if s3_drop_is_complete(client, S3Url(source.bucket, child)):
+                    new.append(name)
+        except S3Error as err:
+            context.log.error(str(err))
+            return dg.SkipReason(f"cannot list {source}: {err}")
+        if not new:
+            return dg.SkipReason(f"no new complete drops under {source}")
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    partition_key=d,
+                    run_key=f"{task}:s3:{d}",
+                    tags={S3_DROP_TAG: str(source.child(d))},
+                )
+                for d in new
+            ],
+            dynamic_partitions_requests=[partitions.build_add_request(new)],
+            cursor=json.dumps(sorted(seen | set(new))),
+        )
+
+    return new_s3_drops

@@ -1,7 +1,9 @@
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import yaml
 from annotation_assets.core.encoder import bundled_encoder_path
 from annotation_assets.core.spec import TaskSpec, parse_task_spec
 from annotation_assets.home import Home
+from tests.s3_server import S3Server, start_seaweedfs, stop_seaweedfs
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -126,3 +129,60 @@ def review_records(n: int, *, prefix: str = "r", offset: int = 0) -> list[dict[s
         text = f"{tag[:6]} {REVIEW_TEXTS[i % len(REVIEW_TEXTS)]} {tag[6:12]}"
         records.append({"id": f"{prefix}{i}", "text": text})
     return records
+
+
+@dataclass
+class S3Bucket:
+    """A fresh bucket on the test S3 server; the AWS_* environment points at the server."""
+
+    name: str
+    server: S3Server
+    client: Any
+
+    def url(self, path: str = "") -> str:
+        return f"s3://{self.name}/{path.lstrip('/')}"
+
+    def put(self, key: str, data: bytes | str) -> None:
+        body = data.encode() if isinstance(data, str) else data
+        self.client.put_object(Bucket=self.name, Key=key, Body=body)
+
+    def upload_folder(self, folder: Path, prefix: str) -> list[str]:
+        """Uploads every file under `folder` to `<prefix><relative path>`; returns the keys."""
+        keys = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            key = prefix + path.relative_to(folder).as_posix()
+            self.client.upload_file(str(path), self.name, key)
+            keys.append(key)
+        return keys
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.name, Prefix=prefix
+        )
+        return [o["Key"] for page in pages for o in page.get("Contents", ())]
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.client.get_object(Bucket=self.name, Key=key)["Body"].read())
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS on loopback for the whole session, stopped with its process group."""
+    server, proc = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        stop_seaweedfs(proc)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
+    """A new, empty bucket; AWS_ENDPOINT_URL and the credentials are set for this test."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    client = s3_server.client()
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    return S3Bucket(name, s3_server, client)

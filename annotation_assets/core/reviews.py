@@ -4,6 +4,9 @@
 import csv
 import io
 import json
+import os
+import shutil
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -231,6 +234,21 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def keep_copy(source: Path, kept: Path) -> None:
+    """Copies a decisions file to `kept` (in a reviews folder) unless it is there already,
+    through a dot-named temporary file renamed into place: everything in a reviews folder is
+    imported, so an interrupted copy must not leave half a file there under a real name."""
+    if kept.exists():
+        return
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    tmp = kept.with_name(f".{kept.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, kept)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------- decisions in
