@@ -23,6 +23,9 @@ lint: $(STAMP)
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 	HF_HUB_OFFLINE=1 $(BIN)/python ../shared/contract_check.py $(BIN)/annotate --with-review
+	# the same contracts on the scale-out warehouse (Parquet files instead of one DuckDB file)
+	HF_HUB_OFFLINE=1 ANNOTATION_WAREHOUSE_BACKEND=parquet \
+	  $(BIN)/python ../shared/contract_check.py $(BIN)/annotate --with-review
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_pipeline.py

@@ -4,8 +4,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = "annotation_home"
+
+
+class HomeConfigError(ValueError):
+    """The home's annotation.yaml (or its environment overrides) is not valid."""
+
+
+@dataclass(frozen=True)
+class WarehouseSettings:
+    backend: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -18,6 +30,41 @@ class Home:
     @property
     def warehouse(self) -> Path:
         return self.root / "warehouse.duckdb"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "annotation.yaml"
+
+    def warehouse_settings(self) -> "WarehouseSettings":
+        """The warehouse backend and location: $ANNOTATION_WAREHOUSE_BACKEND and
+        $ANNOTATION_WAREHOUSE_PATH, else `warehouse: {backend, path}` in the home's
+        annotation.yaml, else the embedded DuckDB file `warehouse.duckdb`."""
+        section: object = {}
+        if self.config_file.is_file():
+            try:
+                loaded = yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {}
+            except (yaml.YAMLError, UnicodeDecodeError) as err:
+                first = str(err).strip().splitlines()[0]
+                raise HomeConfigError(f"{self.config_file}: not valid YAML ({first})") from None
+            if not isinstance(loaded, dict):
+                raise HomeConfigError(f"{self.config_file}: must be a YAML mapping")
+            section = loaded.get("warehouse", {}) or {}
+        if not isinstance(section, dict) or set(section) - {"backend", "path"}:
+            raise HomeConfigError(
+                f"{self.config_file}: warehouse: expected a mapping with backend and path"
+            )
+        backend = os.environ.get("ANNOTATION_WAREHOUSE_BACKEND") or section.get("backend")
+        backend = str(backend or "duckdb")
+        if backend not in ("duckdb", "parquet"):
+            raise HomeConfigError(f"warehouse backend must be duckdb or parquet, got {backend!r}")
+        path = os.environ.get("ANNOTATION_WAREHOUSE_PATH") or section.get("path")
+        if not path:
+            path = str(self.warehouse if backend == "duckdb" else self.root / "warehouse")
+        elif not str(path).startswith("s3://"):
+            path = str((self.root / Path(str(path)).expanduser()).resolve())
+        if backend == "duckdb" and str(path).startswith("s3://"):
+            raise HomeConfigError("the duckdb warehouse backend needs a local file path")
+        return WarehouseSettings(backend=backend, path=str(path))
 
     @property
     def drops(self) -> Path:

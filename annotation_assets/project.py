@@ -9,15 +9,21 @@ from annotation_assets.factory import TaskAssets, build_task_assets
 from annotation_assets.home import Home
 from annotation_assets.report_assets import build_quality_report_asset
 from annotation_assets.review_assets import build_agreement_check, build_review_sensors
-from annotation_assets.sensors import build_drop_sensor
+from annotation_assets.sensors import build_drop_sensor, build_s3_drop_sensor
 from checks import build_task_checks
-from resources import LabelModels, Warehouse
+from resources import LabelModels, S3Storage, Warehouse
 
 
 def build_definitions(
-    home: Home, tasks_dir: Path, *, encoder_path: str = "", clip_path: str = ""
+    home: Home,
+    tasks_dir: Path,
+    *,
+    encoder_path: str = "",
+    clip_path: str = "",
+    executor: dg.ExecutorDefinition | None = None,
 ) -> dg.Definitions:
-    """Assets, checks, jobs and sensors of every task, with resources bound to `home`."""
+    """Assets, checks, jobs and sensors of every task, with resources bound to `home`; every
+    job runs on `executor` (default: Dagster's multiprocess executor)."""
     specs = load_task_specs(tasks_dir)
     built: list[TaskAssets] = [build_task_assets(spec, home) for spec in specs.values()]
     reports = [build_quality_report_asset(ta.spec, home) for ta in built]
@@ -32,6 +38,8 @@ def build_definitions(
     sensors = []
     for ta in built:
         sensors.append(build_drop_sensor(ta.spec, home, ta.job, ta.partitions))
+        if ta.spec.source:
+            sensors.append(build_s3_drop_sensor(ta.spec, ta.job, ta.partitions))
         sensors.extend(
             build_review_sensors(
                 ta.spec, home, ta.import_reviews_job, ta.rescore_job, ta.partitions
@@ -45,8 +53,10 @@ def build_definitions(
         ],
         jobs=[*(job for ta in built for job in ta.jobs), *report_jobs],
         sensors=sensors,
+        executor=executor,
         resources={
-            "warehouse": Warehouse(path=str(home.warehouse)),
+            "warehouse": Warehouse.for_home(home),
+            "s3": S3Storage.from_env(),
             "label_models": LabelModels(
                 models_dir=str(home.models), encoder_path=encoder_path, clip_path=clip_path
             ),

@@ -2,26 +2,54 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 import duckdb
 
+from annotation_assets.core.parquet_tables import LocalStore, ParquetTables
 from annotation_assets.core.tables import create_statements
+
+if TYPE_CHECKING:
+    from annotation_assets.home import Home
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 
 
 class Warehouse(dg.ConfigurableResource):
-    """The DuckDB file that holds every task's tables (one schema per task)."""
+    """Where every task's tables live (one schema per task).
+
+    `backend: duckdb` (the embedded default) keeps them in one DuckDB file at `path`;
+    `backend: parquet` keeps one Parquet file per table and drop under `path`, a local
+    folder or an `s3://bucket/prefix/`, so workers on several machines can share it
+    (see annotation_assets/core/parquet_tables.py). Both give the same SQL surface."""
 
     path: str
+    backend: Literal["duckdb", "parquet"] = "duckdb"
     lock_timeout_s: float = 600.0
+
+    @classmethod
+    def for_home(cls, home: "Home") -> "Warehouse":
+        """The warehouse a home is configured to use (Home.warehouse_settings)."""
+        settings = home.warehouse_settings()
+        return cls(path=settings.path, backend=settings.backend)  # type: ignore[arg-type]
+
+    def exists(self) -> bool:
+        """Whether any task's tables were created here yet."""
+        if self.backend == "parquet":
+            return bool(self._parquet.tasks())
+        return Path(self.path).exists()
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection; waits (with jittered backoff) while another process holds
-        the file, so concurrent runs serialize their writes instead of failing."""
+        the warehouse, so concurrent runs serialize their writes instead of failing."""
+        if self.backend == "parquet":
+            with self._parquet.connect() as conn:
+                yield conn
+            return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.05
@@ -40,6 +68,17 @@ class Warehouse(dg.ConfigurableResource):
             conn.close()
 
     def ensure_task(self, task: str) -> None:
+        if self.backend == "parquet":
+            self._parquet.ensure_task(task)
+            return
         with self.connect() as conn:
             for statement in create_statements(task):
                 conn.execute(statement)
+
+    @cached_property
+    def _parquet(self) -> ParquetTables:
+        if self.path.startswith("s3://"):
+            from annotation_assets.core.parquet_tables import S3Store
+
+            return ParquetTables(S3Store.from_url(self.path, lock_timeout_s=self.lock_timeout_s))
+        return ParquetTables(LocalStore(Path(self.path), lock_timeout_s=self.lock_timeout_s))

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 import pytest
 
 from annotation_assets.core import pipeline
 from annotation_assets.home import Home
 from annotation_assets.project import build_definitions
+from resources import Warehouse
 from tests.conftest import review_records, write_jsonl
 
 TASK = "reviews"
@@ -38,17 +38,29 @@ class Deployment:
         return job.execute_in_process(partition_key=drop_id, instance=self.instance)
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        with duckdb.connect(str(self.home.warehouse), read_only=True) as conn:
+        with Warehouse.for_home(self.home).connect() as conn:
             return conn.execute(query, list(params)).fetchall()
 
     def counts(self, drop_id: str, task: str = TASK) -> dict[str, Any]:
-        with duckdb.connect(str(self.home.warehouse), read_only=True) as conn:
+        with Warehouse.for_home(self.home).connect() as conn:
             return pipeline.drop_counts(conn, task, drop_id)
 
 
-@pytest.fixture
-def deployment(home: Home, tasks_dir: Callable[..., Path], tiny_encoder_dir: Path) -> Deployment:
-    return Deployment(home, tasks_dir(), tiny_encoder_dir)
+def use_backend(home: Home, backend: str) -> Home:
+    """Configures the home's warehouse backend as a user would, in annotation.yaml."""
+    home.root.mkdir(parents=True, exist_ok=True)
+    home.config_file.write_text(f"warehouse: {{backend: {backend}}}\n")
+    return home
+
+
+@pytest.fixture(params=["duckdb", "parquet"])
+def deployment(
+    request: pytest.FixtureRequest,
+    home: Home,
+    tasks_dir: Callable[..., Path],
+    tiny_encoder_dir: Path,
+) -> Deployment:
+    return Deployment(use_backend(home, request.param), tasks_dir(), tiny_encoder_dir)
 
 
 def _metadata(result: dg.ExecuteInProcessResult, table: str) -> dict[str, Any]:
@@ -205,9 +217,11 @@ def test_head_is_trained_once_labels_suffice_and_labels_name_its_version(
     versions = deployment.sql(
         f"SELECT DISTINCT model_version FROM {TASK}.model_labels WHERE model_version IS NOT NULL"
     )
-    assert versions == [(meta["model_version"],)]
-    registered = deployment.sql(f"SELECT kind, n_train FROM {TASK}.model_versions")
-    assert registered and registered[0][0] == "head"
+    fast = meta["fast_model_version"]
+    assert fast.startswith("ngram-")
+    assert versions and {v for (v,) in versions} <= {meta["model_version"], fast}
+    registered = dict(deployment.sql(f"SELECT version, kind FROM {TASK}.model_versions"))
+    assert registered == {meta["model_version"]: "head", fast: "ngram"}
 
 
 def test_cold_start_without_rules_or_examples_sends_everything_to_review(
@@ -234,7 +248,7 @@ def test_human_decision_overrides_the_automatic_label(deployment: Deployment) ->
         f"SELECT id, label FROM {TASK}.final_dataset WHERE source = 'rule' ORDER BY id"
     )
     other = "neutral" if label != "neutral" else "negative"
-    with duckdb.connect(str(deployment.home.warehouse)) as conn:
+    with Warehouse.for_home(deployment.home).connect() as conn:
         conn.execute(
             f"INSERT INTO {TASK}.human_labels VALUES (?, ?, 'ann1', now(), 'test.csv', now())",
             [rid, other],
@@ -285,7 +299,7 @@ def test_a_record_with_split_human_votes_stays_pending_even_if_a_rule_is_sure(
     deployment.drop("d1", review_records(14))
     deployment.run("d1")
     (rid,), *_ = deployment.sql(f"SELECT id FROM {TASK}.final_dataset WHERE source = 'rule'")
-    with duckdb.connect(str(deployment.home.warehouse)) as conn:
+    with Warehouse.for_home(deployment.home).connect() as conn:
         for annotator, label in (("a1", "positive"), ("a2", "negative")):
             conn.execute(
                 f"INSERT INTO {TASK}.human_labels VALUES (?, ?, ?, now(), 'f.csv', now())",
@@ -311,10 +325,18 @@ def test_rescoring_keeps_earlier_model_acceptances_and_rescores_the_rest(
         f"SELECT record_id, label, model_version FROM {TASK}.model_labels"
         " WHERE accepted AND source = 'model' ORDER BY 1"
     )
-    pending = [r for (r,) in deployment.sql(f"SELECT record_id FROM {TASK}.hitl_pending")]
-    assert pending
-    with duckdb.connect(str(deployment.home.warehouse)) as conn:
-        for rid in pending[:5]:
+    # Records no model accepted (pending ones, or rule-settled ones when the n-gram tier left
+    # nothing pending): deciding them changes the training set, so both models are retrained.
+    undecided = [
+        r
+        for (r,) in deployment.sql(
+            f"SELECT record_id FROM {TASK}.model_labels WHERE coalesce(source, '') <> 'model'"
+            " ORDER BY accepted, 1"
+        )
+    ]
+    assert undecided and accepted_before
+    with Warehouse.for_home(deployment.home).connect() as conn:
+        for rid in undecided[:5]:
             conn.execute(
                 f"INSERT INTO {TASK}.human_labels VALUES (?, 'neutral', 'a1', now(), 'f', now())",
                 [rid],
@@ -339,7 +361,7 @@ def test_a_rule_people_keep_overruling_stops_auto_accepting(deployment: Deployme
         )
     ]
     assert len(fired) >= 60
-    with duckdb.connect(str(deployment.home.warehouse)) as conn:
+    with Warehouse.for_home(deployment.home).connect() as conn:
         for rid in fired[:30]:
             conn.execute(
                 f"INSERT INTO {TASK}.human_labels VALUES (?, 'negative', 'a1', now(), 'f', now())",
@@ -371,7 +393,7 @@ def test_review_queue_can_add_a_stable_audit_sample_of_auto_accepted_records(
     deployment.drop("d1", review_records(60))
     deployment.run("d1")
     spec = load_task_spec(deployment.tasks / f"{TASK}.yaml")
-    with duckdb.connect(str(deployment.home.warehouse)) as conn:
+    with Warehouse.for_home(deployment.home).connect() as conn:
         plain = reviews.review_queue(conn, spec)
         queue = reviews.review_queue(conn, spec, audit=5)
         again = reviews.review_queue(conn, spec, audit=5)

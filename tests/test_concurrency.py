@@ -1,5 +1,6 @@
-"""Several `annotate run` processes on one new home at once: every run succeeds, every drop
-conserves its rows, and drops sharing texts and ids never both keep them."""
+"""Several `annotate run` processes on one new home at once, on either warehouse backend:
+every run succeeds, every drop conserves its rows, and drops sharing texts and ids never both
+keep them."""
 
 import json
 import os
@@ -8,20 +9,27 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
+import pytest
 
+from annotation_assets.home import Home
+from resources import Warehouse
 from tests.conftest import review_records, write_jsonl
+from tests.test_assets import use_backend
 
-DROPS = 8
 
-
-def test_eight_drops_run_concurrently_without_losing_or_duplicating_rows(
-    tmp_path: Path, tasks_dir: Callable[..., Path], tiny_encoder_dir: Path
+@pytest.mark.parametrize(("backend", "drops"), [("duckdb", 8), ("parquet", 4)])
+def test_drops_run_concurrently_without_losing_or_duplicating_rows(
+    tmp_path: Path,
+    tasks_dir: Callable[..., Path],
+    tiny_encoder_dir: Path,
+    backend: str,
+    drops: int,
 ) -> None:
     tasks = tasks_dir()
     home = tmp_path / "home"
+    use_backend(Home(home), backend)
     shared = review_records(5, prefix="shared")
-    for k in range(DROPS):
+    for k in range(drops):
         own = review_records(20, prefix=f"d{k}-", offset=1000 * (k + 1))
         write_jsonl(tmp_path / "in" / f"drop{k}", [*own, *shared])
     env = {**os.environ, "ANNOTATION_ENCODER": str(tiny_encoder_dir), "HF_HUB_OFFLINE": "1"}
@@ -45,7 +53,7 @@ def test_eight_drops_run_concurrently_without_losing_or_duplicating_rows(
             text=True,
             env=env,
         )
-        for k in range(DROPS)
+        for k in range(drops)
     ]
     results = [(p, *p.communicate(timeout=600)) for p in procs]
     for proc, out, err in results:
@@ -58,7 +66,7 @@ def test_eight_drops_run_concurrently_without_losing_or_duplicating_rows(
             + summary["quarantined"]
             + summary["duplicates"]
         )
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+    with Warehouse.for_home(Home(home)).connect() as conn:
         kept_shared = conn.execute(
             "SELECT count(*) FROM reviews.normalized_records WHERE record_id LIKE 'shared%'"
         ).fetchall()[0][0]
@@ -70,6 +78,6 @@ def test_eight_drops_run_concurrently_without_losing_or_duplicating_rows(
         ).fetchall()[0]
         seqs = conn.execute("SELECT count(DISTINCT seq) FROM reviews.drops").fetchall()[0][0]
     assert kept_shared == 5
-    assert dup_shared == 5 * (DROPS - 1)
+    assert dup_shared == 5 * (drops - 1)
     assert ids[0] == ids[1]
-    assert seqs == DROPS
+    assert seqs == drops
