@@ -12,11 +12,13 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from annotation_assets import metadata as md
 from annotation_assets.core import pipeline
+from annotation_assets.core.s3 import S3Error, parse_s3_url
 from annotation_assets.core.spec import TaskSpec
+from annotation_assets.core.staging import S3_DROP_TAG, stage_s3_drop
 from annotation_assets.home import Home
 from annotation_assets.progress import ProgressReporter
 from annotation_assets.review_assets import build_human_labels_asset
-from resources import LabelModels, Warehouse
+from resources import LabelModels, S3Storage, Warehouse
 
 STAGES = ("ingest", "normalize", "rules", "model", "review", "dataset")
 STAGE_TABLES = (
@@ -29,6 +31,24 @@ STAGE_TABLES = (
     "hitl_pending",
     "final_dataset",
 )
+
+
+def _stage_from_s3(
+    context: dg.AssetExecutionContext, s3: S3Storage, spec: TaskSpec, home: Home, drop_id: str
+) -> None:
+    """Stages a drop of an S3-sourced task into the home (the prefix from the sensor's run tag,
+    else `<source><drop_id>/`); refused keys become outside_drop quarantine rows."""
+    default = str(parse_s3_url(spec.source or "").child(drop_id))
+    url = context.run.tags.get(S3_DROP_TAG) or default
+    try:
+        staged = stage_s3_drop(
+            context.resources.s3.client(), parse_s3_url(url), home.drops / spec.name
+        )
+    except (S3Error, ValueError) as err:
+        raise dg.Failure(str(err)) from None
+    context.log.info(f"staged {staged.files} objects ({staged.bytes} bytes) from {url}")
+    for key, reason in staged.refused:
+        context.log.warning(f"refused object {key!r} from {url}: {reason} (quarantined)")
 
 
 def drops_partitions(task: str) -> dg.DynamicPartitionsDefinition:
@@ -104,10 +124,12 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
         description=f"Every line of every record file of a {task} drop, bad lines included.",
     )
     def raw_records(
-        context: dg.AssetExecutionContext, warehouse: Warehouse
+        context: dg.AssetExecutionContext, warehouse: Warehouse, s3: S3Storage
     ) -> dg.MaterializeResult:
         drop_id = context.partition_key
         drop_dir = home.drop_dir(task, drop_id)
+        if not drop_dir.is_dir() and spec.source:
+            _stage_from_s3(context, s3, spec, home, drop_id)
         if not drop_dir.is_dir():
             raise dg.Failure(f"drop folder {drop_dir} does not exist")
         warehouse.ensure_task(task)
@@ -270,6 +292,8 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
             "accepted_by_source": md.counts_json(result.accepted),
             "left_for_review": result.pending,
             "kept_earlier_acceptances": result.kept_earlier,
+            "records_by_tier": md.counts_json(result.tiers),
+            "fast_model_version": result.fast_version or "off",
             "model_confidence_histogram": dg.MetadataValue.md(
                 md.histogram(result.model_confidence)
             ),
@@ -278,6 +302,9 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
         for name, value in result.metrics.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 meta[f"model_{name}"] = float(value) if np.isfinite(value) else None
+        for name, value in result.fast_metrics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                meta[f"fast_model_{name}"] = float(value) if np.isfinite(value) else None
         return dg.MaterializeResult(metadata=meta)
 
     @dg.asset(

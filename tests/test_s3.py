@@ -81,8 +81,10 @@ def test_export_to_s3_twice_writes_v1_and_v2_with_manifests_that_match(
     assert _last_json(first.stdout)["version"] == 1
     assert _last_json(second.stdout)["version"] == 2
     assert s3_bucket.keys("datasets/") == [
+        "datasets/reviews/v1/_claimed",
         "datasets/reviews/v1/manifest.json",
         "datasets/reviews/v1/reviews.jsonl",
+        "datasets/reviews/v2/_claimed",
         "datasets/reviews/v2/manifest.json",
         "datasets/reviews/v2/reviews.jsonl",
     ]

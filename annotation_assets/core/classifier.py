@@ -13,11 +13,13 @@ their confidences are advisory and are not auto-accepted by default.
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.model_selection import StratifiedKFold
 
 from annotation_assets.core.calibration import (
@@ -41,30 +43,39 @@ class LabelModel:
     n_labels: int
     temperature: float
     prototypes: np.ndarray | None = None
-    head: LogisticRegression | None = None
+    head: LinearClassifierMixin | None = None
     calibrator: IsotonicCalibrator | None = None
     metrics: dict[str, float | int | str | None] = field(default_factory=dict)
     what_if: list[dict[str, float | int | None]] = field(default_factory=list)
 
-    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+    def logits(self, embeddings: Any) -> np.ndarray:
         if self.kind == PROTOTYPE:
             assert self.prototypes is not None
             return embeddings @ self.prototypes.T
         assert self.head is not None
         return _full_logits(self.head, embeddings, self.n_labels)
 
-    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
-        if len(embeddings) == 0:
+    def predict_proba(self, embeddings: Any) -> np.ndarray:
+        if embeddings.shape[0] == 0:
             return np.zeros((0, self.n_labels))
-        probs = softmax(self.logits(embeddings), temperature=self.temperature)
+        return self.proba_from_logits(self.logits(embeddings))
+
+    def proba_from_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from this model's (n, n_labels) logits."""
+        probs = softmax(logits, temperature=self.temperature)
         return self.calibrator.transform(probs) if self.calibrator is not None else probs
 
 
-def _full_logits(clf: LogisticRegression, x: np.ndarray, n_labels: int) -> np.ndarray:
-    raw = clf.decision_function(x)
+def _full_logits(clf: LinearClassifierMixin, x: Any, n_labels: int) -> np.ndarray:
+    return logits_from_decision(clf, clf.decision_function(x), n_labels)
+
+
+def logits_from_decision(clf: LinearClassifierMixin, raw: np.ndarray, n_labels: int) -> np.ndarray:
+    """(n, n_labels) logits from a linear classifier's decision values (one column for a
+    binary classifier; classes it never saw get a very low logit)."""
     if raw.ndim == 1:
         raw = np.stack([np.zeros_like(raw), raw], axis=1)
-    out = np.full((len(x), n_labels), -1e4)
+    out = np.full((raw.shape[0], n_labels), -1e4)
     out[:, clf.classes_.astype(int)] = raw
     return out
 
@@ -104,11 +115,17 @@ def prototype_model(
 
 
 def head_version(
-    keys: Sequence[str], labels: np.ndarray, weights: np.ndarray, *, encoder: str
+    keys: Sequence[str],
+    labels: np.ndarray,
+    weights: np.ndarray,
+    *,
+    encoder: str,
+    kind: str = HEAD,
 ) -> str:
-    """The version a head trained on exactly this data would get (content-addressed)."""
+    """The version a `kind` model trained on exactly this data over `encoder`'s features
+    would get (content-addressed)."""
     rows = sorted(zip(keys, labels.tolist(), np.round(weights, 6).tolist(), strict=True))
-    return f"{HEAD}-{_digest(encoder, 'logreg-v1', rows)}"
+    return f"{kind}-{_digest(encoder, 'logreg-v1', rows)}"
 
 
 def train_head(
@@ -122,10 +139,15 @@ def train_head(
     min_reviewed: int = 30,
     folds: int = 5,
     seed: int = 0,
+    kind: str = HEAD,
+    fit: Callable[[Any, np.ndarray, np.ndarray], LinearClassifierMixin] | None = None,
 ) -> LabelModel:
-    """Fits a class-balanced logistic regression and its calibration temperature; with at
-    least `min_reviewed` human-reviewed rows (`reviewed` mask), also an isotonic recalibration
-    on their out-of-fold probabilities, and a threshold what-if table measured on them."""
+    """Fits a class-balanced linear classifier (`fit(x, y, sample_weight)`, by default an L2
+    logistic regression) and its calibration temperature; with at least `min_reviewed`
+    human-reviewed rows (`reviewed` mask), also an isotonic recalibration on their out-of-fold
+    probabilities, and a threshold what-if table measured on them. `embeddings` may be any
+    (n, d) feature matrix, dense or sparse."""
+    fit = fit or _fit
     balanced = _balanced_weights(labels, weights, n_labels)
     min_count = int(np.bincount(labels, minlength=n_labels)[np.unique(labels)].min())
     n_splits = min(folds, min_count)
@@ -133,12 +155,12 @@ def train_head(
     if n_splits >= 2:
         splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         for train_idx, test_idx in splitter.split(embeddings, labels):
-            clf = _fit(embeddings[train_idx], labels[train_idx], balanced[train_idx])
+            clf = fit(embeddings[train_idx], labels[train_idx], balanced[train_idx])
             oof[test_idx] = _full_logits(clf, embeddings[test_idx], n_labels)
         temperature = fit_temperature(oof, labels)
     else:
         temperature = 1.0
-    head = _fit(embeddings, labels, balanced)
+    head = fit(embeddings, labels, balanced)
     metrics: dict[str, float | int | str | None] = {
         "n_train": int(len(labels)),
         "cv_folds": n_splits,
@@ -155,7 +177,7 @@ def train_head(
         )
     model = LabelModel(
         version=version,
-        kind=HEAD,
+        kind=kind,
         n_labels=n_labels,
         temperature=float(temperature),
         head=head,
@@ -198,7 +220,7 @@ def _recalibrate_on_reviewed(
     model.metrics["isotonic_applied"] = int(model.calibrator is not None)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> LogisticRegression:
+def _fit(x: Any, y: np.ndarray, w: np.ndarray) -> LogisticRegression:
     clf = LogisticRegression(C=2.0, max_iter=2000)
     clf.fit(x, y, sample_weight=w)
     return clf

@@ -321,14 +321,27 @@ def near_duplicate_pairs(
         new, new_rows, old, _non_empty_rows(old), bands=bands, min_equal=min_equal
     )
     band_keys = np.stack([_band_keys(new, band, rows) for band in range(bands)], axis=1)
+    # a band key held by one record only can never pair it with another: only keys shared
+    # within the drop need buckets, which keeps memory proportional to the near-duplicates
+    shared = np.zeros(band_keys.shape, dtype=bool)
+    for band in range(bands):
+        _, inverse, counts = np.unique(
+            band_keys[new_rows, band], return_inverse=True, return_counts=True
+        )
+        shared[new_rows, band] = counts[inverse] > 1
     buckets: list[dict[int, list[int]]] = [{} for _ in range(bands)]
     pairs: list[tuple[str, str, float]] = []
     for i in new_rows.tolist():
-        keys = band_keys[i].tolist()
         old_equal = int(best_old_equal[i])
+        in_bands = np.flatnonzero(shared[i]).tolist()
+        if not in_bands:
+            if best_old[i] >= 0:
+                pairs.append((new_keys[i], old_keys[best_old[i]], old_equal / num_perm))
+            continue
+        keys = band_keys[i, in_bands].tolist()
         new_match, new_equal = -1, 0
         if old_equal < num_perm:
-            found = [hit for hit in map(dict.get, buckets, keys) if hit]
+            found = [hit for b, k in zip(in_bands, keys, strict=True) if (hit := buckets[b].get(k))]
             if found:
                 candidates = np.unique(np.fromiter(chain.from_iterable(found), dtype=np.intp))
                 equal = np.count_nonzero(new[candidates] == new[i], axis=1)
@@ -340,6 +353,6 @@ def near_duplicate_pairs(
         elif best_old[i] >= 0:
             pairs.append((new_keys[i], old_keys[best_old[i]], old_equal / num_perm))
         else:
-            for bucket, key in zip(buckets, keys, strict=True):
-                bucket.setdefault(key, []).append(i)
+            for b, key in zip(in_bands, keys, strict=True):
+                buckets[b].setdefault(key, []).append(i)
     return pairs

@@ -8,16 +8,18 @@ factory rather than a connection so long computations (the encoder) hold no data
 import json
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from annotation_assets.core import dedup, images, ingest, normalize, reconcile
 from annotation_assets.core.calibration import threshold_what_if
@@ -27,6 +29,13 @@ from annotation_assets.core.classifier import (
     head_version,
     prototype_model,
     train_head,
+)
+from annotation_assets.core.fast_model import (
+    NGRAM,
+    FastModel,
+    NgramFeaturizer,
+    fast_model_version,
+    train_fast_model,
 )
 from annotation_assets.core.routing import NO_LABEL, Routed, StageVotes, route_by_confidence
 from annotation_assets.core.rules import (
@@ -296,7 +305,7 @@ def _normalize_chunk(chunk: pd.DataFrame, spec: TaskSpec) -> tuple[pd.DataFrame,
     quar["detail"] = chunk.loc[bad, "detail"]
     good = chunk.loc[~bad].copy()
     good["text"] = normalize.normalize_texts(good["text"].tolist())
-    lengths = good["text"].str.len()
+    lengths = good["text"].map(len).astype("int64")  # `.str` refuses an empty object column
     empty = lengths == 0
     too_long = lengths > spec.limits.max_text_chars
     rejected = good.loc[empty | too_long, ["row_num", "source_file", "line_no", "record_id"]].copy()
@@ -314,7 +323,7 @@ def _normalize_chunk(chunk: pd.DataFrame, spec: TaskSpec) -> tuple[pd.DataFrame,
         good["minhash"] = None
     else:
         good["dedup_key"] = [normalize.dedup_key(t) for t in good["text"]]
-        good["minhash"] = dedup.signatures_to_lists(dedup.minhash_signatures(good["text"].tolist()))
+        good["minhash"] = _list_column(dedup.minhash_signatures(good["text"].tolist()), good.index)
     cand = good[
         [
             "row_num",
@@ -330,6 +339,14 @@ def _normalize_chunk(chunk: pd.DataFrame, spec: TaskSpec) -> tuple[pd.DataFrame,
         ]
     ]
     return cand, pd.concat([quar, rejected], ignore_index=True)
+
+
+def _list_column(matrix: np.ndarray, index: pd.Index) -> pd.Series:
+    """An (n, k) array as a pandas column of length-k lists backed by Arrow: DuckDB reads it
+    without a Python object per value (millions of ints would fragment the heap)."""
+    flat = pa.array(np.ascontiguousarray(matrix).ravel())
+    lists = pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1]).cast(pa.list_(flat.type))
+    return pd.Series(pd.arrays.ArrowExtensionArray(lists), index=index)
 
 
 def _mark_exact_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> None:
@@ -408,36 +425,50 @@ _NEAR_COLUMNS = ["row_num", "record_id", "duplicate_of_drop", "duplicate_of_id",
 
 def _near_candidates(
     conn: duckdb.DuckDBPyConnection, task: str, drop_id: str, column: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pa.Table, pa.Table]:
     """The candidates still standing (in row order) and every other drop's kept records,
-    with one fingerprint column (an SQL expression over the table)."""
-    new = conn.execute(
+    with one fingerprint column `fp` (an SQL expression over the table), as Arrow tables (a
+    million MinHash signatures as Python lists would take gigabytes)."""
+    new = conn.sql(
         f"SELECT c.row_num, c.record_id, {column} AS fp FROM _cand c"
         " ANTI JOIN _dups d ON c.row_num = d.row_num ANTI JOIN _quar q ON c.row_num = q.row_num"
         " ORDER BY c.row_num"
-    ).fetchdf()
-    old = conn.execute(
+    ).to_arrow_table()
+    old = conn.sql(
         f"SELECT c.drop_id, c.record_id, {column} AS fp FROM {_q(task, 'normalized_records')} c"
         f" JOIN {_q(task, 'drops')} d USING (drop_id) WHERE c.drop_id <> ?"
         " ORDER BY d.seq, c.row_num",
-        [drop_id],
-    ).fetchdf()
+        params=[drop_id],
+    ).to_arrow_table()
     return new, old
+
+
+def _signature_matrix(fingerprints: pa.ChunkedArray) -> np.ndarray:
+    """A (rows, NUM_PERM) uint32 matrix from a list column of MinHash signatures."""
+    column = fingerprints.combine_chunks()
+    if len(column) == 0:
+        return np.empty((0, dedup.NUM_PERM), dtype=np.uint32)
+    if column.null_count:
+        raise ValueError(f"{column.null_count} records have no MinHash signature")
+    flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.uint32)
+    return flat.reshape(len(column), -1)
 
 
 def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> pd.DataFrame:
     """Near duplicates (MinHash) among the candidates still standing, against other drops'
     kept records and earlier candidates of this drop."""
-    new, old = _near_candidates(conn, task, drop_id, "c.minhash")
-    if new.empty:
+    new_fp, old_fp = _near_candidates(conn, task, drop_id, "c.minhash")
+    if new_fp.num_rows == 0:
         return pd.DataFrame(columns=_NEAR_COLUMNS)
+    new = new_fp.drop_columns(["fp"]).to_pandas()
+    old = old_fp.drop_columns(["fp"]).to_pandas()
     new_keys = [f"n{r}" for r in new["row_num"]]
     old_keys = [f"o{i}" for i in range(len(old))]
     pairs = dedup.near_duplicate_pairs(
         new_keys,
-        dedup.signatures_from_lists(new["fp"].tolist()),
+        _signature_matrix(new_fp.column("fp")),
         old_keys,
-        dedup.signatures_from_lists(old["fp"].tolist()),
+        _signature_matrix(old_fp.column("fp")),
     )
     return _pointers(pairs, new_keys, new, old)
 
@@ -447,7 +478,8 @@ def _near_duplicate_images(
 ) -> pd.DataFrame:
     """Near-duplicate images: perceptual hashes within `max_distance` bits (Hamming) of a
     kept image of another drop or an earlier image of this drop."""
-    new, old = _near_candidates(conn, task, drop_id, "json_extract_string(c.meta, '$.phash')")
+    new_fp, old_fp = _near_candidates(conn, task, drop_id, "json_extract_string(c.meta, '$.phash')")
+    new, old = new_fp.to_pandas(), old_fp.to_pandas()
     if new.empty:
         return pd.DataFrame(columns=_NEAR_COLUMNS)
     to_bits = lambda hexes: np.array([int(h, 16) for h in hexes], dtype=np.uint64)  # noqa: E731
@@ -539,24 +571,28 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
         decisions = _decided(conn, spec)
         decided = decisions.set_index("record_id")["label"]
         index = {label: i for i, label in enumerate(label_names)}
-        gold = np.array(
-            [index.get(str(decided.get(r)), NO_LABEL) for r in frame["record_id"]], dtype=np.int64
-        )
+        # Label index of each record's human decision; ambiguous (duplicate) ids count as none.
+        gold_of = decided[~decided.index.duplicated(keep=False)].astype(str).map(index)
+        gold = frame["record_id"].map(gold_of).fillna(NO_LABEL).to_numpy(dtype=np.int64)
         summary = rule_summary(matrix, lfs, gold=gold)
         if spec.review.calibrate_rules and lfs:
             lfs = _calibrated_rules(conn, spec, drop_id, lfs, decisions, summary)
         votes = combine_rule_votes(matrix, lfs, len(label_names))
         for row, lf in zip(summary, lfs, strict=True):
             row["confidence_used"] = lf.confidence
-        names = np.array([lf.name for lf in lfs], dtype=object)
-        fired = [names[row != NO_LABEL].tolist() for row in matrix] if lfs else [[]] * len(frame)
+        fired: Any = [[]] * len(frame)
+        if lfs:
+            # One list of fired rule names per distinct firing pattern, shared by its records.
+            patterns, pattern_of = np.unique(matrix != NO_LABEL, axis=0, return_inverse=True)
+            names = np.empty(len(patterns), dtype=object)
+            for k, pattern in enumerate(patterns):
+                names[k] = [lf.name for lf, f in zip(lfs, pattern, strict=True) if f]
+            fired = names[pattern_of.reshape(-1)]
         out = pd.DataFrame(
             {
                 "drop_id": drop_id,
                 "record_id": frame["record_id"],
-                "rule_label": [
-                    label_names[i] if i != NO_LABEL else None for i in votes.label_index
-                ],
+                "rule_label": np.array([*label_names, None], dtype=object)[votes.label_index],
                 "rule_confidence": np.where(
                     votes.label_index != NO_LABEL, votes.confidence, np.nan
                 ),
@@ -639,6 +675,9 @@ class HeavyScorer(Protocol):
     def predict_proba(self, texts: Sequence[str], label_names: Sequence[str]) -> np.ndarray: ...
 
 
+StoredModel = TypeVar("StoredModel", LabelModel, FastModel)
+
+
 class ModelStore:
     """Trained label models, pickled under one folder by version."""
 
@@ -648,15 +687,19 @@ class ModelStore:
     def path(self, version: str) -> Path:
         return self.root / f"{version}.pkl"
 
-    def load(self, version: str) -> LabelModel | None:
+    def load(
+        self,
+        version: str,
+        kind: type[StoredModel] = LabelModel,  # type: ignore[assignment]
+    ) -> StoredModel | None:
         path = self.path(version)
         if not path.exists():
             return None
         with open(path, "rb") as fh:
             model = pickle.load(fh)
-        return model if isinstance(model, LabelModel) else None
+        return model if isinstance(model, kind) else None
 
-    def save(self, model: LabelModel) -> Path:
+    def save(self, model: LabelModel | FastModel) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(model.version)
         tmp = path.with_suffix(".tmp")
@@ -778,17 +821,18 @@ def label_model_for(
     store: ModelStore,
     *,
     progress: Progress | None = None,
+    train: pd.DataFrame | None = None,
 ) -> tuple[LabelModel, int]:
-    """The head trained on the current training set (loaded when this exact set was trained
-    before), or the zero/few-shot prototype scorer while some label has too few examples;
-    with the number of training texts newly encoded."""
+    """The head trained on the current training set (`train`, else read now; loaded when this
+    exact set was trained before), or the zero/few-shot prototype scorer while some label has
+    too few examples; with the number of training texts newly encoded."""
     task = spec.name
     labels = spec.label_names
     index = {label: i for i, label in enumerate(labels)}
-    with connect() as conn:
-        train = training_set(conn, spec, seq)
-    counts = train["label"].value_counts()
-    if all(counts.get(label, 0) >= spec.model.min_examples_per_label for label in labels):
+    if train is None:
+        with connect() as conn:
+            train = training_set(conn, spec, seq)
+    if _enough_examples(spec, train):
         y = train["label"].map(index).to_numpy(dtype=np.int64)
         w = train["weight"].to_numpy(dtype=np.float64)
         version = head_version(train["dedup_key"].tolist(), y, w, encoder=encoder.name)
@@ -831,6 +875,61 @@ def label_model_for(
     return model, len(descriptions) + sum(len(e) for e in examples)
 
 
+def _enough_examples(spec: TaskSpec, train: pd.DataFrame) -> bool:
+    counts = train["label"].value_counts()
+    minimum = spec.model.min_examples_per_label
+    return all(counts.get(label, 0) >= minimum for label in spec.label_names)
+
+
+def _fast_tier_unchecked(fast: Any, spec: TaskSpec) -> bool:
+    """Whether the n-gram tier's confidence has not yet been checked against enough human
+    decisions (`model.fast_tier_min_reviewed`). Trained on rule-labeled texts only, a bag of
+    n-grams is over-confident on texts unlike the rules' (measured well below the threshold's
+    promise on generated reviews), so until then it only scores and the encoder decides."""
+    reviewed = int(fast.model.metrics.get("reviewed_n", 0) or 0)
+    return reviewed < spec.model.fast_tier_min_reviewed
+
+
+def fast_model_for(
+    connect: Connect, spec: TaskSpec, store: ModelStore, train: pd.DataFrame
+) -> FastModel | None:
+    """The n-gram tier trained on exactly the head's training set (loaded when this set was
+    trained before); None when `model.fast_tier` is off, for image tasks, and on a cold start
+    (some label below `model.min_examples_per_label`)."""
+    settings = spec.model
+    if not settings.fast_tier or spec.is_image or not _enough_examples(spec, train):
+        return None
+    # SGD depends on the order of its rows, and SQL returns them in any order
+    train = train.sort_values(["dedup_key", "label"], kind="stable").reset_index(drop=True)
+    featurizer = NgramFeaturizer(
+        n_features=settings.fast_tier_n_features,
+        word_ngrams=settings.fast_tier_word_ngrams,
+        char_ngrams=settings.fast_tier_char_ngrams,
+    )
+    index = {label: i for i, label in enumerate(spec.label_names)}
+    y = train["label"].map(index).to_numpy(dtype=np.int64)
+    w = train["weight"].to_numpy(dtype=np.float64)
+    version = fast_model_version(featurizer, train["dedup_key"].tolist(), y, w)
+    model = store.load(version, FastModel)
+    if model is None:
+        reviewed = (train["origin"] == "human").to_numpy()
+        model = train_fast_model(
+            featurizer,
+            train["text"],
+            y,
+            w,
+            n_labels=len(index),
+            version=version,
+            reviewed=reviewed,
+        )
+        model.model.metrics["train_by_origin"] = json.dumps(
+            train["origin"].value_counts().to_dict()
+        )
+        path = store.save(model)
+        _register_model(connect, spec.name, model.model, featurizer.name, train, str(path))
+    return model
+
+
 def _register_model(
     connect: Connect,
     task: str,
@@ -869,6 +968,23 @@ class ModelResult:
     metrics: dict[str, Any]
     what_if: list[dict[str, Any]]
     kept_earlier: int = 0
+    fast_version: str | None = None
+    tiers: dict[str, int] = field(default_factory=dict)
+    fast_metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Wall seconds of the consecutive parts of a stage, by name."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
 
 
 def label_by_model(
@@ -906,7 +1022,14 @@ def label_by_model(
             " WHERE n.drop_id = ? ORDER BY n.row_num",
             [drop_id],
         ).fetchdf()
-    model, n_train_encoded = label_model_for(connect, spec, seq, encoder, store, progress=progress)
+        train = training_set(conn, spec, seq)
+    clock = _Clock()
+    model, n_train_encoded = label_model_for(
+        connect, spec, seq, encoder, store, progress=progress, train=train
+    )
+    clock.lap("train_encoder_head")
+    fast = fast_model_for(connect, spec, store, train) if model.kind == HEAD else None
+    clock.lap(f"train_{NGRAM}")
     rule_idx = frame["rule_label"].map(index).fillna(NO_LABEL).to_numpy(dtype=np.int64)
     rule_conf = frame["rule_confidence"].fillna(0.0).to_numpy(dtype=np.float64)
     needs_model = ~(rule_conf >= threshold)
@@ -914,22 +1037,43 @@ def label_by_model(
     model_idx = np.full(n, NO_LABEL, dtype=np.int64)
     model_conf = np.full(n, np.nan)
     model_probs: list[list[float] | None] = [None] * n
+    model_version: list[str | None] = [None] * n
     where = np.flatnonzero(needs_model)
+    if fast is not None and len(where):
+        if progress:
+            progress("n-gram tier", 0, len(where))
+        fast_probs = fast.predict_proba(frame["text"].iloc[where])
+        settled = fast_probs.max(axis=1) >= threshold
+        if _fast_tier_unchecked(fast, spec):
+            settled[:] = False  # scored, but it may not accept yet: the encoder decides
+        _fill_scores(
+            where[settled],
+            fast_probs[settled],
+            fast.version,
+            model_idx,
+            model_conf,
+            model_probs,
+            model_version,
+        )
+        if progress:
+            progress("n-gram tier", len(where), len(where))
+        to_encode = where[~settled]
+    else:
+        to_encode = where
+    clock.lap(NGRAM)
     emb, n_encoded = embed_cached(
         connect,
         task,
         encoder,
-        frame["dedup_key"].iloc[where],
-        frame["text"].iloc[where],
+        frame["dedup_key"].iloc[to_encode],
+        frame["text"].iloc[to_encode],
         progress=progress,
         stage="embed records",
     )
     probs = model.predict_proba(emb)
-    if len(where):
-        model_idx[where] = probs.argmax(axis=1)
-        model_conf[where] = probs.max(axis=1)
-        for k, i in enumerate(where):
-            model_probs[i] = probs[k].round(6).tolist()
+    del emb
+    _fill_scores(to_encode, probs, model.version, model_idx, model_conf, model_probs, model_version)
+    clock.lap("encoder")
     may_accept = model.kind == HEAD or spec.model.zero_shot_auto_accept
     stages = [
         StageVotes("rule", rule_idx, rule_conf),
@@ -950,6 +1094,7 @@ def label_by_model(
             heavy_idx[unsure] = heavy_probs.argmax(axis=1)
             heavy_conf[unsure] = heavy_probs.max(axis=1)
         stages.append(StageVotes("heavy", heavy_idx, heavy_conf))
+    clock.lap("heavy")
     routed = route_by_confidence(stages, threshold=threshold)
     if spec.images.unknown_label is not None:
         routed = _route_unknown(routed, stages, spec, index[spec.images.unknown_label])
@@ -961,7 +1106,7 @@ def label_by_model(
             "model_label": [labels[i] if i != NO_LABEL else None for i in model_idx],
             "model_confidence": model_conf,
             "model_probs": model_probs,
-            "model_version": [model.version if x else None for x in needs_model],
+            "model_version": model_version,
             "heavy_label": [labels[i] if i != NO_LABEL else None for i in heavy_idx],
             "heavy_confidence": heavy_conf,
             "heavy_version": [
@@ -976,6 +1121,7 @@ def label_by_model(
     out, kept = _keep_earlier_acceptances(out, previous, threshold)
     with connect() as conn, transaction(conn):
         _replace(conn, task, "model_labels", drop_id, out)
+    clock.lap("route_and_write")
     accepted = out.loc[out["accepted"], "source"].value_counts().to_dict()
     best = np.fmax(rule_conf, np.where(may_accept, np.nan_to_num(model_conf), 0.0))
     best = np.fmax(best, np.nan_to_num(heavy_conf))
@@ -988,9 +1134,20 @@ def label_by_model(
         }
         for row in threshold_what_if(best, None)
     ]
+    tiers = {
+        "rules": int(n - len(where)),
+        f"{NGRAM}_scored": int(len(where) if fast is not None else 0),
+        f"{NGRAM}_settled": int(len(where) - len(to_encode)),
+        "encoder_scored": int(len(to_encode)),
+        "heavy_scored": int(np.count_nonzero(heavy_idx != NO_LABEL)),
+    }
     return ModelResult(
         model_version=model.version,
         model_kind=model.kind,
+        fast_version=fast.version if fast is not None else None,
+        tiers=tiers,
+        fast_metrics=dict(fast.model.metrics) if fast is not None else {},
+        seconds=clock.laps,
         n_records=n,
         n_scored=len(where),
         n_encoded=n_encoded + n_train_encoded,
@@ -1001,6 +1158,25 @@ def label_by_model(
         metrics=dict(model.metrics),
         what_if=what_if,
     )
+
+
+def _fill_scores(
+    rows: np.ndarray,
+    probs: np.ndarray,
+    version: str,
+    label: np.ndarray,
+    confidence: np.ndarray,
+    all_probs: list[list[float] | None],
+    versions: list[str | None],
+) -> None:
+    """Writes one tier's scores of `rows` into the stage's per-record columns."""
+    if not len(rows):
+        return
+    label[rows] = probs.argmax(axis=1)
+    confidence[rows] = probs.max(axis=1)
+    for k, i in enumerate(rows.tolist()):
+        all_probs[i] = probs[k].round(6).tolist()
+        versions[i] = version
 
 
 MODEL_SOURCES = ("model", IMAGE_TEXT_SOURCE, "heavy")

@@ -307,13 +307,16 @@ def _rule_table(
 
 
 def _latest_model(conn: duckdb.DuckDBPyConnection, task: str) -> dict[str, Any] | None:
-    """The newest model version that labeled records (else the newest registered)."""
+    """The newest encoder model version that labeled records (else the newest registered);
+    the n-gram tier's versions only when there is no other."""
     row = conn.execute(
         f"""
         SELECT version, kind, created_at, n_train, train_by_source, metrics
         FROM {_q(task, "model_versions")}
-        ORDER BY version IN (SELECT model_version FROM {_q(task, "model_labels")}
-                             WHERE model_version IS NOT NULL) DESC, created_at DESC
+        ORDER BY kind <> 'ngram' DESC,
+                 version IN (SELECT model_version FROM {_q(task, "model_labels")}
+                             WHERE model_version IS NOT NULL) DESC,
+                 created_at DESC
         LIMIT 1
         """
     ).fetchall()

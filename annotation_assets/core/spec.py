@@ -8,6 +8,8 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from annotation_assets.core.s3 import is_s3_url, parse_s3_url
+
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 DROP_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}\Z")
 
@@ -105,6 +107,18 @@ class ModelSettings(_Strict):
         "a product photo of {label}.",
     ]
     clip_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    fast_tier: bool = True
+    fast_tier_n_features: Annotated[int, Field(ge=1024, le=2**24)] = 2**18
+    fast_tier_word_ngrams: tuple[int, int] = (1, 2)
+    fast_tier_char_ngrams: tuple[int, int] | None = (3, 5)
+    fast_tier_min_reviewed: Annotated[int, Field(ge=0)] = 30
+
+    @field_validator("fast_tier_word_ngrams", "fast_tier_char_ngrams")
+    @classmethod
+    def _ngram_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] <= value[1] <= 6:
+            raise ValueError(f"n-gram range {list(value)} must be [min, max], 1 <= min <= max <= 6")
+        return value
 
     @field_validator("label_template")
     @classmethod
@@ -178,6 +192,31 @@ class DropSettings(_Strict):
     settle_seconds: Annotated[float, Field(ge=0)] = 60.0
 
 
+def check_location(value: str | None) -> str | None:
+    """Returns an `s3://bucket/prefix/` URL (prefix normalised to end with '/') or a local
+    path unchanged; raises ValueError for anything unusable."""
+    if value is None:
+        return None
+    if is_s3_url(value):
+        return str(parse_s3_url(value))
+    if "://" in value:
+        raise ValueError(f"{value!r}: only s3:// URLs and local paths are supported")
+    if not value.strip() or "\x00" in value:
+        raise ValueError(f"{value!r} is not a usable path")
+    return value
+
+
+class Delivery(_Strict):
+    """The client's form of `sink`: `delivery: {sink: s3://bucket/prefix/}`."""
+
+    sink: str | None = None
+
+    @field_validator("sink")
+    @classmethod
+    def _sink_is_a_location(cls, value: str | None) -> str | None:
+        return check_location(value)
+
+
 class TaskSpec(_Strict):
     """One annotation task; see the README for every field."""
 
@@ -197,6 +236,24 @@ class TaskSpec(_Strict):
     images: ImageSettings = ImageSettings()
     limits: Limits = Limits()
     drops: DropSettings = DropSettings()
+    source: str | None = None
+    sink: str | None = None
+    delivery: Delivery = Delivery()
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_s3(cls, value: str | None) -> str | None:
+        if value is not None and not is_s3_url(value):
+            raise ValueError(
+                f"{value!r}: only s3:// prefixes are supported (local drops go in "
+                "<home>/drops/<task>/)"
+            )
+        return check_location(value)
+
+    @field_validator("sink")
+    @classmethod
+    def _sink_is_a_location(cls, value: str | None) -> str | None:
+        return check_location(value)
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -237,7 +294,14 @@ class TaskSpec(_Strict):
         for label in self.balance.target or {}:
             if label not in self.labels:
                 raise ValueError(f"balance.target.{label}: unknown label {label!r}")
+        if self.sink and self.delivery.sink and self.sink != self.delivery.sink:
+            raise ValueError("delivery.sink: differs from sink; give only one of them")
         return self
+
+    @property
+    def export_sink(self) -> str | None:
+        """Where `annotate export` writes when no --out is given (`sink` or `delivery.sink`)."""
+        return self.sink or self.delivery.sink
 
     @property
     def label_names(self) -> list[str]:
