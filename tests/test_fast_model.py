@@ -265,3 +265,21 @@ def test_cold_start_skips_the_ngram_tier(tmp_path: Path, tiny_encoder_dir: Path)
     rows = run_drop(tmp_path, spec, CountingEncoder(tiny_encoder_dir))
     versions = {r[3].split("-")[0] for r in rows if r[3] is not None}
     assert versions == {"zero_shot"}
+
+
+def test_a_model_saved_but_not_registered_is_registered_by_the_next_run(
+    tmp_path: Path, tiny_encoder_dir: Path
+) -> None:
+    """A run killed between saving a model and adding its model_versions row must not leave
+    the row missing for good: the next run finds the saved model and registers it."""
+    spec = make_spec(**CASCADE_SPEC)
+    run_drop(tmp_path, spec, CountingEncoder(tiny_encoder_dir))
+    warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
+    with warehouse.connect() as conn:
+        before = conn.execute(f'SELECT version FROM "{spec.name}".model_versions').fetchall()
+        conn.execute(f'DELETE FROM "{spec.name}".model_versions')
+    assert {v[:5] for (v,) in before} >= {"head-", "ngram"}
+    run_drop(tmp_path, spec, CountingEncoder(tiny_encoder_dir))
+    with warehouse.connect() as conn:
+        after = conn.execute(f'SELECT version FROM "{spec.name}".model_versions').fetchall()
+    assert sorted(after) == sorted(before)

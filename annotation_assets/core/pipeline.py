@@ -702,10 +702,13 @@ class ModelStore:
     def save(self, model: LabelModel | FastModel) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(model.version)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(model, fh)
-        os.replace(tmp, path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # hidden: a kill may leave it
+        try:
+            with open(tmp, "wb") as fh:
+                pickle.dump(model, fh)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
 
@@ -851,8 +854,9 @@ def label_model_for(
             reviewed = (train["origin"] == "human").to_numpy()
             model = train_head(x, y, w, n_labels=len(labels), version=version, reviewed=reviewed)
             model.metrics["train_by_origin"] = json.dumps(train["origin"].value_counts().to_dict())
-            path = store.save(model)
-            _register_model(connect, task, model, encoder.name, train, str(path))
+            store.save(model)
+        # also when loaded: a run killed between saving and registering left no row
+        _register_model(connect, task, model, encoder.name, train, str(store.path(version)))
         return model, encoded
     descriptions = [
         spec.model.label_template.format(label=label.replace("_", " "))
@@ -870,8 +874,8 @@ def label_model_for(
         label_vectors, examples, temperature=spec.model.zero_shot_temperature, encoder=encoder.name
     )
     if store.load(model.version) is None:
-        path = store.save(model)
-        _register_model(connect, task, model, encoder.name, train, str(path))
+        store.save(model)
+    _register_model(connect, task, model, encoder.name, train, str(store.path(model.version)))
     return model, len(descriptions) + sum(len(e) for e in examples)
 
 
@@ -925,8 +929,11 @@ def fast_model_for(
         model.model.metrics["train_by_origin"] = json.dumps(
             train["origin"].value_counts().to_dict()
         )
-        path = store.save(model)
-        _register_model(connect, spec.name, model.model, featurizer.name, train, str(path))
+        store.save(model)
+    # also when loaded: a run killed between saving and registering left no row
+    _register_model(
+        connect, spec.name, model.model, featurizer.name, train, str(store.path(version))
+    )
     return model
 
 
