@@ -13,8 +13,10 @@ reference's duration, re-runs the whole sequence to completion and compares.
   Columns that hold wall-clock readings are left out (`ingested_at`, `registered_at`,
   `created_at`, `imported_at`, and the `seconds`/`finished_at` of stage timings), and the
   home's path is written `<home>` where a column records it (`drops.location`,
-  `model_versions.artifact`). Everything else, floats included, must be equal exactly: the
-  pipeline is deterministic, so any difference is a bug.
+  `model_versions.artifact`). Everything else must be equal, floats to 1e-4 (relative):
+  float32 embeddings depend on which texts share an encoder batch, and a killed run leaves
+  part of the embedding cache filled, so the re-run encodes the rest in other batches. Ids,
+  labels, sources, versions and routing must be equal exactly.
 - the export has the same lines in the same order (its order is part of the contract), each
   with the same fields and values except `ingested_at`.
 
@@ -35,6 +37,7 @@ first, so cross-drop dedup must come out the same), each in a fresh home, and ki
 import csv
 import fcntl
 import json
+import math
 import os
 import random
 import shlex
@@ -218,13 +221,55 @@ def _export_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _float_free(value: Any) -> Any:
+    """The value with every float (and every JSON text holding floats) blanked: the part of a
+    row that must match exactly, used to pair rows before their floats are compared."""
+    if isinstance(value, float):
+        return None
+    if isinstance(value, list | tuple):
+        return tuple(_float_free(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _float_free(v)) for k, v in value.items()))
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return _float_free(json.loads(value))
+        except ValueError:
+            return value
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, with floats equal to 1e-4 (relative): float32 embeddings depend on which texts
+    share an encoder batch, and a killed run leaves part of the embedding cache filled, so the
+    re-run encodes the rest in other batches; labels, sources, ids and routing must match."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, str) and isinstance(b, str) and a != b and a[:1] in "{[":
+        try:
+            return _same(json.loads(a), json.loads(b))
+        except ValueError:
+            return False
+    return bool(a == b)
+
+
+def _same_rows(want: list[Any], got: list[Any]) -> bool:
+    if len(want) != len(got):
+        return False
+    order = lambda rows: sorted(rows, key=lambda r: repr(_float_free(r)))  # noqa: E731
+    return all(_same(a, b) for a, b in zip(order(want), order(got), strict=True))
+
+
 def _table_differences(
     expected: dict[str, list[tuple[Any, ...]]], actual: dict[str, list[tuple[Any, ...]]]
 ) -> list[str]:
     out = []
     for table in TABLES:
         want, got = expected[table], actual[table]
-        if want == got:
+        if _same_rows(want, got):
             continue
         want_keys, got_keys = {repr(r) for r in want}, {repr(r) for r in got}
         missing = [r for r in want if repr(r) not in got_keys][:2]
@@ -396,7 +441,7 @@ def _resume_and_compare(reference: Reference, home: Path, out: Path, step: Path,
         )
     assert done.returncode == 0, f"{what}: the re-run failed: {done.stderr[-3000:]}"
     problems = _table_differences(reference.tables, _snapshot_tables(home))
-    if _export_rows(out / f"{TASK}.jsonl") != reference.export:
+    if not _same(reference.export, _export_rows(out / f"{TASK}.jsonl")):  # in order
         problems.append("the export differs from the reference export")
     problems += _invariant_violations(home)
     problems += _dagster_problems(home, reference.drops)
