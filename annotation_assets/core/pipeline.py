@@ -727,9 +727,25 @@ def embed_cached(
     stage: str = "embed",
 ) -> tuple[np.ndarray, int]:
     """Embeddings for (key, text) pairs, reusing the warehouse cache and storing what was
-    computed. Returns the (n, dim) matrix and how many texts were newly encoded."""
+    computed. Returns the (n, dim) matrix and how many texts were newly encoded.
+
+    Float32 kernels give slightly different vectors for one text in differently shaped batches,
+    so the encoder batches are formed over the whole request, whatever is cached: the distinct
+    texts sorted by (length, key) and cut every `batch_size`. A batch holding any uncached text
+    is encoded whole, and only its uncached vectors are stored and used. A run killed halfway
+    therefore re-runs to the very vectors an uninterrupted run computes."""
     order = pd.DataFrame({"dedup_key": list(keys), "text": list(texts)})
-    unique = order.drop_duplicates("dedup_key").reset_index(drop=True)
+    if len(order) == 0:
+        return np.zeros((0, encoder.dim), dtype=np.float32), 0
+    unique = order.drop_duplicates("dedup_key")
+    unique = (
+        unique.assign(_len=unique["text"].str.len())
+        .sort_values(["_len", "dedup_key"], kind="stable")
+        .drop(columns="_len")
+        .reset_index(drop=True)
+    )
+    batch_size = max(1, int(getattr(encoder, "batch_size", 64)))
+    batch = np.arange(len(unique)) // batch_size
     vectors: dict[str, np.ndarray] = {}
     with connect() as conn:
         conn.register("_want", unique[["dedup_key"]])
@@ -743,15 +759,22 @@ def embed_cached(
         flat = cached.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         matrix = np.asarray(flat, dtype=np.float32).reshape(cached.num_rows, -1)
         vectors.update(zip(cached.column("dedup_key").to_pylist(), matrix, strict=True))
-    missing = unique[~unique["dedup_key"].isin(vectors)]
-    if progress and len(missing):
-        progress(stage, 0, len(missing))
-    for start in range(0, len(missing), EMBED_CHUNK):
-        part = missing.iloc[start : start + EMBED_CHUNK]
+    missing = ~unique["dedup_key"].isin(vectors).to_numpy()
+    n_missing = int(missing.sum())
+    todo = np.unique(batch[missing])  # batches to encode, in request order
+    if progress and n_missing:
+        progress(stage, 0, n_missing)
+    done = 0
+    per_chunk = max(1, EMBED_CHUNK // batch_size)
+    for first in range(0, len(todo), per_chunk):
+        rows = np.flatnonzero(np.isin(batch, todo[first : first + per_chunk]))
+        part = unique.iloc[rows]
         emb = encoder.encode(part["text"].tolist())
+        new = missing[rows]
+        fresh = part["dedup_key"].to_numpy()[new]
         with connect() as conn:
             frame = pd.DataFrame(
-                {"encoder": encoder.name, "dedup_key": part["dedup_key"], "vector": list(emb)}
+                {"encoder": encoder.name, "dedup_key": fresh, "vector": list(emb[new])}
             )
             conn.register("_emb", frame)
             conn.execute(
@@ -759,12 +782,11 @@ def embed_cached(
                 " vector::FLOAT[] FROM _emb"
             )
             conn.unregister("_emb")
-        vectors.update(zip(part["dedup_key"], emb, strict=True))
+        vectors.update(zip(fresh, emb[new], strict=True))
+        done += len(fresh)
         if progress:
-            progress(stage, start + len(part), len(missing))
-    if len(order) == 0:
-        return np.zeros((0, encoder.dim), dtype=np.float32), 0
-    return np.vstack([vectors[k] for k in order["dedup_key"]]), len(missing)
+            progress(stage, done, n_missing)
+    return np.vstack([vectors[k] for k in order["dedup_key"]]), n_missing
 
 
 def training_set(conn: duckdb.DuckDBPyConnection, spec: TaskSpec, seq: int) -> pd.DataFrame:

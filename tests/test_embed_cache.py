@@ -1,0 +1,118 @@
+"""The embedding cache gives every text the same vector whatever was cached before.
+
+Real float32 encoders return slightly different vectors for one text in differently shaped
+batches. The fake encoder below makes that effect large: each vector is shifted by a term
+that depends on the whole batch it was encoded in."""
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+
+import duckdb
+import numpy as np
+import pytest
+
+from annotation_assets.core import pipeline
+from annotation_assets.core.tables import create_statements
+
+
+class BatchSensitiveEncoder:
+    name = "batchy@test"
+    dim = 4
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.encoded: list[str] = []
+
+    def encode(
+        self, texts: Sequence[str], *, progress: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        # the real encoder's contract: length-sorted (stable) batches of `batch_size`
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = [texts[i] for i in idx]
+            shape_term = (sum(len(t) for t in batch) + len(batch)) / 1000.0
+            for i, text in zip(idx, batch, strict=True):
+                seed = int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "big")
+                out[i] = np.random.default_rng(seed).random(self.dim) + shape_term
+            self.encoded.extend(batch)
+        return out
+
+
+def _warehouse(tmp_path) -> Callable[[], contextlib.AbstractContextManager]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        for statement in create_statements("t"):
+            conn.execute(statement)
+
+    @contextlib.contextmanager
+    def connect() -> Iterator[duckdb.DuckDBPyConnection]:
+        with duckdb.connect(str(path)) as conn:
+            yield conn
+
+    return connect
+
+
+def _texts(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = ["good", "bad", "slow", "box", "refund", "great", "meh", "late", "ok"]
+    return [" ".join(rng.choice(words, size=int(rng.integers(1, 12)))) + f" #{i}" for i in range(n)]
+
+
+@pytest.mark.parametrize("cached_share", [0.0, 0.3, 0.9])
+def test_vectors_do_not_depend_on_what_was_cached(tmp_path, monkeypatch, cached_share):
+    monkeypatch.setattr(pipeline, "EMBED_CHUNK", 32)  # several chunks, as a kill would cut
+    texts = _texts(300, seed=1)
+    keys = [f"k{i}" for i in range(len(texts))]
+    request = list(range(len(texts))) + [5, 7, 5]  # repeated keys come back in place
+
+    clean = _warehouse(tmp_path / "clean")
+    expected, n_clean = pipeline.embed_cached(
+        clean,
+        "t",
+        BatchSensitiveEncoder(16),
+        [keys[i] for i in request],
+        [texts[i] for i in request],
+    )
+    assert n_clean == len(texts)
+
+    # a killed run stored some of the request's vectors (any subset of them);
+    # the re-run must produce exactly the uninterrupted run's matrix
+    killed = _warehouse(tmp_path / "killed")
+    rng = np.random.default_rng(2)
+    first = rng.permutation(len(texts))[: int(cached_share * len(texts))]
+    if len(first):
+        with killed() as conn:  # what the uninterrupted run stored for those keys
+            conn.executemany(
+                "INSERT INTO t.embeddings VALUES (?, ?, ?)",
+                [("batchy@test", keys[i], expected[i].tolist()) for i in sorted(first)],
+            )
+    encoder = BatchSensitiveEncoder(16)
+    again, n_again = pipeline.embed_cached(
+        killed, "t", encoder, [keys[i] for i in request], [texts[i] for i in request]
+    )
+    assert n_again == len(texts) - len(first)
+    np.testing.assert_array_equal(again, expected)
+    assert set(encoder.encoded) >= {texts[i] for i in set(range(len(texts))) - set(first)}
+
+
+def test_a_different_request_reuses_cached_vectors_unchanged(tmp_path):
+    connect = _warehouse(tmp_path)
+    texts = _texts(100, seed=3)
+    keys = [f"k{i}" for i in range(100)]
+    first, _ = pipeline.embed_cached(connect, "t", BatchSensitiveEncoder(8), keys[:60], texts[:60])
+    # overlapping request: batches mix cached and new texts; cached vectors are kept
+    encoder = BatchSensitiveEncoder(8)
+    second, n_new = pipeline.embed_cached(connect, "t", encoder, keys[40:], texts[40:])
+    assert n_new == 40
+    np.testing.assert_array_equal(second[:20], first[40:60])
+    with connect() as conn:
+        assert conn.execute("SELECT count(*) FROM t.embeddings").fetchone() == (100,)
+
+
+def test_empty_request(tmp_path):
+    matrix, n = pipeline.embed_cached(_warehouse(tmp_path), "t", BatchSensitiveEncoder(8), [], [])
+    assert matrix.shape == (0, 4) and n == 0
