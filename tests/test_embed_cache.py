@@ -116,3 +116,46 @@ def test_a_different_request_reuses_cached_vectors_unchanged(tmp_path):
 def test_empty_request(tmp_path):
     matrix, n = pipeline.embed_cached(_warehouse(tmp_path), "t", BatchSensitiveEncoder(8), [], [])
     assert matrix.shape == (0, 4) and n == 0
+
+
+def test_the_training_set_comes_out_in_one_order_whatever_order_the_tables_hold(tmp_path):
+    """The head's training depends on row order, and its version does not, so one training
+    set must always come in one order, whatever order DuckDB returns rows in."""
+    from pathlib import Path
+
+    from annotation_assets.core.spec import load_task_spec
+
+    spec = load_task_spec(Path(__file__).resolve().parents[1] / "tasks" / "product_reviews.yaml")
+    task = spec.name
+    rng = np.random.default_rng(4)
+    n = 400
+    texts = _texts(n, seed=5)
+    labels = rng.choice(["negative", "positive"], size=n)
+
+    def build(order: np.ndarray, folder: str):
+        connect = _warehouse(tmp_path / folder)
+        with connect() as conn:
+            for statement in create_statements(task):
+                conn.execute(statement)
+            conn.execute(f"INSERT INTO {task}.drops VALUES ('d1', 1, 'x', now())")
+            for i in order:
+                conn.execute(
+                    f"INSERT INTO {task}.normalized_records (drop_id, row_num, record_id, text,"
+                    " dedup_key, source_file, ingested_at) VALUES ('d1', ?, ?, ?, ?, 'f', now())",
+                    [int(i), f"r{i}", texts[i], f"key{i:04d}"],
+                )
+                conn.execute(
+                    f"INSERT INTO {task}.rule_labels VALUES ('d1', ?, ?, 0.9, [], false)",
+                    [f"r{i}", str(labels[i])],
+                )
+            return pipeline.training_set(conn, spec, 1)
+
+    forward = build(np.arange(n), "forward")
+    shuffled = build(rng.permutation(n), "shuffled")
+    assert len(forward) == n + sum(len(v) for v in spec.examples.values())
+    # canonical: examples before rule labels, each block sorted by key (DuckDB returns the
+    # rule rows in whatever order its threads finish, e.g. one label's rows before the other's)
+    assert forward["origin"].tolist() == sorted(forward["origin"], key=["example", "rule"].index)
+    for _, block in forward.groupby("origin"):
+        assert block["dedup_key"].is_monotonic_increasing
+    assert forward.equals(shuffled)

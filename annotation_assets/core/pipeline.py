@@ -835,7 +835,16 @@ def training_set(conn: duckdb.DuckDBPyConnection, spec: TaskSpec, seq: int) -> p
         return pd.DataFrame(columns=["dedup_key", "text", "label", "weight", "origin"])
     combined = pd.concat(parts, ignore_index=True)
     combined = combined[combined["text"].str.len() > 0]
-    return combined.drop_duplicates("dedup_key", keep="first").reset_index(drop=True)
+    combined = combined.drop_duplicates("dedup_key", keep="first")
+    # A canonical order: the queries above return rows in whatever order DuckDB's threads
+    # finish, and the head's training (folds, optimizer sums) depends on row order.
+    rank = combined["origin"].map({"human": 0, "example": 1, "rule": 2})
+    return (
+        combined.assign(_rank=rank)
+        .sort_values(["_rank", "dedup_key"], kind="stable")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
 
 
 def label_model_for(
