@@ -1,6 +1,7 @@
 """Where a deployment keeps its state (the home) and its task specs."""
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,16 +9,26 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = "annotation_home"
+# DuckDB's own default is 80% of the machine's memory; a bounded buffer pool makes large
+# drops spill sorts, joins and temp tables to `<warehouse>.tmp/` instead of growing the process
+DEFAULT_MEMORY_LIMIT = "1GB"
+_MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
 class HomeConfigError(ValueError):
     """The home's annotation.yaml (or its environment overrides) is not valid."""
 
 
+def valid_memory_limit(value: str) -> bool:
+    """Whether `value` is a size DuckDB's memory_limit accepts (a number and a unit)."""
+    return bool(_MEMORY_LIMIT.fullmatch(value))
+
+
 @dataclass(frozen=True)
 class WarehouseSettings:
     backend: str
     path: str
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,9 @@ class Home:
     def warehouse_settings(self) -> "WarehouseSettings":
         """The warehouse backend and location: $ANNOTATION_WAREHOUSE_BACKEND and
         $ANNOTATION_WAREHOUSE_PATH, else `warehouse: {backend, path}` in the home's
-        annotation.yaml, else the embedded DuckDB file `warehouse.duckdb`."""
+        annotation.yaml, else the embedded DuckDB file `warehouse.duckdb`. The memory DuckDB
+        may hold before spilling to disk: $ANNOTATION_WAREHOUSE_MEMORY_LIMIT, else
+        `warehouse: {memory_limit}`, else 1GB."""
         section: object = {}
         if self.config_file.is_file():
             try:
@@ -49,9 +62,10 @@ class Home:
             if not isinstance(loaded, dict):
                 raise HomeConfigError(f"{self.config_file}: must be a YAML mapping")
             section = loaded.get("warehouse", {}) or {}
-        if not isinstance(section, dict) or set(section) - {"backend", "path"}:
+        if not isinstance(section, dict) or set(section) - {"backend", "path", "memory_limit"}:
             raise HomeConfigError(
-                f"{self.config_file}: warehouse: expected a mapping with backend and path"
+                f"{self.config_file}: warehouse: expected a mapping with backend, path"
+                " and memory_limit"
             )
         backend = os.environ.get("ANNOTATION_WAREHOUSE_BACKEND") or section.get("backend")
         backend = str(backend or "duckdb")
@@ -64,7 +78,13 @@ class Home:
             path = str((self.root / Path(str(path)).expanduser()).resolve())
         if backend == "duckdb" and str(path).startswith("s3://"):
             raise HomeConfigError("the duckdb warehouse backend needs a local file path")
-        return WarehouseSettings(backend=backend, path=str(path))
+        limit = os.environ.get("ANNOTATION_WAREHOUSE_MEMORY_LIMIT") or section.get("memory_limit")
+        limit = str(limit or DEFAULT_MEMORY_LIMIT).strip()
+        if not valid_memory_limit(limit):
+            raise HomeConfigError(
+                f"warehouse memory_limit must be a size such as 512MB or 2GB, got {limit!r}"
+            )
+        return WarehouseSettings(backend=backend, path=str(path), memory_limit=limit)
 
     @property
     def drops(self) -> Path:

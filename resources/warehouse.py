@@ -11,6 +11,7 @@ import duckdb
 
 from annotation_assets.core.parquet_tables import LocalStore, ParquetTables
 from annotation_assets.core.tables import create_statements
+from annotation_assets.home import DEFAULT_MEMORY_LIMIT, valid_memory_limit
 
 if TYPE_CHECKING:
     from annotation_assets.home import Home
@@ -24,17 +25,24 @@ class Warehouse(dg.ConfigurableResource):
     `backend: duckdb` (the embedded default) keeps them in one DuckDB file at `path`;
     `backend: parquet` keeps one Parquet file per table and drop under `path`, a local
     folder or an `s3://bucket/prefix/`, so workers on several machines can share it
-    (see annotation_assets/core/parquet_tables.py). Both give the same SQL surface."""
+    (see annotation_assets/core/parquet_tables.py). Both give the same SQL surface.
+    `memory_limit` bounds DuckDB's buffer pool on the DuckDB file: beyond it, large sorts,
+    joins and temporary tables spill to disk (`<path>.tmp/`) instead of growing the process."""
 
     path: str
     backend: Literal["duckdb", "parquet"] = "duckdb"
     lock_timeout_s: float = 600.0
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
 
     @classmethod
     def for_home(cls, home: "Home") -> "Warehouse":
         """The warehouse a home is configured to use (Home.warehouse_settings)."""
         settings = home.warehouse_settings()
-        return cls(path=settings.path, backend=settings.backend)  # type: ignore[arg-type]
+        return cls(
+            path=settings.path,
+            backend=settings.backend,  # type: ignore[arg-type]
+            memory_limit=settings.memory_limit,
+        )
 
     def exists(self) -> bool:
         """Whether any task's tables were created here yet."""
@@ -50,6 +58,10 @@ class Warehouse(dg.ConfigurableResource):
             with self._parquet.connect() as conn:
                 yield conn
             return
+        if not valid_memory_limit(self.memory_limit):
+            raise ValueError(
+                f"memory_limit must be a size such as 512MB, got {self.memory_limit!r}"
+            )
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.05
@@ -63,6 +75,7 @@ class Warehouse(dg.ConfigurableResource):
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
         try:
+            conn.execute(f"SET memory_limit = '{self.memory_limit}'")
             yield conn
         finally:
             conn.close()

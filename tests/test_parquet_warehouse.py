@@ -196,6 +196,8 @@ def test_the_pipeline_runs_on_a_parquet_warehouse_in_s3(
         ("warehouse: [parquet]\n", "expected a mapping"),
         ("warehouse: {backend: duckdb, path: 's3://b/p/'}\n", "needs a local file path"),
         ("warehouse: {backend: parquet\n", "not valid YAML"),
+        ("warehouse: {memory_limit: lots}\n", "memory_limit must be a size"),
+        ("warehouse: {memory_limit: '1GB; DROP TABLE x'}\n", "memory_limit must be a size"),
     ],
 )
 def test_a_bad_warehouse_config_is_refused_in_one_line(
@@ -227,3 +229,26 @@ def test_environment_overrides_the_home_config(
     assert (warehouse.backend, warehouse.path) == ("parquet", "s3://bucket/tables/")
     monkeypatch.setenv("ANNOTATION_WAREHOUSE_PATH", "relative/tables")
     assert Warehouse.for_home(home).path == str(home.root / "relative/tables")
+
+
+def test_duckdb_memory_limit_comes_from_the_home_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANNOTATION_WAREHOUSE_MEMORY_LIMIT", raising=False)
+    home = Home(tmp_path / "home").create()
+
+    def setting() -> str:
+        with Warehouse.for_home(home).connect() as conn:
+            row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert row is not None
+        return str(row[0])
+
+    assert Warehouse.for_home(home).memory_limit == "1GB"
+    assert setting().startswith("953.6 MiB")  # DuckDB prints 1GB (10^9 bytes) in MiB
+    home.config_file.write_text("warehouse: {memory_limit: 300MB}\n")
+    assert setting().startswith("286.1 MiB")
+    monkeypatch.setenv("ANNOTATION_WAREHOUSE_MEMORY_LIMIT", "2GiB")
+    assert setting().startswith("2.0 GiB")
+    with pytest.raises(ValueError, match="memory_limit must be a size"):
+        with Warehouse(path=str(tmp_path / "w.duckdb"), memory_limit="1GB'; --").connect():
+            pass

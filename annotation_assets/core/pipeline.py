@@ -107,6 +107,9 @@ class IngestStats:
     files: dict[str, int] = field(default_factory=dict)
 
 
+RAW_TABLE_COLUMNS = column_names("raw_records")
+
+
 def ingest_drop(
     connect: Connect,
     spec: TaskSpec,
@@ -125,13 +128,13 @@ def ingest_drop(
     if progress:
         progress("ingest", 0, None)
     fields = ingest.FieldMap(id=spec.fields.id, text=spec.fields.text)
-    with connect() as conn, transaction(conn):
+    with connect() as conn:
+        # Rows go to a temporary table first, outside any transaction: DuckDB keeps a
+        # transaction's uncommitted rows in memory, but spills a temporary table to disk
+        # beyond the warehouse's memory_limit. One short transaction then publishes the drop.
         conn.execute(
-            f"INSERT INTO {_q(task, 'drops')} SELECT ?, coalesce(max(seq), 0) + 1, ?, ? "
-            f"FROM {_q(task, 'drops')} ON CONFLICT DO NOTHING",
-            [drop_id, location or str(drop_dir), now],
+            f"CREATE OR REPLACE TEMP TABLE _raw AS SELECT * FROM {_q(task, 'raw_records')} LIMIT 0"
         )
-        conn.execute(f"DELETE FROM {_q(task, 'raw_records')} WHERE drop_id = ?", [drop_id])
         chunks = (
             images.iter_image_raw_chunks(
                 drop_dir,
@@ -151,7 +154,7 @@ def ingest_drop(
             chunk.insert(0, "drop_id", drop_id)
             chunk.insert(1, "row_num", np.arange(stats.ingested, stats.ingested + len(chunk)))
             chunk["ingested_at"] = now
-            _append(conn, task, "raw_records", chunk)
+            _insert_temp(conn, "_raw", chunk[[c for c in RAW_TABLE_COLUMNS if c in chunk.columns]])
             stats.ingested += len(chunk)
             for reason, n in chunk["error"].value_counts().items():
                 stats.parse_errors[str(reason)] = stats.parse_errors.get(str(reason), 0) + int(n)
@@ -164,6 +167,16 @@ def ingest_drop(
                     stats.ingested,
                     _estimated_total(stats.ingested, done_bytes, total_bytes),
                 )
+        with transaction(conn):
+            conn.execute(
+                f"INSERT INTO {_q(task, 'drops')} SELECT ?, coalesce(max(seq), 0) + 1, ?, ? "
+                f"FROM {_q(task, 'drops')} ON CONFLICT DO NOTHING",
+                [drop_id, location or str(drop_dir), now],
+            )
+            conn.execute(f"DELETE FROM {_q(task, 'raw_records')} WHERE drop_id = ?", [drop_id])
+            # a plain scan keeps insertion (row_num) order
+            conn.execute(f"INSERT INTO {_q(task, 'raw_records')} SELECT * FROM _raw")
+        conn.execute("DROP TABLE _raw")
     return stats
 
 
@@ -208,7 +221,10 @@ def normalize_drop(
     re-runs agree."""
     task = spec.name
     stats = NormalizeStats()
-    with connect() as conn, transaction(conn):
+    with connect() as conn:
+        # The candidates are built in temporary tables outside any transaction, where DuckDB
+        # can spill them to disk beyond the warehouse's memory_limit; one transaction then
+        # replaces the drop's rows.
         drop_seq(conn, task, drop_id)
         conn.execute(
             "CREATE OR REPLACE TEMP TABLE _cand (row_num BIGINT, record_id VARCHAR, text VARCHAR,"
@@ -252,25 +268,26 @@ def normalize_drop(
                 " n.duplicate_of_id, n.similarity FROM _near_df n"
             )
             conn.unregister("_near_df")
-        for table in ("quarantine", "duplicates", "normalized_records"):
-            conn.execute(f"DELETE FROM {_q(task, table)} WHERE drop_id = ?", [drop_id])
-        conn.execute(
-            f"INSERT INTO {_q(task, 'quarantine')} SELECT ?, row_num, source_file, line_no,"
-            " record_id, reason, detail, payload FROM _quar",
-            [drop_id],
-        )
-        conn.execute(
-            f"INSERT INTO {_q(task, 'duplicates')} SELECT ?, row_num, record_id, kind,"
-            " duplicate_of_drop, duplicate_of_id, similarity FROM _dups",
-            [drop_id],
-        )
-        conn.execute(
-            f"INSERT INTO {_q(task, 'normalized_records')} SELECT ?, c.row_num, c.record_id,"
-            " c.text, c.dedup_key, c.minhash, c.meta, c.source_file, c.line_no, c.ingested_at"
-            " FROM _cand c ANTI JOIN _dups d ON c.row_num = d.row_num"
-            " ANTI JOIN _quar q ON c.row_num = q.row_num ORDER BY c.row_num",
-            [drop_id],
-        )
+        with transaction(conn):
+            for table in ("quarantine", "duplicates", "normalized_records"):
+                conn.execute(f"DELETE FROM {_q(task, table)} WHERE drop_id = ?", [drop_id])
+            conn.execute(
+                f"INSERT INTO {_q(task, 'quarantine')} SELECT ?, row_num, source_file, line_no,"
+                " record_id, reason, detail, payload FROM _quar",
+                [drop_id],
+            )
+            conn.execute(
+                f"INSERT INTO {_q(task, 'duplicates')} SELECT ?, row_num, record_id, kind,"
+                " duplicate_of_drop, duplicate_of_id, similarity FROM _dups",
+                [drop_id],
+            )
+            conn.execute(
+                f"INSERT INTO {_q(task, 'normalized_records')} SELECT ?, c.row_num, c.record_id,"
+                " c.text, c.dedup_key, c.minhash, c.meta, c.source_file, c.line_no,"
+                " c.ingested_at FROM _cand c ANTI JOIN _dups d ON c.row_num = d.row_num"
+                " ANTI JOIN _quar q ON c.row_num = q.row_num ORDER BY c.row_num",
+                [drop_id],
+            )
         for reason, n in conn.execute("SELECT reason, count(*) FROM _quar GROUP BY 1").fetchall():
             stats.quarantined[reason] = int(n)
         for kind, n in conn.execute("SELECT kind, count(*) FROM _dups GROUP BY 1").fetchall():
