@@ -152,7 +152,9 @@ def _python_labeling_functions(spec: Any) -> tuple[list[str], list[str], Callabl
 # ------------------------------------------------------------------------------------- child
 
 
-def run_one(size: int, encoder_path: str | None, seed: int) -> dict[str, Any]:
+def run_one(
+    size: int, encoder_path: str | None, seed: int, baseline_sample: int | None = None
+) -> dict[str, Any]:
     """Everything measured for one size, in this process."""
     import numpy as np
 
@@ -371,6 +373,18 @@ def run_one(size: int, encoder_path: str | None, seed: int) -> dict[str, Any]:
             "disagreements_per_rule": per_rule,
         }
 
+        if baseline_sample is not None and len(scored_texts) > baseline_sample:
+            # a seeded sample of the same texts, for large sizes: re-encoding every text the
+            # encoder tier scored would double the run's time
+            pick = np.sort(
+                np.random.default_rng(seed).choice(
+                    len(scored_texts), baseline_sample, replace=False
+                )
+            )
+            scored_texts = [scored_texts[i] for i in pick]
+            sampled = f", a random {baseline_sample:,} of them"
+        else:
+            sampled = ""
         _log(size, f"baseline model: TextEncoder.encode on {len(scored_texts):,} scored texts ...")
 
         encode_report = reporter()
@@ -382,7 +396,7 @@ def run_one(size: int, encoder_path: str | None, seed: int) -> dict[str, Any]:
         encoder.encode(scored_texts, progress=encode_progress)
         seconds = time.perf_counter() - start
         baselines["label_by_model"] = {
-            "what": f"TextEncoder.encode, batch {encoder.batch_size}, same texts",
+            "what": f"TextEncoder.encode, batch {encoder.batch_size}, same texts{sampled}",
             "seconds": seconds,
             "records": len(scored_texts),
             "records_per_s": len(scored_texts) / seconds if seconds else None,
@@ -601,6 +615,8 @@ def target_lines(results: list[dict[str, Any]], scale: dict[str, Any] | None) ->
 def run_child(size: int, args: argparse.Namespace) -> dict[str, Any] | None:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(size)]
     cmd += ["--seed", str(args.seed)]
+    if args.encoder_baseline_sample is not None:
+        cmd += ["--encoder-baseline-sample", str(args.encoder_baseline_sample)]
     if args.encoder:
         cmd += ["--encoder", str(Path(args.encoder).resolve())]
     print(f"[bench] size {size:,}: {' '.join(cmd)}", file=sys.stderr, flush=True)
@@ -622,6 +638,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder", help="a local transformers folder (default: bundled MiniLM)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--encoder-baseline-sample",
+        type=int,
+        help="encode at most this many of the encoder tier's texts (a seeded random sample) for"
+        " the model baseline (default: all of them)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -629,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         real_stdout = sys.stdout
         sys.stdout = sys.stderr  # keep stray library prints off the result line
         try:
-            data = run_one(args.one, args.encoder, args.seed)
+            data = run_one(args.one, args.encoder, args.seed, args.encoder_baseline_sample)
         finally:
             sys.stdout = real_stdout
         print(json.dumps(data, default=float), flush=True)
