@@ -14,8 +14,6 @@ from annotation_assets.core.dedup import (
     NUM_PERM,
     minhash_signatures,
     near_duplicate_pairs,
-    signatures_from_lists,
-    signatures_to_lists,
 )
 
 REVIEW = (
@@ -107,25 +105,6 @@ def test_signature_does_not_depend_on_batch_chunking(monkeypatch: pytest.MonkeyP
     assert np.array_equal(minhash_signatures(texts), expected)
 
 
-def test_signature_lists_round_trip() -> None:
-    sigs = minhash_signatures([REVIEW, "", "abc"])
-    lists = signatures_to_lists(sigs)
-    assert all(type(v) is int for v in lists[0])
-    restored = signatures_from_lists(lists)
-    assert restored.dtype == np.uint32
-    assert np.array_equal(restored, sigs)
-
-
-def test_signatures_from_empty_lists_has_num_perm_columns() -> None:
-    assert signatures_from_lists([]).shape == (0, NUM_PERM)
-    assert signatures_from_lists([], num_perm=8).shape == (0, 8)
-
-
-def test_signatures_from_lists_rejects_wrong_length() -> None:
-    with pytest.raises(ValueError):
-        signatures_from_lists([[1, 2, 3]])
-
-
 def test_identical_texts_pair_with_similarity_one() -> None:
     assert _pairs([REVIEW], [REVIEW]) == [("new0", "old0", 1.0)]
 
@@ -192,7 +171,7 @@ def test_empty_texts_never_match() -> None:
 
 def test_no_old_records_and_no_new_records() -> None:
     assert _pairs([], [REVIEW]) == []
-    empty = signatures_from_lists([])
+    empty = np.empty((0, NUM_PERM), dtype=np.uint32)
     assert near_duplicate_pairs(["a"], minhash_signatures([REVIEW]), [], empty) == []
 
 

@@ -43,8 +43,6 @@ __all__ = [
     "SHINGLE_SIZE",
     "minhash_signatures",
     "near_duplicate_pairs",
-    "signatures_from_lists",
-    "signatures_to_lists",
 ]
 
 NUM_PERM = 64
@@ -194,22 +192,6 @@ def minhash_signatures(
         starts = np.concatenate(([0], np.cumsum(counts[chunk])[:-1]))
         out[rows] = permuter.min_signatures(hashes[keep].astype(np.uint64), starts)
     return out
-
-
-def signatures_to_lists(sigs: npt.ArrayLike) -> list[list[int]]:
-    """Return signatures as lists of Python ints, ready for a DuckDB ``UINTEGER[]`` column."""
-    lists: list[list[int]] = np.asarray(sigs, dtype=np.uint32).tolist()
-    return lists
-
-
-def signatures_from_lists(rows: Sequence[Sequence[int]], *, num_perm: int = NUM_PERM) -> Signatures:
-    """Return a (len(rows), num_perm) uint32 array from stored signature lists."""
-    if len(rows) == 0:
-        return np.empty((0, num_perm), dtype=np.uint32)
-    sigs = np.array(list(rows), dtype=np.uint32)
-    if sigs.ndim != 2 or sigs.shape[1] != num_perm:
-        raise ValueError(f"expected signatures of length {num_perm}, got shape {sigs.shape}")
-    return sigs
 
 
 def _band_keys(sigs: Signatures, band: int, rows: int) -> npt.NDArray[np.uint64]:
