@@ -199,3 +199,20 @@ def test_minhash_matches_reference_for_arbitrary_text(texts: list[str]) -> None:
 
 def test_no_texts_give_empty_signature_array() -> None:
     assert minhash_signatures([]).shape == (0, NUM_PERM)
+
+
+def test_a_crowded_band_key_still_finds_duplicates_through_the_other_bands() -> None:
+    """More than BUCKET_CAP kept records share band 0 (common phrasing); a near duplicate of
+    one remembered past the cap is found through the bands they alone share."""
+    rng = np.random.default_rng(7)
+    n_kept = dedup.BUCKET_CAP * 3
+    kept = rng.integers(0, 2**31, size=(n_kept, NUM_PERM), dtype=np.uint32)
+    kept[:, :4] = kept[0, :4]  # one band key shared by every kept record
+    target = n_kept - 5
+    copy = kept[target].copy()
+    copy[8:14] += 1  # 58 of 64 positions equal: similarity 0.906
+    sigs = np.vstack([kept, copy[None, :]])
+    keys = [f"r{i}" for i in range(len(sigs))]
+    empty = np.empty((0, NUM_PERM), dtype=np.uint32)
+    pairs = near_duplicate_pairs(keys, sigs, [], empty)
+    assert pairs == [(f"r{n_kept}", f"r{target}", 58 / 64)]

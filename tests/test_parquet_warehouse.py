@@ -249,6 +249,6 @@ def test_duckdb_memory_limit_comes_from_the_home_or_the_environment(
     assert setting().startswith("286.1 MiB")
     monkeypatch.setenv("ANNOTATION_WAREHOUSE_MEMORY_LIMIT", "2GiB")
     assert setting().startswith("2.0 GiB")
-    with pytest.raises(ValueError, match="memory_limit must be a size"):
-        with Warehouse(path=str(tmp_path / "w.duckdb"), memory_limit="1GB'; --").connect():
-            pass
+    bad = Warehouse(path=str(tmp_path / "w.duckdb"), memory_limit="1GB'; --")
+    with pytest.raises(ValueError, match="memory_limit must be a size"), bad.connect():
+        pass

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 import duckdb
 import numpy as np
@@ -477,17 +477,37 @@ def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -
     new_fp, old_fp = _near_candidates(conn, task, drop_id, "c.minhash")
     if new_fp.num_rows == 0:
         return pd.DataFrame(columns=_NEAR_COLUMNS)
-    new = new_fp.drop_columns(["fp"]).to_pandas()
-    old = old_fp.drop_columns(["fp"]).to_pandas()
-    new_keys = [f"n{r}" for r in new["row_num"]]
-    old_keys = [f"o{i}" for i in range(len(old))]
-    pairs = dedup.near_duplicate_pairs(
-        new_keys,
+    new_sigs, old_sigs = (
         _signature_matrix(new_fp.column("fp")),
-        old_keys,
         _signature_matrix(old_fp.column("fp")),
     )
-    return _pointers(pairs, new_keys, new, old)
+    new, old = new_fp.drop_columns(["fp"]), old_fp.drop_columns(["fp"])
+    del new_fp, old_fp  # the signatures now live in the matrices only
+    new_keys, old_keys = _IndexKeys("n", new.num_rows), _IndexKeys("o", old.num_rows)
+    pairs = dedup.near_duplicate_pairs(new_keys, new_sigs, old_keys, old_sigs)
+    del new_sigs, old_sigs
+    return _pointers(pairs, new, old)
+
+
+class _IndexKeys(Sequence[str]):
+    """The keys `<prefix>0`, `<prefix>1`, ... made on demand (a million strings cost ~60 MB)."""
+
+    def __init__(self, prefix: str, n: int) -> None:
+        self.prefix, self.n = prefix, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return f"{self.prefix}{i % self.n}"
 
 
 def _near_duplicate_images(
@@ -496,42 +516,47 @@ def _near_duplicate_images(
     """Near-duplicate images: perceptual hashes within `max_distance` bits (Hamming) of a
     kept image of another drop or an earlier image of this drop."""
     new_fp, old_fp = _near_candidates(conn, task, drop_id, "json_extract_string(c.meta, '$.phash')")
-    new, old = new_fp.to_pandas(), old_fp.to_pandas()
-    if new.empty:
+    if new_fp.num_rows == 0:
         return pd.DataFrame(columns=_NEAR_COLUMNS)
-    to_bits = lambda hexes: np.array([int(h, 16) for h in hexes], dtype=np.uint64)  # noqa: E731
-    new_keys = [f"n{r}" for r in new["row_num"]]
-    old_keys = [f"o{i}" for i in range(len(old))]
+
+    def to_bits(table: pa.Table) -> np.ndarray:
+        return np.array([int(h, 16) for h in table.column("fp").to_pylist()], dtype=np.uint64)
+
+    new_keys, old_keys = _IndexKeys("n", new_fp.num_rows), _IndexKeys("o", old_fp.num_rows)
     found = images.hamming_near_duplicates(
-        new_keys,
-        to_bits(new["fp"]),
-        old_keys,
-        to_bits(old["fp"]),
-        max_distance=max_distance,
+        new_keys, to_bits(new_fp), old_keys, to_bits(old_fp), max_distance=max_distance
     )
     pairs = [(n, k, 1.0 - d / 64.0) for n, k, d in found]
-    return _pointers(pairs, new_keys, new, old)
+    return _pointers(pairs, new_fp.drop_columns(["fp"]), old_fp.drop_columns(["fp"]))
 
 
 def _pointers(
-    pairs: Sequence[tuple[str, str, float]],
-    new_keys: list[str],
-    new: pd.DataFrame,
-    old: pd.DataFrame,
+    pairs: Sequence[tuple[str, str, float]], new: pa.Table, old: pa.Table
 ) -> pd.DataFrame:
+    """One row per near duplicate: its row and id, and the drop (None: this drop) and id of
+    the record it duplicates. Keys are `n<i>`/`o<i>`, positions in `new`/`old`."""
     if not pairs:
         return pd.DataFrame(columns=_NEAR_COLUMNS)
-    by_row = dict(zip(new_keys, zip(new["row_num"], new["record_id"], strict=True), strict=True))
-    rows = []
-    for new_key, kept_key, similarity in pairs:
-        row_num, record_id = by_row[new_key]
-        if kept_key.startswith("o"):
-            kept = old.iloc[int(kept_key[1:])]
-            of_drop, of_id = kept["drop_id"], kept["record_id"]
-        else:
-            of_drop, of_id = None, by_row[kept_key][1]
-        rows.append((row_num, record_id, of_drop, of_id, float(similarity)))
-    return pd.DataFrame(rows, columns=_NEAR_COLUMNS)
+    dup = np.array([int(a[1:]) for a, _, _ in pairs], dtype=np.int64)
+    kept_old = np.array([b.startswith("o") for _, b, _ in pairs], dtype=bool)
+    kept = np.array([int(b[1:]) for _, b, _ in pairs], dtype=np.int64)
+    new_rows = new.take(pa.array(dup)).to_pandas()
+    kept_new = new.take(pa.array(kept[~kept_old])).column("record_id").to_pylist()
+    kept_olds = old.take(pa.array(kept[kept_old])).to_pandas()
+    of_drop = np.full(len(pairs), None, dtype=object)
+    of_id = np.empty(len(pairs), dtype=object)
+    of_drop[kept_old] = kept_olds["drop_id"].to_numpy(dtype=object)
+    of_id[kept_old] = kept_olds["record_id"].to_numpy(dtype=object)
+    of_id[~kept_old] = kept_new
+    return pd.DataFrame(
+        {
+            "row_num": new_rows["row_num"].to_numpy(),
+            "record_id": new_rows["record_id"].to_numpy(dtype=object),
+            "duplicate_of_drop": of_drop,
+            "duplicate_of_id": of_id,
+            "similarity": np.array([float(sim) for _, _, sim in pairs], dtype=np.float64),
+        }
+    )
 
 
 # --------------------------------------------------------------------------- human decisions
