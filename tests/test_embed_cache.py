@@ -159,3 +159,22 @@ def test_the_training_set_comes_out_in_one_order_whatever_order_the_tables_hold(
     for _, block in forward.groupby("origin"):
         assert block["dedup_key"].is_monotonic_increasing
     assert forward.equals(shuffled)
+
+
+def test_embeddings_have_no_in_memory_index_and_are_stored_once(tmp_path):
+    """DuckDB cannot spill an ART index, so a unique index on embeddings would exhaust the
+    warehouse's memory_limit once millions of texts were cached; earlier warehouses lose it."""
+    connect = _warehouse(tmp_path)
+    with connect() as conn:
+        conn.execute('CREATE UNIQUE INDEX embeddings_key ON "t".embeddings (encoder, dedup_key)')
+        for statement in create_statements("t"):  # what ensure_task runs on every start
+            conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM duckdb_indexes()").fetchone() == (0,)
+    texts = _texts(50, seed=6)
+    keys = [f"k{i}" for i in range(50)]
+    for _ in range(2):  # the second request finds everything cached
+        pipeline.embed_cached(connect, "t", BatchSensitiveEncoder(8), keys, texts)
+    pipeline.embed_cached(connect, "t", BatchSensitiveEncoder(8), keys + ["new"], texts + ["x"])
+    with connect() as conn:
+        rows = conn.execute("SELECT count(*), count(DISTINCT dedup_key) FROM t.embeddings")
+        assert rows.fetchone() == (51, 51)

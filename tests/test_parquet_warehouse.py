@@ -79,15 +79,14 @@ def test_each_drop_partition_is_one_parquet_file_rewritten_only_when_it_changes(
 def test_shared_tables_get_new_rows_as_part_files_and_are_compacted(tmp_path: Path) -> None:
     tables = _tables(tmp_path)
     n = parquet_tables.COMPACT_AFTER + 3
+    insert = (  # as embed_cached stores: only keys not stored yet
+        "INSERT INTO t.embeddings SELECT 'enc', $key, [1.0, 2.0]::FLOAT[]"
+        " WHERE NOT EXISTS (SELECT 1 FROM t.embeddings WHERE dedup_key = $key)"
+    )
     for k in range(n):
         with tables.connect() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO t.embeddings VALUES ('enc', ?, [1.0, 2.0]::FLOAT[])",
-                [f"key{k}"],
-            )
-            conn.execute(  # already stored: no new part file for it
-                "INSERT OR IGNORE INTO t.embeddings VALUES ('enc', 'key0', [1.0, 2.0]::FLOAT[])"
-            )
+            conn.execute(insert, {"key": f"key{k}"})
+            conn.execute(insert, {"key": "key0"})  # already stored: no new part file for it
     parts = [f for f in _files(tmp_path) if f.startswith("t/embeddings/")]
     assert 1 <= len(parts) <= parquet_tables.COMPACT_AFTER
     with tables.connect() as conn:
@@ -243,8 +242,8 @@ def test_duckdb_memory_limit_comes_from_the_home_or_the_environment(
         assert row is not None
         return str(row[0])
 
-    assert Warehouse.for_home(home).memory_limit == "1GB"
-    assert setting().startswith("953.6 MiB")  # DuckDB prints 1GB (10^9 bytes) in MiB
+    assert Warehouse.for_home(home).memory_limit == "512MB"
+    assert setting().startswith("488.2 MiB")  # DuckDB prints 512MB (10^6 bytes each) in MiB
     home.config_file.write_text("warehouse: {memory_limit: 300MB}\n")
     assert setting().startswith("286.1 MiB")
     monkeypatch.setenv("ANNOTATION_WAREHOUSE_MEMORY_LIMIT", "2GiB")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Sequence
-from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -281,6 +280,30 @@ def _checked_signatures(sigs: npt.ArrayLike, keys: Sequence[str], name: str) -> 
     return arr
 
 
+def _shared_band_groups(
+    sigs: Signatures, rows_in: npt.NDArray[np.intp], *, bands: int, rows: int
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """Numbers every band key that two or more of `rows_in` share (one number per band and
+    key). Returns an (n, bands) matrix of those numbers (-1 where the record's key is its own:
+    it can never pair the record with another) and, per number, the slots its bucket needs
+    (its holders, at most BUCKET_CAP). Memory stays proportional to the records, not to the
+    keys: no per-key Python objects."""
+    groups = np.full((sigs.shape[0], bands), -1, dtype=np.int32)
+    slots = []
+    n_groups = 0
+    for band in range(bands):
+        _, inverse, counts = np.unique(
+            _band_keys(sigs, band, rows)[rows_in], return_inverse=True, return_counts=True
+        )
+        shared = np.flatnonzero(counts > 1)
+        number = np.full(len(counts), -1, dtype=np.int64)
+        number[shared] = np.arange(n_groups, n_groups + len(shared))
+        groups[rows_in, band] = number[inverse.reshape(-1)]
+        slots.append(np.minimum(counts[shared], BUCKET_CAP))
+        n_groups += len(shared)
+    return groups, np.concatenate(slots).astype(np.int64)
+
+
 def near_duplicate_pairs(
     new_keys: Sequence[str],
     new_sigs: np.ndarray,
@@ -311,30 +334,25 @@ def near_duplicate_pairs(
     best_old, best_old_equal = _best_old_matches(
         new, new_rows, old, _non_empty_rows(old), bands=bands, min_equal=min_equal
     )
-    band_keys = np.stack([_band_keys(new, band, rows) for band in range(bands)], axis=1)
-    # a band key held by one record only can never pair it with another: only keys shared
-    # within the drop need buckets, which keeps memory proportional to the near-duplicates
-    shared = np.zeros(band_keys.shape, dtype=bool)
-    for band in range(bands):
-        _, inverse, counts = np.unique(
-            band_keys[new_rows, band], return_inverse=True, return_counts=True
-        )
-        shared[new_rows, band] = counts[inverse] > 1
-    buckets: list[dict[int, list[int]]] = [{} for _ in range(bands)]
+    groups, slots = _shared_band_groups(new, new_rows, bands=bands, rows=rows)
+    # group g's kept records (at most BUCKET_CAP, earliest first) fill
+    # holders[start[g] : start[g] + fill[g]]
+    start = np.concatenate([[0], np.cumsum(slots)[:-1]]).astype(np.int64)
+    fill = np.zeros(len(slots), dtype=np.int64)
+    holders = np.empty(int(slots.sum()), dtype=np.int64)
     pairs: list[tuple[str, str, float]] = []
     for i in new_rows.tolist():
         old_equal = int(best_old_equal[i])
-        in_bands = np.flatnonzero(shared[i]).tolist()
-        if not in_bands:
+        in_groups = groups[i][groups[i] >= 0].tolist()
+        if not in_groups:
             if best_old[i] >= 0:
                 pairs.append((new_keys[i], old_keys[best_old[i]], old_equal / num_perm))
             continue
-        keys = band_keys[i, in_bands].tolist()
         new_match, new_equal = -1, 0
         if old_equal < num_perm:
-            found = [hit for b, k in zip(in_bands, keys, strict=True) if (hit := buckets[b].get(k))]
+            found = [holders[start[g] : start[g] + fill[g]] for g in in_groups if fill[g]]
             if found:
-                candidates = np.unique(np.fromiter(chain.from_iterable(found), dtype=np.intp))
+                candidates = np.unique(np.concatenate(found))
                 equal = np.count_nonzero(new[candidates] == new[i], axis=1)
                 top = int(np.argmax(equal))
                 if equal[top] >= min_equal:
@@ -344,8 +362,8 @@ def near_duplicate_pairs(
         elif best_old[i] >= 0:
             pairs.append((new_keys[i], old_keys[best_old[i]], old_equal / num_perm))
         else:
-            for b, key in zip(in_bands, keys, strict=True):
-                holders = buckets[b].setdefault(key, [])
-                if len(holders) < BUCKET_CAP:
-                    holders.append(i)
+            for g in in_groups:
+                if fill[g] < slots[g]:
+                    holders[start[g] + fill[g]] = i
+                    fill[g] += 1
     return pairs

@@ -820,8 +820,9 @@ def embed_cached(
             )
             conn.register("_emb", frame)
             conn.execute(
-                f"INSERT OR IGNORE INTO {_q(task, 'embeddings')} SELECT encoder, dedup_key,"
-                " vector::FLOAT[] FROM _emb"
+                f"INSERT INTO {_q(task, 'embeddings')} SELECT n.encoder, n.dedup_key,"
+                f" n.vector::FLOAT[] FROM _emb n ANTI JOIN {_q(task, 'embeddings')} e"
+                " ON e.encoder = n.encoder AND e.dedup_key = n.dedup_key"
             )
             conn.unregister("_emb")
         vectors.update(zip(fresh, emb[new], strict=True))

@@ -153,10 +153,10 @@ def create_statements(schema: str) -> list[str]:
     for table, columns in TABLES.items():
         cols = ", ".join(f'"{name}" {sqltype}' for name, sqltype in columns.items())
         statements.append(f'CREATE TABLE IF NOT EXISTS "{schema}"."{table}" ({cols})')
-    statements.append(
-        f'CREATE UNIQUE INDEX IF NOT EXISTS embeddings_key ON "{schema}".embeddings'
-        " (encoder, dedup_key)"
-    )
+    # No unique index on embeddings (earlier versions made one): DuckDB keeps ART indexes in
+    # memory, outside what it can spill, so a few million cached embeddings would exhaust the
+    # warehouse's memory_limit. embed_cached inserts only keys not stored yet instead.
+    statements.append(f'DROP INDEX IF EXISTS "{schema}".embeddings_key')
     return statements
 
 
