@@ -31,7 +31,7 @@ def encoder_identity(path: Path) -> str:
 class TextEncoder:
     """Mean-pooled, L2-normalized sentence embeddings, computed in length-sorted batches."""
 
-    def __init__(self, path: Path, *, max_length: int = 256, batch_size: int = 64) -> None:
+    def __init__(self, path: Path, *, max_length: int = 256, batch_size: int = 16) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -83,6 +83,6 @@ class TextEncoder:
 
 
 @lru_cache(maxsize=4)
-def load_encoder(path: str, max_length: int = 256, batch_size: int = 64) -> TextEncoder:
+def load_encoder(path: str, max_length: int = 256, batch_size: int = 16) -> TextEncoder:
     """A process-wide cached encoder, so repeated stages do not reload weights."""
     return TextEncoder(Path(path), max_length=max_length, batch_size=batch_size)

@@ -94,7 +94,7 @@ def check_label_template(value: str) -> str:
 
 class ModelSettings(_Strict):
     encoder: str | None = None
-    batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 16
     max_length: Annotated[int, Field(ge=8, le=512)] = 256
     min_examples_per_label: Annotated[int, Field(ge=1)] = 8
     rule_label_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
