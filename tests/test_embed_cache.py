@@ -178,3 +178,35 @@ def test_embeddings_have_no_in_memory_index_and_are_stored_once(tmp_path):
     with connect() as conn:
         rows = conn.execute("SELECT count(*), count(DISTINCT dedup_key) FROM t.embeddings")
         assert rows.fetchone() == (51, 51)
+
+
+def test_a_new_group_batches_on_its_own_so_a_mostly_cached_request_encodes_little(tmp_path):
+    connect = _warehouse(tmp_path)
+    texts = _texts(200, seed=8)
+    keys = [f"k{i}" for i in range(200)]
+    old, new = list(range(180)), list(range(180, 200))  # a training set that gained 20 texts
+    pipeline.embed_cached(
+        connect,
+        "t",
+        BatchSensitiveEncoder(16),
+        [keys[i] for i in old],
+        [texts[i] for i in old],
+        groups=[1] * len(old),
+    )
+    encoder = BatchSensitiveEncoder(16)
+    both, n_new = pipeline.embed_cached(
+        connect, "t", encoder, keys, texts, groups=[1] * len(old) + [2] * len(new)
+    )
+    assert n_new == 20
+    assert sorted(encoder.encoded) == sorted(texts[i] for i in new)  # nothing re-encoded
+
+    # and the vectors do not depend on what was cached when the request started
+    fresh, _ = pipeline.embed_cached(
+        _warehouse(tmp_path / "fresh"),
+        "t",
+        BatchSensitiveEncoder(16),
+        keys,
+        texts,
+        groups=[1] * len(old) + [2] * len(new),
+    )
+    np.testing.assert_array_equal(both, fresh)

@@ -767,27 +767,38 @@ def embed_cached(
     *,
     progress: Progress | None = None,
     stage: str = "embed",
+    groups: Sequence[int] | pd.Series | None = None,
 ) -> tuple[np.ndarray, int]:
     """Embeddings for (key, text) pairs, reusing the warehouse cache and storing what was
     computed. Returns the (n, dim) matrix and how many texts were newly encoded.
 
     Float32 kernels give slightly different vectors for one text in differently shaped batches,
     so the encoder batches are formed over the whole request, whatever is cached: the distinct
-    texts sorted by (length, key) and cut every `batch_size`. A batch holding any uncached text
-    is encoded whole, and only its uncached vectors are stored and used. A run killed halfway
-    therefore re-runs to the very vectors an uninterrupted run computes."""
-    order = pd.DataFrame({"dedup_key": list(keys), "text": list(texts)})
+    texts sorted by (group, length, key) and cut every `batch_size` within each group. A batch
+    holding any uncached text is encoded whole, and only its uncached vectors are stored and
+    used. A run killed halfway therefore re-runs to the very vectors an uninterrupted run
+    computes. `groups` (e.g. the drop each text came from) keeps texts that arrive together in
+    batches of their own, so a request that is mostly cached (a training set that gained one
+    drop's texts) re-encodes little besides the new texts."""
+    order = pd.DataFrame(
+        {
+            "dedup_key": list(keys),
+            "text": list(texts),
+            "group": np.zeros(len(keys), dtype=np.int64) if groups is None else list(groups),
+        }
+    )
     if len(order) == 0:
         return np.zeros((0, encoder.dim), dtype=np.float32), 0
     unique = order.drop_duplicates("dedup_key")
     unique = (
         unique.assign(_len=unique["text"].str.len())
-        .sort_values(["_len", "dedup_key"], kind="stable")
+        .sort_values(["group", "_len", "dedup_key"], kind="stable")
         .drop(columns="_len")
         .reset_index(drop=True)
     )
     batch_size = max(1, int(getattr(encoder, "batch_size", 64)))
-    batch = np.arange(len(unique)) // batch_size
+    starts = (unique.groupby("group", sort=False).cumcount() % batch_size == 0).to_numpy()
+    batch = np.cumsum(starts) - 1
     vectors: dict[str, np.ndarray] = {}
     with connect() as conn:
         conn.register("_want", unique[["dedup_key"]])
@@ -811,7 +822,16 @@ def embed_cached(
     for first in range(0, len(todo), per_chunk):
         rows = np.flatnonzero(np.isin(batch, todo[first : first + per_chunk]))
         part = unique.iloc[rows]
-        emb = encoder.encode(part["text"].tolist())
+        # one call per batch: the encoder re-sorts what it gets by length, which would mix
+        # batches of different groups
+        bounds = np.flatnonzero(np.diff(batch[rows])) + 1
+        texts_of = part["text"].tolist()
+        emb = np.vstack(
+            [
+                encoder.encode(texts_of[a:b])
+                for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(rows)], strict=True)
+            ]
+        )
         new = missing[rows]
         fresh = part["dedup_key"].to_numpy()[new]
         with connect() as conn:
@@ -836,19 +856,21 @@ def training_set(conn: duckdb.DuckDBPyConnection, spec: TaskSpec, seq: int) -> p
     """Labeled texts for the head: human decisions (weight 1), the spec's few-shot examples
     (weight 1) and confident, conflict-free rule labels of this and earlier drops (weight
     `model.rule_label_weight`, at most RULE_TRAIN_CAP per label). One row per distinct text,
-    human decisions first."""
+    human decisions first; `seq` is the sequence number of the drop a text came from (0 for
+    the examples)."""
     task = spec.name
     decided = _decided(conn, spec)[["record_id", "label"]]
     conn.register("_decided", decided)
     humans = conn.execute(
-        f"SELECT n.dedup_key, n.text, d.label FROM _decided d"
+        f"SELECT n.dedup_key, n.text, d.label, s.seq FROM _decided d"
         f" JOIN {_q(task, 'normalized_records')} n USING (record_id)"
+        f" JOIN {_q(task, 'drops')} s USING (drop_id)"
     ).fetchdf()
     conn.unregister("_decided")
     rules = conn.execute(
         f"""
-        SELECT dedup_key, text, label FROM (
-            SELECT n.dedup_key, n.text, r.rule_label AS label,
+        SELECT dedup_key, text, label, seq FROM (
+            SELECT n.dedup_key, n.text, r.rule_label AS label, d.seq,
                    row_number() OVER (PARTITION BY r.rule_label ORDER BY hash(n.dedup_key)) AS rn
             FROM {_q(task, "rule_labels")} r
             JOIN {_q(task, "normalized_records")} n USING (drop_id, record_id)
@@ -866,6 +888,7 @@ def training_set(conn: duckdb.DuckDBPyConnection, spec: TaskSpec, seq: int) -> p
             "dedup_key": [normalize.dedup_key(t) for _, t in example_texts],
             "text": [t for _, t in example_texts],
             "label": [label for label, _ in example_texts],
+            "seq": 0,
         }
     )
     parts = [
@@ -875,7 +898,7 @@ def training_set(conn: duckdb.DuckDBPyConnection, spec: TaskSpec, seq: int) -> p
     ]
     parts = [p for p in parts if not p.empty]
     if not parts:
-        return pd.DataFrame(columns=["dedup_key", "text", "label", "weight", "origin"])
+        return pd.DataFrame(columns=["dedup_key", "text", "label", "seq", "weight", "origin"])
     combined = pd.concat(parts, ignore_index=True)
     combined = combined[combined["text"].str.len() > 0]
     combined = combined.drop_duplicates("dedup_key", keep="first")
@@ -924,6 +947,7 @@ def label_model_for(
                 train["text"],
                 progress=progress,
                 stage="embed training set",
+                groups=train["seq"].astype("int64"),  # a new drop's texts batch together
             )
             reviewed = (train["origin"] == "human").to_numpy()
             model = train_head(x, y, w, n_labels=len(labels), version=version, reviewed=reviewed)
