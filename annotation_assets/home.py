@@ -19,9 +19,19 @@ class HomeConfigError(ValueError):
     """The home's annotation.yaml (or its environment overrides) is not valid."""
 
 
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+MIN_MEMORY_LIMIT = 64 * 2**20  # below this DuckDB cannot run the stages' queries
+
+
 def valid_memory_limit(value: str) -> bool:
-    """Whether `value` is a size DuckDB's memory_limit accepts (a number and a unit)."""
-    return bool(_MEMORY_LIMIT.fullmatch(value))
+    """Whether `value` is a size DuckDB's memory_limit accepts (a number and a unit) and
+    at least 64 MiB."""
+    match = _MEMORY_LIMIT.fullmatch(value)
+    if not match:
+        return False
+    number = float(value[: match.start(2)].strip())
+    return number * _UNITS[match.group(2).lower()] >= MIN_MEMORY_LIMIT
 
 
 @dataclass(frozen=True)
@@ -81,8 +91,13 @@ class Home:
         limit = os.environ.get("ANNOTATION_WAREHOUSE_MEMORY_LIMIT") or section.get("memory_limit")
         limit = str(limit or DEFAULT_MEMORY_LIMIT).strip()
         if not valid_memory_limit(limit):
+            where = (
+                "ANNOTATION_WAREHOUSE_MEMORY_LIMIT"
+                if os.environ.get("ANNOTATION_WAREHOUSE_MEMORY_LIMIT")
+                else f"{self.config_file}: warehouse.memory_limit"
+            )
             raise HomeConfigError(
-                f"warehouse memory_limit must be a size such as 512MB or 2GB, got {limit!r}"
+                f"{where} must be a size of at least 64MiB such as 512MB or 2GB, got {limit!r}"
             )
         return WarehouseSettings(backend=backend, path=str(path), memory_limit=limit)
 

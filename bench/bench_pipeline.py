@@ -632,6 +632,13 @@ def run_child(size: int, args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
@@ -640,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--encoder-baseline-sample",
-        type=int,
+        type=_positive_int,
         help="encode at most this many of the encoder tier's texts (a seeded random sample) for"
         " the model baseline (default: all of them)",
     )

@@ -60,7 +60,8 @@ class Warehouse(dg.ConfigurableResource):
             return
         if not valid_memory_limit(self.memory_limit):
             raise ValueError(
-                f"memory_limit must be a size such as 512MB, got {self.memory_limit!r}"
+                f"memory_limit must be a size of at least 64MiB such as 512MB,"
+                f" got {self.memory_limit!r}"
             )
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_s

@@ -196,6 +196,8 @@ def test_the_pipeline_runs_on_a_parquet_warehouse_in_s3(
         ("warehouse: {backend: duckdb, path: 's3://b/p/'}\n", "needs a local file path"),
         ("warehouse: {backend: parquet\n", "not valid YAML"),
         ("warehouse: {memory_limit: lots}\n", "memory_limit must be a size"),
+        ("warehouse: {memory_limit: 0MB}\n", "must be a size of at least 64MiB"),
+        ("warehouse: {memory_limit: 63MiB}\n", "must be a size of at least 64MiB"),
         ("warehouse: {memory_limit: '1GB; DROP TABLE x'}\n", "memory_limit must be a size"),
     ],
 )
