@@ -193,6 +193,7 @@ def run_one(
         "encoder_path": encoder_dir,
         "batch_size": spec.model.batch_size,
         "max_length": spec.model.max_length,
+        "encoder_precision": spec.model.encoder_precision,
         "load_average_start": load_start,
     }
     with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
@@ -215,7 +216,12 @@ def run_one(
 
         _log(size, f"loading encoder {encoder_dir}")
         t0 = time.perf_counter()
-        encoder = load_encoder(encoder_dir, spec.model.max_length, spec.model.batch_size)
+        encoder = load_encoder(
+            encoder_dir,
+            spec.model.max_length,
+            spec.model.batch_size,
+            spec.model.encoder_precision,
+        )
         encoder.encode(["warm-up sentence, not part of the drop"] * 4)
         result["encoder_load_s"] = time.perf_counter() - t0
         result["encoder"] = encoder.name
@@ -396,7 +402,10 @@ def run_one(
         encoder.encode(scored_texts, progress=encode_progress)
         seconds = time.perf_counter() - start
         baselines["label_by_model"] = {
-            "what": f"TextEncoder.encode, batch {encoder.batch_size}, same texts{sampled}",
+            "what": (
+                f"TextEncoder.encode, batch {encoder.batch_size}, {encoder.precision},"
+                f" same texts{sampled}"
+            ),
             "seconds": seconds,
             "records": len(scored_texts),
             "records_per_s": len(scored_texts) / seconds if seconds else None,

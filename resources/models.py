@@ -51,7 +51,9 @@ class LabelModels(dg.ConfigurableResource):
                 f"encoder for task {spec.name!r} not found at {path} (model.encoder must be a "
                 "local transformers folder; nothing is downloaded)"
             )
-        return load_encoder(path, spec.model.max_length, spec.model.batch_size)
+        return load_encoder(
+            path, spec.model.max_length, spec.model.batch_size, spec.model.encoder_precision
+        )
 
     def clip_for(self, spec: TaskSpec) -> tuple[ClipHeavyScorer | None, str]:
         """The CLIP heavy stage of an image task, or None with the reason it is unavailable

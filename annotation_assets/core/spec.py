@@ -96,6 +96,7 @@ class ModelSettings(_Strict):
     encoder: str | None = None
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 16
     max_length: Annotated[int, Field(ge=8, le=512)] = 256
+    encoder_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     min_examples_per_label: Annotated[int, Field(ge=1)] = 8
     rule_label_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     zero_shot_temperature: Annotated[float, Field(gt=0.0)] = 0.05
