@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+DEFAULT_BATCH_SIZE = 16
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 # x86 flags of bfloat16 dot-product / tile instructions, as Linux names them in /proc/cpuinfo
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -71,7 +72,7 @@ class TextEncoder:
         path: Path,
         *,
         max_length: int = 256,
-        batch_size: int = 16,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         precision: str = "auto",
     ) -> None:
         import torch
@@ -128,7 +129,10 @@ class TextEncoder:
 
 @lru_cache(maxsize=4)
 def load_encoder(
-    path: str, max_length: int = 256, batch_size: int = 16, precision: str = "auto"
+    path: str,
+    max_length: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    precision: str = "auto",
 ) -> TextEncoder:
     """A process-wide cached encoder, so repeated stages do not reload weights."""
     return TextEncoder(

@@ -30,6 +30,7 @@ from annotation_assets.core.classifier import (
     prototype_model,
     train_head,
 )
+from annotation_assets.core.encoder import DEFAULT_BATCH_SIZE
 from annotation_assets.core.fast_model import (
     NGRAM,
     FastModel,
@@ -796,7 +797,7 @@ def embed_cached(
         .drop(columns="_len")
         .reset_index(drop=True)
     )
-    batch_size = max(1, int(getattr(encoder, "batch_size", 64)))
+    batch_size = max(1, int(getattr(encoder, "batch_size", DEFAULT_BATCH_SIZE)))
     starts = (unique.groupby("group", sort=False).cumcount() % batch_size == 0).to_numpy()
     batch = np.cumsum(starts) - 1
     vectors: dict[str, np.ndarray] = {}
@@ -1092,6 +1093,31 @@ class _Clock:
         self._last = now
 
 
+def _texts_at(
+    connect: Connect, task: str, drop_id: str, record_ids: pd.Series, positions: np.ndarray
+) -> list[str]:
+    """The normalized texts of the drop's records at `positions` of `record_ids`, in that
+    order: a stage reads only the texts it scores rather than the whole drop's."""
+    if len(positions) == 0:
+        return []
+    want = pd.DataFrame({"record_id": record_ids.iloc[positions].to_numpy(), "pos": positions})
+    with connect() as conn:
+        conn.register("_want_texts", want)
+        try:
+            found = conn.execute(
+                f"SELECT n.text FROM _want_texts w JOIN {_q(task, 'normalized_records')} n"
+                " ON n.record_id = w.record_id AND n.drop_id = ? ORDER BY w.pos",
+                [drop_id],
+            ).fetchall()
+        finally:
+            conn.unregister("_want_texts")
+    if len(found) != len(positions):
+        raise LookupError(
+            f"drop {drop_id!r}: {len(positions) - len(found)} records' texts vanished mid-stage"
+        )
+    return [row[0] for row in found]
+
+
 def label_by_model(
     connect: Connect,
     spec: TaskSpec,
@@ -1119,8 +1145,9 @@ def label_by_model(
         previous = conn.execute(
             f"SELECT * FROM {_q(task, 'model_labels')} WHERE drop_id = ?", [drop_id]
         ).fetchdf()
+        # texts are read later, for only the records the rules leave (`_texts_at`)
         frame = conn.execute(
-            "SELECT n.record_id, n.dedup_key, n.text, r.rule_label, r.rule_confidence,"
+            "SELECT n.record_id, n.dedup_key, r.rule_label, r.rule_confidence,"
             " json_extract_string(n.meta, '$.file') AS file"
             f" FROM {_q(task, 'normalized_records')} n"
             f" LEFT JOIN {_q(task, 'rule_labels')} r USING (drop_id, record_id)"
@@ -1144,10 +1171,11 @@ def label_by_model(
     model_probs: list[list[float] | None] = [None] * n
     model_version: list[str | None] = [None] * n
     where = np.flatnonzero(needs_model)
+    texts = pd.Series(_texts_at(connect, task, drop_id, frame["record_id"], where), index=where)
     if fast is not None and len(where):
         if progress:
             progress("n-gram tier", 0, len(where))
-        fast_probs = fast.predict_proba(frame["text"].iloc[where])
+        fast_probs = fast.predict_proba(texts)
         settled = fast_probs.max(axis=1) >= threshold
         if _fast_tier_unchecked(fast, spec):
             settled[:] = False  # scored, but it may not accept yet: the encoder decides
@@ -1171,7 +1199,7 @@ def label_by_model(
         task,
         encoder,
         frame["dedup_key"].iloc[to_encode],
-        frame["text"].iloc[to_encode],
+        texts.loc[to_encode],
         progress=progress,
         stage="embed records",
     )
@@ -1194,7 +1222,7 @@ def label_by_model(
                 root = item_root or Path(".")
                 items = [str(root / f) for f in frame["file"].iloc[unsure]]
             else:
-                items = frame["text"].iloc[unsure].tolist()
+                items = _texts_at(connect, task, drop_id, frame["record_id"], unsure)
             heavy_probs = heavy.predict_proba(items, labels)
             heavy_idx[unsure] = heavy_probs.argmax(axis=1)
             heavy_conf[unsure] = heavy_probs.max(axis=1)
@@ -1400,10 +1428,14 @@ def build_final_dataset(connect: Connect, spec: TaskSpec, drop_id: str) -> Final
     decided (contested, awaiting votes) stays out even when a model is sure: people finish
     what they started."""
     task = spec.name
+    table = _q(task, "final_dataset")
     with connect() as conn, transaction(conn):
         conn.register("_decisions", human_decisions(conn, spec))
-        frame = conn.execute(
+        conn.execute(f"DELETE FROM {table} WHERE drop_id = ?", [drop_id])
+        # one INSERT ... SELECT: the drop's rows (text included) never pass through pandas
+        conn.execute(
             f"""
+            INSERT INTO {table} BY NAME
             SELECT n.record_id AS id, n.drop_id, n.text,
                    coalesce(h.label, m.label) AS label,
                    CASE WHEN h.label IS NOT NULL THEN 'human' ELSE m.source END AS source,
@@ -1419,14 +1451,26 @@ def build_final_dataset(connect: Connect, spec: TaskSpec, drop_id: str) -> Final
             ORDER BY n.row_num
             """,
             [drop_id],
-        ).fetchdf()
+        )
         conn.unregister("_decisions")
-        _replace(conn, task, "final_dataset", drop_id, frame)
+
+        def counts(column: str) -> dict[str, int]:
+            rows = conn.execute(
+                f"SELECT {column}, count(*) FROM {table} WHERE drop_id = ?"
+                " GROUP BY 1 ORDER BY 2 DESC, 1",
+                [drop_id],
+            ).fetchall()
+            return {str(k): int(v) for k, v in rows}
+
+        by_source, by_label = counts("source"), counts("label")
+        confidence = conn.execute(
+            f"SELECT confidence FROM {table} WHERE drop_id = ?", [drop_id]
+        ).fetchnumpy()["confidence"]
     return FinalResult(
-        n_rows=len(frame),
-        by_source={str(k): int(v) for k, v in frame["source"].value_counts().items()},
-        by_label={str(k): int(v) for k, v in frame["label"].value_counts().items()},
-        confidence=frame["confidence"].to_numpy(dtype=np.float64),
+        n_rows=sum(by_source.values()),
+        by_source=by_source,
+        by_label=by_label,
+        confidence=np.asarray(confidence, dtype=np.float64),
     )
 
 

@@ -8,6 +8,7 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from annotation_assets.core.encoder import DEFAULT_BATCH_SIZE
 from annotation_assets.core.s3 import is_s3_url, parse_s3_url
 
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -94,7 +95,7 @@ def check_label_template(value: str) -> str:
 
 class ModelSettings(_Strict):
     encoder: str | None = None
-    batch_size: Annotated[int, Field(ge=1, le=4096)] = 16
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_BATCH_SIZE
     max_length: Annotated[int, Field(ge=8, le=512)] = 256
     encoder_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     min_examples_per_label: Annotated[int, Field(ge=1)] = 8
