@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from annotation_assets.core import pipeline
@@ -23,6 +24,7 @@ class BatchSensitiveEncoder:
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
         self.encoded: list[str] = []
+        self.vectors: dict[str, np.ndarray] = {}  # what encode() returned, by text
 
     def encode(
         self, texts: Sequence[str], *, progress: Callable[[int, int], None] | None = None
@@ -37,6 +39,7 @@ class BatchSensitiveEncoder:
             for i, text in zip(idx, batch, strict=True):
                 seed = int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "big")
                 out[i] = np.random.default_rng(seed).random(self.dim) + shape_term
+                self.vectors[text] = out[i].copy()
             self.encoded.extend(batch)
         return out
 
@@ -70,14 +73,13 @@ def test_vectors_do_not_depend_on_what_was_cached(tmp_path, monkeypatch, cached_
     request = list(range(len(texts))) + [5, 7, 5]  # repeated keys come back in place
 
     clean = _warehouse(tmp_path / "clean")
+    fresh = BatchSensitiveEncoder(16)
     expected, n_clean = pipeline.embed_cached(
-        clean,
-        "t",
-        BatchSensitiveEncoder(16),
-        [keys[i] for i in request],
-        [texts[i] for i in request],
+        clean, "t", fresh, [keys[i] for i in request], [texts[i] for i in request]
     )
     assert n_clean == len(texts)
+    # every row is the vector the encoder gave its text, repeated keys included
+    np.testing.assert_array_equal(expected, np.stack([fresh.vectors[texts[i]] for i in request]))
 
     # a killed run stored some of the request's vectors (any subset of them);
     # the re-run must produce exactly the uninterrupted run's matrix
@@ -210,3 +212,45 @@ def test_a_new_group_batches_on_its_own_so_a_mostly_cached_request_encodes_littl
         groups=[1] * len(old) + [2] * len(new),
     )
     np.testing.assert_array_equal(both, fresh)
+
+
+class RowWiseModel:
+    """A stand-in head whose probabilities depend on each row alone."""
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        e = np.exp(x[:, :2].astype(np.float64))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("cached", [0, 37])
+def test_model_stage_scores_slices_that_match_one_request(tmp_path, monkeypatch, cached):
+    texts = _texts(100, seed=5)
+    keys = [f"k{i}" for i in range(100)]
+    whole, _ = pipeline.embed_cached(
+        _warehouse(tmp_path / "whole"), "t", BatchSensitiveEncoder(4), keys, texts
+    )
+    sliced = _warehouse(tmp_path / "sliced")
+    if cached:  # what a killed run stored
+        with sliced() as conn:
+            conn.executemany(
+                "INSERT INTO t.embeddings VALUES (?, ?, ?)",
+                [("batchy@test", keys[i], whole[i].tolist()) for i in range(0, 100, 100 // cached)],
+            )
+        cached = len(range(0, 100, 100 // cached))
+    monkeypatch.setattr(pipeline, "SCORE_SLICE", 10)  # slices of 8 texts: 13 calls
+    reports: list[tuple[int, int | None]] = []
+    probs, n_new = pipeline._embed_and_score(
+        sliced,
+        "t",
+        BatchSensitiveEncoder(4),
+        RowWiseModel(),
+        pd.Series(keys, index=range(500, 600)),  # any index: results follow the order
+        pd.Series(texts, index=range(500, 600)),
+        progress=lambda stage, done, total: reports.append((done, total)),
+    )
+    assert n_new == 100 - cached
+    # the slices formed the encoder batches one request forms: the same vectors, bit for bit
+    np.testing.assert_array_equal(probs, RowWiseModel().predict_proba(whole))
+    done = [d for d, _ in reports]
+    assert done == sorted(done) and reports[-1] == (n_new, n_new)
+    assert all(total is not None and d <= total for d, total in reports)

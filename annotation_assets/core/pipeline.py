@@ -441,49 +441,78 @@ def _mark_exact_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: 
 _NEAR_COLUMNS = ["row_num", "record_id", "duplicate_of_drop", "duplicate_of_id", "similarity"]
 
 
+def _near_candidate_queries(
+    task: str, drop_id: str, new_columns: str, old_columns: str
+) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
+    """SQL (with parameters) selecting `new_columns` of the candidates still standing (in row
+    order) and `old_columns` of every other drop's kept records (in drop, then row order)."""
+    new = (
+        f"SELECT {new_columns} FROM _cand c"
+        " ANTI JOIN _dups d ON c.row_num = d.row_num ANTI JOIN _quar q ON c.row_num = q.row_num"
+        " ORDER BY c.row_num"
+    )
+    old = (
+        f"SELECT {old_columns} FROM {_q(task, 'normalized_records')} c"
+        f" JOIN {_q(task, 'drops')} d USING (drop_id) WHERE c.drop_id <> ?"
+        " ORDER BY d.seq, c.row_num"
+    )
+    return (new, []), (old, [drop_id])
+
+
 def _near_candidates(
     conn: duckdb.DuckDBPyConnection, task: str, drop_id: str, column: str
 ) -> tuple[pa.Table, pa.Table]:
     """The candidates still standing (in row order) and every other drop's kept records,
     with one fingerprint column `fp` (an SQL expression over the table), as Arrow tables (a
-    million MinHash signatures as Python lists would take gigabytes)."""
-    new = conn.sql(
-        f"SELECT c.row_num, c.record_id, {column} AS fp FROM _cand c"
-        " ANTI JOIN _dups d ON c.row_num = d.row_num ANTI JOIN _quar q ON c.row_num = q.row_num"
-        " ORDER BY c.row_num"
-    ).to_arrow_table()
-    old = conn.sql(
-        f"SELECT c.drop_id, c.record_id, {column} AS fp FROM {_q(task, 'normalized_records')} c"
-        f" JOIN {_q(task, 'drops')} d USING (drop_id) WHERE c.drop_id <> ?"
-        " ORDER BY d.seq, c.row_num",
-        params=[drop_id],
-    ).to_arrow_table()
+    million fingerprints as Python objects would take gigabytes)."""
+    (new_sql, new_args), (old_sql, old_args) = _near_candidate_queries(
+        task,
+        drop_id,
+        f"c.row_num, c.record_id, {column} AS fp",
+        f"c.drop_id, c.record_id, {column} AS fp",
+    )
+    new = conn.sql(new_sql, params=new_args).to_arrow_table()
+    old = conn.sql(old_sql, params=old_args).to_arrow_table()
     return new, old
 
 
-def _signature_matrix(fingerprints: pa.ChunkedArray) -> np.ndarray:
-    """A (rows, NUM_PERM) uint32 matrix from a list column of MinHash signatures."""
-    column = fingerprints.combine_chunks()
-    if len(column) == 0:
-        return np.empty((0, dedup.NUM_PERM), dtype=np.uint32)
-    if column.null_count:
-        raise ValueError(f"{column.null_count} records have no MinHash signature")
-    flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.uint32)
-    return flat.reshape(len(column), -1)
+def _signature_matrix(reader: pa.RecordBatchReader, rows: int) -> np.ndarray:
+    """A (rows, NUM_PERM) uint32 matrix filled batch by batch from a one-column stream of
+    MinHash signatures, so only one batch is ever held twice."""
+    out = np.empty((rows, dedup.NUM_PERM), dtype=np.uint32)
+    at = 0
+    for part in reader:
+        column = part.column(0)
+        if column.null_count:
+            raise ValueError(f"{column.null_count} records have no MinHash signature")
+        flat = column.flatten().to_numpy(zero_copy_only=False)
+        out[at : at + len(column)] = np.asarray(flat, dtype=np.uint32).reshape(len(column), -1)
+        at += len(column)
+    if at != rows:
+        raise LookupError(f"expected {rows} MinHash signatures, read {at}")
+    return out
 
 
 def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> pd.DataFrame:
     """Near duplicates (MinHash) among the candidates still standing, against other drops'
-    kept records and earlier candidates of this drop."""
-    new_fp, old_fp = _near_candidates(conn, task, drop_id, "c.minhash")
-    if new_fp.num_rows == 0:
-        return pd.DataFrame(columns=_NEAR_COLUMNS)
-    new_sigs, old_sigs = (
-        _signature_matrix(new_fp.column("fp")),
-        _signature_matrix(old_fp.column("fp")),
+    kept records and earlier candidates of this drop. The signatures are streamed into their
+    matrices by a second query of the same rows, never held as Arrow lists as well."""
+    (new_sql, new_args), (old_sql, old_args) = _near_candidate_queries(
+        task, drop_id, "c.row_num, c.record_id", "c.drop_id, c.record_id"
     )
-    new, old = new_fp.drop_columns(["fp"]), old_fp.drop_columns(["fp"])
-    del new_fp, old_fp  # the signatures now live in the matrices only
+    new = conn.sql(new_sql, params=new_args).to_arrow_table()
+    if new.num_rows == 0:
+        return pd.DataFrame(columns=_NEAR_COLUMNS)
+    old = conn.sql(old_sql, params=old_args).to_arrow_table()
+    (sig_new_sql, _), (sig_old_sql, _) = _near_candidate_queries(
+        task, drop_id, "c.minhash", "c.minhash"
+    )
+    new_sigs = _signature_matrix(
+        conn.sql(sig_new_sql, params=new_args).to_arrow_reader(SIGNATURE_BATCH), new.num_rows
+    )
+    old_sigs = _signature_matrix(
+        conn.sql(sig_old_sql, params=old_args).to_arrow_reader(SIGNATURE_BATCH), old.num_rows
+    )
     new_keys, old_keys = _IndexKeys("n", new.num_rows), _IndexKeys("o", old.num_rows)
     pairs = dedup.near_duplicate_pairs(new_keys, new_sigs, old_keys, old_sigs)
     del new_sigs, old_sigs
@@ -756,6 +785,7 @@ class ModelStore:
 
 
 EMBED_CHUNK = 2048
+SIGNATURE_BATCH = 65_536  # MinHash signatures per streamed batch (16 MiB)
 RULE_TRAIN_CAP = 2000
 
 
@@ -788,32 +818,43 @@ def embed_cached(
             "group": np.zeros(len(keys), dtype=np.int64) if groups is None else list(groups),
         }
     )
+    # One (n, dim) matrix, filled in place: no per-key dict of vectors, no second copy.
+    result = np.empty((len(order), encoder.dim), dtype=np.float32)
     if len(order) == 0:
-        return np.zeros((0, encoder.dim), dtype=np.float32), 0
-    unique = order.drop_duplicates("dedup_key")
+        return result, 0
+    repeated = order["dedup_key"].duplicated().to_numpy()
+    unique = order[~repeated].assign(_pos=np.flatnonzero(~repeated))
     unique = (
         unique.assign(_len=unique["text"].str.len())
         .sort_values(["group", "_len", "dedup_key"], kind="stable")
         .drop(columns="_len")
         .reset_index(drop=True)
     )
+    position = unique["_pos"].to_numpy()  # request row of each unique row
+    row_of = pd.Series(np.arange(len(unique)), index=unique["dedup_key"].to_numpy())
     batch_size = max(1, int(getattr(encoder, "batch_size", DEFAULT_BATCH_SIZE)))
     starts = (unique.groupby("group", sort=False).cumcount() % batch_size == 0).to_numpy()
     batch = np.cumsum(starts) - 1
-    vectors: dict[str, np.ndarray] = {}
+    missing = np.ones(len(unique), dtype=bool)
     with connect() as conn:
         conn.register("_want", unique[["dedup_key"]])
-        cached = conn.sql(
-            f"SELECT e.dedup_key, e.vector FROM {_q(task, 'embeddings')} e"
-            " JOIN _want w USING (dedup_key) WHERE e.encoder = ?",
-            params=[encoder.name],
-        ).to_arrow_table()
-        conn.unregister("_want")
-    if cached.num_rows:
-        flat = cached.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        matrix = np.asarray(flat, dtype=np.float32).reshape(cached.num_rows, -1)
-        vectors.update(zip(cached.column("dedup_key").to_pylist(), matrix, strict=True))
-    missing = ~unique["dedup_key"].isin(vectors).to_numpy()
+        try:
+            reader = conn.sql(
+                f"SELECT e.dedup_key, e.vector FROM {_q(task, 'embeddings')} e"
+                " JOIN _want w USING (dedup_key) WHERE e.encoder = ?",
+                params=[encoder.name],
+            ).to_arrow_reader(EMBED_CHUNK)
+            for part in reader:
+                if part.num_rows == 0:
+                    continue
+                flat = part.column(1).flatten().to_numpy(zero_copy_only=False)
+                rows = row_of.loc[part.column(0).to_pylist()].to_numpy()
+                result[position[rows]] = np.asarray(flat, dtype=np.float32).reshape(
+                    part.num_rows, -1
+                )
+                missing[rows] = False
+        finally:
+            conn.unregister("_want")
     n_missing = int(missing.sum())
     todo = np.unique(batch[missing])  # batches to encode, in request order
     if progress and n_missing:
@@ -846,11 +887,14 @@ def embed_cached(
                 " ON e.encoder = n.encoder AND e.dedup_key = n.dedup_key"
             )
             conn.unregister("_emb")
-        vectors.update(zip(fresh, emb[new], strict=True))
+        result[position[rows[new]]] = emb[new]
         done += len(fresh)
         if progress:
             progress(stage, done, n_missing)
-    return np.vstack([vectors[k] for k in order["dedup_key"]]), n_missing
+    if repeated.any():  # a key asked for twice gets the vector of its first request row
+        again = order["dedup_key"].to_numpy()[repeated]
+        result[repeated] = result[position[row_of.loc[again].to_numpy()]]
+    return result, n_missing
 
 
 def training_set(conn: duckdb.DuckDBPyConnection, spec: TaskSpec, seq: int) -> pd.DataFrame:
@@ -1093,6 +1137,70 @@ class _Clock:
         self._last = now
 
 
+SCORE_SLICE = 32_768
+
+
+def _embed_and_score(
+    connect: Connect,
+    task: str,
+    encoder: Encoder,
+    model: LabelModel,
+    keys: pd.Series,
+    texts: pd.Series,
+    *,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, int]:
+    """The model's probabilities for `texts` (in order) and how many were newly encoded.
+
+    The texts are embedded and scored in slices of about SCORE_SLICE, so memory holds one
+    slice's vectors rather than the whole drop's. The slices are cut from the texts sorted by
+    (length, key), as `embed_cached` sorts a request, at a multiple of the encoder's batch size:
+    the encoder batches are the ones a single request would form, and each slice is the same
+    on every run, whatever the cache holds."""
+    n = len(keys)
+    batch = max(1, int(getattr(encoder, "batch_size", DEFAULT_BATCH_SIZE)))
+    step = max(1, SCORE_SLICE // batch) * batch
+    keys = keys.reset_index(drop=True)
+    texts = texts.reset_index(drop=True)
+    ranked = (
+        pd.DataFrame({"_len": texts.str.len(), "key": keys})
+        .sort_values(["_len", "key"], kind="stable")
+        .index.to_numpy()
+    )
+    probs = np.zeros((n, 0))
+    encoded = 0
+    for start in range(0, n, step):
+        part = ranked[start : start + step]
+        report = None
+        if progress is not None:
+            # one running count over the slices; the total counts later slices' texts as
+            # still to encode until their cache lookup says otherwise
+            def report(
+                stage: str,
+                done: int,
+                total: int | None,
+                _base: int = encoded,
+                _later: int = n - start - len(part),
+            ) -> None:
+                progress(stage, _base + done, _base + (total or 0) + _later)
+
+        emb, new = embed_cached(
+            connect,
+            task,
+            encoder,
+            keys.iloc[part],
+            texts.iloc[part],
+            progress=report,
+            stage="embed records",
+        )
+        scored = model.predict_proba(emb)
+        if probs.shape[1] == 0:
+            probs = np.zeros((n, scored.shape[1]))
+        probs[part] = scored
+        encoded += new
+    return probs, encoded
+
+
 def _texts_at(
     connect: Connect, task: str, drop_id: str, record_ids: pd.Series, positions: np.ndarray
 ) -> list[str]:
@@ -1194,17 +1302,15 @@ def label_by_model(
     else:
         to_encode = where
     clock.lap(NGRAM)
-    emb, n_encoded = embed_cached(
+    probs, n_encoded = _embed_and_score(
         connect,
         task,
         encoder,
+        model,
         frame["dedup_key"].iloc[to_encode],
         texts.loc[to_encode],
         progress=progress,
-        stage="embed records",
     )
-    probs = model.predict_proba(emb)
-    del emb
     _fill_scores(to_encode, probs, model.version, model_idx, model_conf, model_probs, model_version)
     clock.lap("encoder")
     may_accept = model.kind == HEAD or spec.model.zero_shot_auto_accept
