@@ -222,21 +222,22 @@ class RowWiseModel:
         return e / e.sum(axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("cached", [0, 37])
-def test_model_stage_scores_slices_that_match_one_request(tmp_path, monkeypatch, cached):
+@pytest.mark.parametrize("every", [0, 2])
+def test_model_stage_scores_slices_that_match_one_request(tmp_path, monkeypatch, every):
     texts = _texts(100, seed=5)
     keys = [f"k{i}" for i in range(100)]
     whole, _ = pipeline.embed_cached(
         _warehouse(tmp_path / "whole"), "t", BatchSensitiveEncoder(4), keys, texts
     )
     sliced = _warehouse(tmp_path / "sliced")
-    if cached:  # what a killed run stored
+    stored = list(range(0, 100, every)) if every else []  # what a killed run stored
+    if stored:
         with sliced() as conn:
             conn.executemany(
                 "INSERT INTO t.embeddings VALUES (?, ?, ?)",
-                [("batchy@test", keys[i], whole[i].tolist()) for i in range(0, 100, 100 // cached)],
+                [("batchy@test", keys[i], whole[i].tolist()) for i in stored],
             )
-        cached = len(range(0, 100, 100 // cached))
+    cached = len(stored)
     monkeypatch.setattr(pipeline, "SCORE_SLICE", 10)  # slices of 8 texts: 13 calls
     reports: list[tuple[int, int | None]] = []
     probs, n_new = pipeline._embed_and_score(
@@ -254,3 +255,50 @@ def test_model_stage_scores_slices_that_match_one_request(tmp_path, monkeypatch,
     done = [d for d, _ in reports]
     assert done == sorted(done) and reports[-1] == (n_new, n_new)
     assert all(total is not None and d <= total for d, total in reports)
+
+
+def test_progress_completes_when_the_last_slices_are_cached(tmp_path, monkeypatch):
+    texts = _texts(64, seed=6)
+    keys = [f"k{i}" for i in range(64)]
+    connect = _warehouse(tmp_path)
+    encoder = BatchSensitiveEncoder(4)
+    # cache everything but the shortest texts, which the first slice holds
+    by_length = sorted(range(64), key=lambda i: (len(texts[i]), keys[i]))
+    pipeline.embed_cached(
+        connect, "t", encoder, [keys[i] for i in by_length[8:]], [texts[i] for i in by_length[8:]]
+    )
+    monkeypatch.setattr(pipeline, "SCORE_SLICE", 8)  # 8 slices; only the first has misses
+    reports: list[tuple[int, int | None]] = []
+    _, n_new = pipeline._embed_and_score(
+        connect,
+        "t",
+        BatchSensitiveEncoder(4),
+        RowWiseModel(),
+        pd.Series(keys),
+        pd.Series(texts),
+        progress=lambda stage, done, total: reports.append((done, total)),
+    )
+    assert n_new == 8
+    assert reports[-1] == (8, 8)
+
+
+def test_repeated_keys_are_scored_like_their_first_row(tmp_path, monkeypatch):
+    texts = _texts(40, seed=7)
+    keys = [f"k{i}" for i in range(40)]
+    rows = list(range(40)) + [3, 17, 3]
+    connect = _warehouse(tmp_path)
+    monkeypatch.setattr(pipeline, "SCORE_SLICE", 8)
+    probs, n_new = pipeline._embed_and_score(
+        connect,
+        "t",
+        BatchSensitiveEncoder(4),
+        RowWiseModel(),
+        pd.Series([keys[i] for i in rows]),
+        pd.Series([texts[i] for i in rows]),
+    )
+    assert n_new == 40
+    np.testing.assert_array_equal(probs[40:], probs[[3, 17, 3]])
+    whole, _ = pipeline.embed_cached(
+        _warehouse(tmp_path / "whole"), "t", BatchSensitiveEncoder(4), keys, texts
+    )
+    np.testing.assert_array_equal(probs[:40], RowWiseModel().predict_proba(whole))

@@ -86,3 +86,15 @@ def test_bfloat16_vectors_are_close_to_float32_and_named_apart() -> None:
     np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
     # the same batches give the same vectors again (cache and crash re-runs rely on it)
     np.testing.assert_array_equal(half.encode(TEXTS), b)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_label_models_resource_loads_the_specs_precision(
+    tmp_path: Path, precision: str
+) -> None:
+    from resources.models import LabelModels
+
+    spec = make_spec(model={"encoder_precision": precision})
+    encoder = LabelModels(models_dir=str(tmp_path)).encoder_for(spec)
+    assert encoder.precision == precision
+    assert encoder.name.endswith("+bf16") == (precision == "bfloat16")

@@ -454,7 +454,7 @@ def _near_candidate_queries(
     old = (
         f"SELECT {old_columns} FROM {_q(task, 'normalized_records')} c"
         f" JOIN {_q(task, 'drops')} d USING (drop_id) WHERE c.drop_id <> ?"
-        " ORDER BY d.seq, c.row_num"
+        " ORDER BY d.seq, c.drop_id, c.row_num"
     )
     return (new, []), (old, [drop_id])
 
@@ -476,20 +476,29 @@ def _near_candidates(
     return new, old
 
 
-def _signature_matrix(reader: pa.RecordBatchReader, rows: int) -> np.ndarray:
-    """A (rows, NUM_PERM) uint32 matrix filled batch by batch from a one-column stream of
-    MinHash signatures, so only one batch is ever held twice."""
-    out = np.empty((rows, dedup.NUM_PERM), dtype=np.uint32)
+def _signature_matrix(reader: pa.RecordBatchReader, ids: pa.Table) -> np.ndarray:
+    """A (rows of `ids`, NUM_PERM) uint32 matrix filled batch by batch from a stream of
+    `ids`' columns plus a last column of MinHash signatures, so only one batch is ever held
+    twice; each batch's ids must be the next rows of `ids` (the same rows, in the same order)."""
+    out = np.empty((ids.num_rows, dedup.NUM_PERM), dtype=np.uint32)
     at = 0
     for part in reader:
-        column = part.column(0)
+        if part.num_rows == 0:
+            continue
+        expected = ids.slice(at, part.num_rows)
+        if any(
+            not part.column(i).equals(expected.column(i).combine_chunks())
+            for i in range(ids.num_columns)
+        ):
+            raise LookupError(f"MinHash signatures out of step with their records at row {at}")
+        column = part.column(ids.num_columns)
         if column.null_count:
             raise ValueError(f"{column.null_count} records have no MinHash signature")
         flat = column.flatten().to_numpy(zero_copy_only=False)
         out[at : at + len(column)] = np.asarray(flat, dtype=np.uint32).reshape(len(column), -1)
         at += len(column)
-    if at != rows:
-        raise LookupError(f"expected {rows} MinHash signatures, read {at}")
+    if at != ids.num_rows:
+        raise LookupError(f"expected {ids.num_rows} MinHash signatures, read {at}")
     return out
 
 
@@ -497,21 +506,22 @@ def _near_duplicates(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -
     """Near duplicates (MinHash) among the candidates still standing, against other drops'
     kept records and earlier candidates of this drop. The signatures are streamed into their
     matrices by a second query of the same rows, never held as Arrow lists as well."""
+    new_ids, old_ids = "c.row_num, c.record_id", "c.drop_id, c.record_id"
     (new_sql, new_args), (old_sql, old_args) = _near_candidate_queries(
-        task, drop_id, "c.row_num, c.record_id", "c.drop_id, c.record_id"
+        task, drop_id, new_ids, old_ids
     )
     new = conn.sql(new_sql, params=new_args).to_arrow_table()
     if new.num_rows == 0:
         return pd.DataFrame(columns=_NEAR_COLUMNS)
     old = conn.sql(old_sql, params=old_args).to_arrow_table()
     (sig_new_sql, _), (sig_old_sql, _) = _near_candidate_queries(
-        task, drop_id, "c.minhash", "c.minhash"
+        task, drop_id, f"{new_ids}, c.minhash", f"{old_ids}, c.minhash"
     )
     new_sigs = _signature_matrix(
-        conn.sql(sig_new_sql, params=new_args).to_arrow_reader(SIGNATURE_BATCH), new.num_rows
+        conn.sql(sig_new_sql, params=new_args).to_arrow_reader(SIGNATURE_BATCH), new
     )
     old_sigs = _signature_matrix(
-        conn.sql(sig_old_sql, params=old_args).to_arrow_reader(SIGNATURE_BATCH), old.num_rows
+        conn.sql(sig_old_sql, params=old_args).to_arrow_reader(SIGNATURE_BATCH), old
     )
     new_keys, old_keys = _IndexKeys("n", new.num_rows), _IndexKeys("o", old.num_rows)
     pairs = dedup.near_duplicate_pairs(new_keys, new_sigs, old_keys, old_sigs)
@@ -1162,15 +1172,21 @@ def _embed_and_score(
     step = max(1, SCORE_SLICE // batch) * batch
     keys = keys.reset_index(drop=True)
     texts = texts.reset_index(drop=True)
+    # slices are cut over distinct keys, as embed_cached batches them; a repeated key's rows
+    # go to the slice of its first row
+    first = ~keys.duplicated().to_numpy()
     ranked = (
-        pd.DataFrame({"_len": texts.str.len(), "key": keys})
-        .sort_values(["_len", "key"], kind="stable")
-        .index.to_numpy()
+        pd.DataFrame({"_len": texts.str.len(), "key": keys})[first]
+        .sort_values(["_len", "key"], kind="stable")["key"]
+        .to_numpy()
     )
+    slice_of = pd.Series(np.arange(len(ranked)) // step, index=ranked).loc[keys].to_numpy()
+    n_slices = -(-len(ranked) // step)
     probs = np.zeros((n, 0))
     encoded = 0
-    for start in range(0, n, step):
-        part = ranked[start : start + step]
+    last: tuple[int, int] = (0, 0)
+    for number in range(n_slices):
+        part = np.flatnonzero(slice_of == number)
         report = None
         if progress is not None:
             # one running count over the slices; the total counts later slices' texts as
@@ -1180,9 +1196,11 @@ def _embed_and_score(
                 done: int,
                 total: int | None,
                 _base: int = encoded,
-                _later: int = n - start - len(part),
+                _later: int = len(ranked) - min(len(ranked), (number + 1) * step),
             ) -> None:
-                progress(stage, _base + done, _base + (total or 0) + _later)
+                nonlocal last
+                last = (_base + done, _base + (total or 0) + _later)
+                progress(stage, *last)
 
         emb, new = embed_cached(
             connect,
@@ -1198,30 +1216,42 @@ def _embed_and_score(
             probs = np.zeros((n, scored.shape[1]))
         probs[part] = scored
         encoded += new
+    if progress is not None and encoded and last != (encoded, encoded):
+        progress("embed records", encoded, encoded)  # later slices were all cached
     return probs, encoded
 
 
 def _texts_at(
-    connect: Connect, task: str, drop_id: str, record_ids: pd.Series, positions: np.ndarray
+    connect: Connect, task: str, drop_id: str, frame: pd.DataFrame, positions: np.ndarray
 ) -> list[str]:
-    """The normalized texts of the drop's records at `positions` of `record_ids`, in that
-    order: a stage reads only the texts it scores rather than the whole drop's."""
+    """The normalized texts of the records at `positions` of `frame` (record_id, dedup_key),
+    in that order: a stage reads only the texts it scores rather than the whole drop's. The
+    text must still have the key the stage read with it, so a drop re-normalized meanwhile
+    fails the stage instead of caching a vector under another text's key."""
     if len(positions) == 0:
         return []
-    want = pd.DataFrame({"record_id": record_ids.iloc[positions].to_numpy(), "pos": positions})
+    want = pd.DataFrame(
+        {
+            "record_id": frame["record_id"].iloc[positions].to_numpy(),
+            "dedup_key": frame["dedup_key"].iloc[positions].to_numpy(),
+            "pos": positions,
+        }
+    )
     with connect() as conn:
         conn.register("_want_texts", want)
         try:
             found = conn.execute(
                 f"SELECT n.text FROM _want_texts w JOIN {_q(task, 'normalized_records')} n"
-                " ON n.record_id = w.record_id AND n.drop_id = ? ORDER BY w.pos",
+                " ON n.record_id = w.record_id AND n.dedup_key = w.dedup_key AND n.drop_id = ?"
+                " ORDER BY w.pos",
                 [drop_id],
             ).fetchall()
         finally:
             conn.unregister("_want_texts")
     if len(found) != len(positions):
         raise LookupError(
-            f"drop {drop_id!r}: {len(positions) - len(found)} records' texts vanished mid-stage"
+            f"drop {drop_id!r}: {len(positions) - len(found)} records changed while the stage"
+            " ran (normalized again?); run the stage again"
         )
     return [row[0] for row in found]
 
@@ -1279,7 +1309,7 @@ def label_by_model(
     model_probs: list[list[float] | None] = [None] * n
     model_version: list[str | None] = [None] * n
     where = np.flatnonzero(needs_model)
-    texts = pd.Series(_texts_at(connect, task, drop_id, frame["record_id"], where), index=where)
+    texts = pd.Series(_texts_at(connect, task, drop_id, frame, where), index=where)
     if fast is not None and len(where):
         if progress:
             progress("n-gram tier", 0, len(where))
@@ -1328,7 +1358,11 @@ def label_by_model(
                 root = item_root or Path(".")
                 items = [str(root / f) for f in frame["file"].iloc[unsure]]
             else:
-                items = _texts_at(connect, task, drop_id, frame["record_id"], unsure)
+                items = (
+                    texts.reindex(unsure).tolist()
+                    if np.isin(unsure, where).all()
+                    else _texts_at(connect, task, drop_id, frame, unsure)
+                )
             heavy_probs = heavy.predict_proba(items, labels)
             heavy_idx[unsure] = heavy_probs.argmax(axis=1)
             heavy_conf[unsure] = heavy_probs.max(axis=1)
