@@ -225,6 +225,7 @@ def run_one(
         encoder.encode(["warm-up sentence, not part of the drop"] * 4)
         result["encoder_load_s"] = time.perf_counter() - t0
         result["encoder"] = encoder.name
+        result["encoder_precision_used"] = encoder.precision  # what "auto" resolved to
 
         stages: dict[str, dict[str, Any]] = {}
 
