@@ -15,6 +15,8 @@ import pytest
 
 from annotation_assets.core import pipeline
 from annotation_assets.core.tables import create_statements
+from resources.warehouse import Warehouse
+from tests.conftest import make_spec, write_jsonl
 
 
 class BatchSensitiveEncoder:
@@ -302,3 +304,26 @@ def test_repeated_keys_are_scored_like_their_first_row(tmp_path, monkeypatch):
         _warehouse(tmp_path / "whole"), "t", BatchSensitiveEncoder(4), keys, texts
     )
     np.testing.assert_array_equal(probs[:40], RowWiseModel().predict_proba(whole))
+
+
+def test_texts_whose_key_changed_since_the_stage_read_it_fail_the_stage(tmp_path):
+    spec = make_spec()
+    warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
+    warehouse.ensure_task(spec.name)
+    records = [{"id": f"r{i}", "text": text} for i, text in enumerate(_texts(4, seed=8))]
+    folder = write_jsonl(tmp_path / "drops" / "d1", records).parent
+    pipeline.ingest_drop(warehouse.connect, spec, "d1", folder)
+    pipeline.normalize_drop(warehouse.connect, spec, "d1")
+    with warehouse.connect() as conn:
+        frame = conn.execute(
+            f'SELECT record_id, dedup_key, text FROM "{spec.name}".normalized_records'
+            " ORDER BY row_num"
+        ).fetchdf()
+    at = np.array([2, 0])
+    assert pipeline._texts_at(warehouse.connect, spec.name, "d1", frame, at) == list(
+        frame["text"].iloc[at]
+    )
+    # the drop was normalized again meanwhile: record r0 now holds another text
+    stale = frame.assign(dedup_key=frame["dedup_key"].where(frame["record_id"] != "r0", "old"))
+    with pytest.raises(LookupError, match="1 records changed while the stage ran"):
+        pipeline._texts_at(warehouse.connect, spec.name, "d1", stale, at)

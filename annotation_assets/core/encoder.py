@@ -5,11 +5,13 @@ import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
 DEFAULT_BATCH_SIZE = 16
-PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
+Precision = Literal["auto", "float32", "bfloat16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 # x86 flags of bfloat16 dot-product / tile instructions, as Linux names them in /proc/cpuinfo
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 

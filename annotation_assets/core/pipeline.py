@@ -799,6 +799,11 @@ SIGNATURE_BATCH = 65_536  # MinHash signatures per streamed batch (16 MiB)
 RULE_TRAIN_CAP = 2000
 
 
+def _batch_size(encoder: Encoder) -> int:
+    """The encoder's batch size (test doubles without one get the default)."""
+    return max(1, int(getattr(encoder, "batch_size", DEFAULT_BATCH_SIZE)))
+
+
 def embed_cached(
     connect: Connect,
     task: str,
@@ -842,7 +847,7 @@ def embed_cached(
     )
     position = unique["_pos"].to_numpy()  # request row of each unique row
     row_of = pd.Series(np.arange(len(unique)), index=unique["dedup_key"].to_numpy())
-    batch_size = max(1, int(getattr(encoder, "batch_size", DEFAULT_BATCH_SIZE)))
+    batch_size = _batch_size(encoder)
     starts = (unique.groupby("group", sort=False).cumcount() % batch_size == 0).to_numpy()
     batch = np.cumsum(starts) - 1
     missing = np.ones(len(unique), dtype=bool)
@@ -1168,7 +1173,7 @@ def _embed_and_score(
     the encoder batches are the ones a single request would form, and each slice is the same
     on every run, whatever the cache holds."""
     n = len(keys)
-    batch = max(1, int(getattr(encoder, "batch_size", DEFAULT_BATCH_SIZE)))
+    batch = _batch_size(encoder)
     step = max(1, SCORE_SLICE // batch) * batch
     keys = keys.reset_index(drop=True)
     texts = texts.reset_index(drop=True)
@@ -1234,7 +1239,7 @@ def _texts_at(
         {
             "record_id": frame["record_id"].iloc[positions].to_numpy(),
             "dedup_key": frame["dedup_key"].iloc[positions].to_numpy(),
-            "pos": positions,
+            "ord": np.arange(len(positions)),
         }
     )
     with connect() as conn:
@@ -1243,7 +1248,7 @@ def _texts_at(
             found = conn.execute(
                 f"SELECT n.text FROM _want_texts w JOIN {_q(task, 'normalized_records')} n"
                 " ON n.record_id = w.record_id AND n.dedup_key = w.dedup_key AND n.drop_id = ?"
-                " ORDER BY w.pos",
+                " ORDER BY w.ord",
                 [drop_id],
             ).fetchall()
         finally:

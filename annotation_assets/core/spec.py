@@ -8,7 +8,7 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from annotation_assets.core.encoder import DEFAULT_BATCH_SIZE
+from annotation_assets.core.encoder import DEFAULT_BATCH_SIZE, Precision
 from annotation_assets.core.s3 import is_s3_url, parse_s3_url
 
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -97,7 +97,7 @@ class ModelSettings(_Strict):
     encoder: str | None = None
     batch_size: Annotated[int, Field(ge=1, le=4096)] = DEFAULT_BATCH_SIZE
     max_length: Annotated[int, Field(ge=8, le=512)] = 256
-    encoder_precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    encoder_precision: Precision = "auto"
     min_examples_per_label: Annotated[int, Field(ge=1)] = 8
     rule_label_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     zero_shot_temperature: Annotated[float, Field(gt=0.0)] = 0.05
