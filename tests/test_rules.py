@@ -1,6 +1,7 @@
 """Labeling functions: keyword patterns, the label matrix, vote combination and the summary."""
 
 import re
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from annotation_assets.core import pipeline
 from annotation_assets.core.rules import (
     ABSTAIN,
     LabelingFunction,
@@ -20,6 +22,8 @@ from annotation_assets.core.rules import (
     rule_summary,
 )
 from annotation_assets.core.spec import parse_task_spec
+from resources.warehouse import Warehouse
+from tests.conftest import write_jsonl
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -341,3 +345,102 @@ def test_keywords_of_any_characters_match_literally_and_never_fail(
     assert set(matrix[:, 0].tolist()) <= {ABSTAIN, 2}
     assert (matrix[len(texts) :, 0] == 2).all()
     assert all(matrix[i, 0] == ABSTAIN for i, t in enumerate(texts) if t is None)
+
+
+def test_stage_matches_patterns_in_the_warehouse_as_over_a_frame(tmp_path: Path) -> None:
+    # The stage matches pattern rules with a query on the stored records (meta fields too)
+    # and scores lexicon rules from the texts it reads; both must equal the frame path.
+    spec = parse_task_spec(
+        {
+            "name": "t",
+            "kind": "text_classification",
+            "labels": LABELS,
+            "rules": [
+                {**_keywords("title_love", ["love"], "positive"), "field": "title"},
+                {**_keywords("refund", ["refund"], "negative", 0.8)},
+                {
+                    "name": "broken",
+                    "type": "regex",
+                    "pattern": r"(?i)\bbroke(n)?\b",
+                    "label": "negative",
+                    "confidence": 0.85,
+                },
+                {
+                    "name": "vader_pos",
+                    "type": "lexicon_sentiment",
+                    "min": 0.5,
+                    "label": "positive",
+                    "confidence": 0.7,
+                },
+                {
+                    "name": "title_neg",
+                    "type": "lexicon_sentiment",
+                    "field": "title",
+                    "max": -0.3,
+                    "label": "negative",
+                    "confidence": 0.7,
+                },
+            ],
+        }
+    )
+    titles = ["I love it", "awful junk", None, 7, "LOVE", "meh", "terrible, broken"]
+    texts = [
+        "great, I love it",
+        "It broke. Refund please!",
+        "fine",
+        "Broken and awful",
+        "wonderful wonderful",
+        "nothing to say",
+        "refund",
+    ]
+    records = [
+        {"id": f"r{i}", "text": text, **({} if title is None else {"title": title})}
+        for i, (text, title) in enumerate(zip(texts, titles, strict=True))
+    ]
+    warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
+    warehouse.ensure_task(spec.name)
+    drop_dir = write_jsonl(tmp_path / "drops" / "d1", records).parent
+    pipeline.ingest_drop(warehouse.connect, spec, "d1", drop_dir)
+    pipeline.normalize_drop(warehouse.connect, spec, "d1")
+
+    result = pipeline.label_by_rules(warehouse.connect, spec, "d1")
+
+    with warehouse.connect() as conn:
+        frame = conn.execute(
+            "SELECT record_id, text, json_extract_string(meta, '$.title') AS title"
+            " FROM t.normalized_records ORDER BY row_num"
+        ).fetchdf()
+        stored = conn.execute(
+            "SELECT record_id, rules_fired FROM t.rule_labels ORDER BY record_id"
+        ).fetchall()
+    lfs = build_labeling_functions(spec)
+    matrix = apply_labeling_functions(frame, lfs)
+    expected = sorted(
+        (rid, [lf.name for j, lf in enumerate(lfs) if matrix[i, j] != ABSTAIN])
+        for i, rid in enumerate(frame["record_id"])
+    )
+    assert [(rid, list(fired)) for rid, fired in stored] == expected
+    assert result.n_records == len(records)
+    fired_rules = {name for _, names in expected for name in names}
+    assert fired_rules == {lf.name for lf in lfs}  # every rule, pattern and lexicon, fired
+
+
+def test_a_pattern_matcher_that_does_not_line_up_is_refused() -> None:
+    lfs = _lfs(_keywords("refund", ["refund"], "negative"))
+    frame = pd.DataFrame({"text": ["refund", "ok"]})
+
+    with pytest.raises(ValueError, match="do not line up"):
+        apply_labeling_functions(frame, lfs, match_patterns=lambda cols: [np.array([True])])
+
+
+@pytest.mark.parametrize("n_rules", [3, 70])
+def test_fired_rule_names_follow_spec_order_for_each_record(n_rules: int) -> None:
+    rng = np.random.default_rng(n_rules)
+    matrix = np.where(rng.random((50, n_rules)) < 0.3, 1, ABSTAIN).astype(np.int16)
+    names = [f"rule{j}" for j in range(n_rules)]
+
+    fired = pipeline._fired_rule_names(matrix, names)
+
+    assert [list(f) for f in fired] == [
+        [names[j] for j in range(n_rules) if matrix[i, j] != ABSTAIN] for i in range(50)
+    ]

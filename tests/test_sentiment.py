@@ -13,7 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vader.data.emoji import EMOJI
 
-from annotation_assets.core.sentiment import VaderBatchScorer, _round4, vader_compound_scores
+from annotation_assets.core import sentiment
+from annotation_assets.core.sentiment import (
+    VaderBatchScorer,
+    _factorize_tokens,
+    _round4,
+    vader_compound_scores,
+)
 from annotation_assets.core.synthetic import generate_reviews
 
 DEMO_DROPS = Path(__file__).resolve().parents[1] / "annotation_assets/demo_data/drops"
@@ -229,3 +235,39 @@ def test_batches_give_the_same_scores_as_single_texts(size: int) -> None:
     alone = np.array([vader_compound_scores([t])[0] for t in texts])
 
     np.testing.assert_array_equal(vader_compound_scores(texts), alone)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_scores_do_not_depend_on_the_number_of_threads(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts: list[str | None] = [r["text"] for r in generate_reviews(230, seed=7)]
+    texts[5] = None
+    texts[77] = ""
+    alone = VaderBatchScorer().compound(texts, workers=1)
+    monkeypatch.setattr(sentiment, "CHUNK_RECORDS", 40)  # six chunks
+
+    threaded = VaderBatchScorer().compound(texts, workers=workers)
+
+    np.testing.assert_array_equal(threaded, alone)
+    assert _disagreements(texts, threaded) == []
+
+
+def test_default_workers_stay_within_the_cpus_and_the_cap() -> None:
+    assert 1 <= sentiment.default_workers() <= sentiment.MAX_WORKERS
+
+
+_TOKEN_CHARS = st.sampled_from(["a", "b", "é", "😀", "\x00", "!"])
+
+
+@given(st.lists(st.text(_TOKEN_CHARS, min_size=1, max_size=26), min_size=1, max_size=40))
+def test_token_ids_are_equal_exactly_for_equal_tokens(tokens: list[str]) -> None:
+    # Tokens sharing 8- and 16-byte prefixes, with and without NUL bytes (two code paths).
+    big = " ".join(tokens).encode("utf-8")
+    sizes = np.array([len(t.encode("utf-8")) for t in tokens])
+    starts = np.cumsum(sizes + 1) - (sizes + 1)
+
+    ids, vocab = _factorize_tokens(big, starts, starts + sizes)
+
+    assert [vocab[i] for i in ids.tolist()] == tokens
+    assert len(vocab) == len(set(tokens))

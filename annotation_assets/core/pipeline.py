@@ -44,6 +44,7 @@ from annotation_assets.core.rules import (
     apply_labeling_functions,
     build_labeling_functions,
     combine_rule_votes,
+    pattern_select,
     rule_summary,
 )
 from annotation_assets.core.spec import TaskSpec
@@ -638,18 +639,25 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
     lfs = build_labeling_functions(spec)
     label_names = spec.label_names
     with connect() as conn, transaction(conn):
-        extra = sorted({lf.field for lf in lfs} - {"text"})
-        extra_sql = "".join(
-            f', json_extract_string(meta, $f{i}) AS "{f}"' for i, f in enumerate(extra)
-        )
-        params: dict[str, Any] = {"drop": drop_id}
-        params.update({f"f{i}": f'$."{f}"' for i, f in enumerate(extra)})
+        source = f"FROM {_q(task, 'normalized_records')} WHERE drop_id = $drop ORDER BY row_num"
+        # Only lexicon rules need their fields in Python; patterns are matched in DuckDB.
+        read = sorted({lf.field for lf in lfs if lf.band is not None})
+        sql, params = _field_selects(read)
         frame = conn.execute(
-            f"SELECT record_id, text{extra_sql} FROM {_q(task, 'normalized_records')}"
-            " WHERE drop_id = $drop ORDER BY row_num",
-            params,
+            f"SELECT record_id{sql} {source}", {"drop": drop_id, **params}
         ).fetchdf()
-        matrix = apply_labeling_functions(frame, lfs)
+        frame.columns = ["record_id", *read]
+
+        def match_stored(columns: Sequence[int]) -> list[np.ndarray]:
+            fields = sorted({lfs[j].field for j in columns})
+            _, params = _field_selects(fields)
+            select, patterns = pattern_select(lfs, columns, _field_sql(fields))
+            hits = conn.execute(
+                f"SELECT {select} {source}", {"drop": drop_id, **params, **patterns}
+            ).fetchnumpy()
+            return [np.asarray(column, dtype=bool) for column in hits.values()]
+
+        matrix = apply_labeling_functions(frame, lfs, match_patterns=match_stored)
         decisions = _decided(conn, spec)
         decided = decisions.set_index("record_id")["label"]
         index = {label: i for i, label in enumerate(label_names)}
@@ -665,11 +673,7 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
         fired: Any = [[]] * len(frame)
         if lfs:
             # One list of fired rule names per distinct firing pattern, shared by its records.
-            patterns, pattern_of = np.unique(matrix != NO_LABEL, axis=0, return_inverse=True)
-            names = np.empty(len(patterns), dtype=object)
-            for k, pattern in enumerate(patterns):
-                names[k] = [lf.name for lf, f in zip(lfs, pattern, strict=True) if f]
-            fired = names[pattern_of.reshape(-1)]
+            fired = _fired_rule_names(matrix, [lf.name for lf in lfs])
         out = pd.DataFrame(
             {
                 "drop_id": drop_id,
@@ -689,6 +693,35 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
         n_conflicts=int(votes.conflict.sum()),
         summary=summary,
     )
+
+
+def _field_sql(fields: Sequence[str]) -> dict[str, str]:
+    """The SQL expression of each record field a rule reads: `text`, or a key of `meta`
+    (its JSON path passed as parameter $f<i>, from `_field_selects`)."""
+    return {
+        f: "text" if f == "text" else f"json_extract_string(meta, $f{i})"
+        for i, f in enumerate(fields)
+    }
+
+
+def _field_selects(fields: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """`, <expr> AS "f<i>"` for each field, and the parameters the expressions use."""
+    sql = "".join(f', {expr} AS "f{i}"' for i, expr in enumerate(_field_sql(fields).values()))
+    params = {f"f{i}": f'$."{f}"' for i, f in enumerate(fields) if f != "text"}
+    return sql, params
+
+
+def _fired_rule_names(matrix: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Per record, the list of names of the rules that fired on it (object array). Records
+    with the same firing pattern share one list."""
+    codes = np.zeros(len(matrix), dtype=object if len(names) > 62 else np.int64)
+    for j in range(len(names)):
+        codes = codes * 2 + (matrix[:, j] != NO_LABEL)
+    patterns, pattern_of = np.unique(codes, return_inverse=True)
+    lists = np.empty(len(patterns), dtype=object)
+    for k, code in enumerate(patterns.tolist()):
+        lists[k] = [name for j, name in enumerate(names) if code >> (len(names) - 1 - j) & 1]
+    return lists[pattern_of.reshape(-1)]
 
 
 def _calibrated_rules(

@@ -11,7 +11,8 @@ detected set-wise and those records alone are scored by the package itself.
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -86,42 +87,83 @@ def vader_compound(texts: Sequence[str | None]) -> np.ndarray:
     return vader_compound_scores(texts)
 
 
-def apply_labeling_functions(frame: pd.DataFrame, lfs: Sequence[LabelingFunction]) -> np.ndarray:
+PatternMatcher = Callable[[Sequence[int]], Sequence[np.ndarray]]
+
+
+def apply_labeling_functions(
+    frame: pd.DataFrame,
+    lfs: Sequence[LabelingFunction],
+    *,
+    match_patterns: PatternMatcher | None = None,
+) -> np.ndarray:
     """The label matrix of `lfs` over `frame` (one column per rule field), int16, -1 = abstain.
 
-    Pattern rules run as one DuckDB query over the whole frame; lexicon rules share one VADER
-    score per distinct field."""
+    Lexicon rules share one VADER score per distinct field, computed on other threads while
+    the pattern rules are matched. `match_patterns(columns)` gives, for the pattern rules at
+    those columns, whether each record (in frame order) matches, e.g. from a query on stored
+    records; by default one DuckDB query over `frame` does it (`frame_pattern_matcher`)."""
     n = len(frame)
     matrix = np.full((n, len(lfs)), ABSTAIN, dtype=np.int16)
     if n == 0 or not lfs:
         return matrix
+    lexicon_fields = sorted({lf.field for lf in lfs if lf.band is not None})
     pattern_cols = [j for j, lf in enumerate(lfs) if lf.pattern is not None]
-    if pattern_cols:
-        fields = sorted({lfs[j].field for j in pattern_cols})
-        view = pd.DataFrame({f"f{i}": _field_values(frame, f) for i, f in enumerate(fields)})
-        field_col = {f: f"f{i}" for i, f in enumerate(fields)}
-        selects = ", ".join(
-            f"coalesce(regexp_matches({field_col[lfs[j].field]}, $p{j}), false)"
-            for j in pattern_cols
-        )
-        params = {f"p{j}": lfs[j].pattern for j in pattern_cols}
-        with duckdb.connect() as conn:
-            conn.register("records", view)
-            hits = conn.execute(f"SELECT {selects} FROM records", params).fetchnumpy()
-        for k, j in enumerate(pattern_cols):
-            fired = np.asarray(list(hits.values())[k], dtype=bool)
-            matrix[fired, j] = lfs[j].label_index
-    scores: dict[str, np.ndarray] = {}
+    texts = {name: _field_values(frame, name) for name in lexicon_fields}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lexicon") as pool:
+        scoring = {name: pool.submit(vader_compound, texts[name]) for name in lexicon_fields}
+        if pattern_cols:
+            matcher = match_patterns or frame_pattern_matcher(frame, lfs, known=texts)
+            hits = matcher(pattern_cols)
+            if len(hits) != len(pattern_cols) or any(len(h) != n for h in hits):
+                raise ValueError("pattern matches do not line up with the records and rules")
+            for j, fired in zip(pattern_cols, hits, strict=True):
+                matrix[np.asarray(fired, dtype=bool), j] = lfs[j].label_index
+        scores = {name: future.result() for name, future in scoring.items()}
     for j, lf in enumerate(lfs):
         if lf.band is None:
             continue
-        if lf.field not in scores:
-            scores[lf.field] = vader_compound(_field_values(frame, lf.field))
         compound = scores[lf.field]
         with np.errstate(invalid="ignore"):
             fired = (compound >= lf.band[0]) & (compound <= lf.band[1])
         matrix[fired, j] = lf.label_index
     return matrix
+
+
+def pattern_select(
+    lfs: Sequence[LabelingFunction], columns: Sequence[int], field_sql: Mapping[str, str]
+) -> tuple[str, dict[str, str]]:
+    """A SELECT list with one boolean per pattern rule at `columns` (RE2, NULL text: no
+    match) and its parameters; `field_sql` maps each rule field to its SQL expression."""
+    select = ", ".join(
+        f"coalesce(regexp_matches({field_sql[lfs[j].field]}, $p{j}), false) AS hit{j}"
+        for j in columns
+    )
+    return select, {f"p{j}": str(lfs[j].pattern) for j in columns}
+
+
+def frame_pattern_matcher(
+    frame: pd.DataFrame,
+    lfs: Sequence[LabelingFunction],
+    *,
+    known: Mapping[str, list[str | None]] | None = None,
+) -> PatternMatcher:
+    """Matches pattern rules with one DuckDB query over `frame`'s fields (`known`: field
+    values already taken from the frame)."""
+
+    def values(name: str) -> list[str | None]:
+        return known[name] if known and name in known else _field_values(frame, name)
+
+    def match(columns: Sequence[int]) -> list[np.ndarray]:
+        fields = sorted({lfs[j].field for j in columns})
+        field_sql = {f: f"f{i}" for i, f in enumerate(fields)}
+        view = pd.DataFrame({field_sql[f]: values(f) for f in fields})
+        select, params = pattern_select(lfs, columns, field_sql)
+        with duckdb.connect() as conn:
+            conn.register("records", view)
+            hits = conn.execute(f"SELECT {select} FROM records", params).fetchnumpy()
+        return [np.asarray(column, dtype=bool) for column in hits.values()]
+
+    return match
 
 
 def _field_values(frame: pd.DataFrame, field: str) -> list[str | None]:

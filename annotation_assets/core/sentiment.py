@@ -31,8 +31,10 @@ and scored with `polarity_scores`, so the output always equals per-record VADER.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -41,6 +43,8 @@ import numpy as np
 import pandas as pd
 
 CHUNK_RECORDS = 25_000
+# Threads scoring chunks at once; each holds its chunk's token arrays (about 100 MB).
+MAX_WORKERS = 4
 _CONTROL_WORDS = (
     "no",
     "but",
@@ -157,19 +161,14 @@ class VaderBatchScorer:
             name: {n: self._table(phrases, n) for n in lengths}
             for name, (phrases, lengths) in phrase_sets.items()
         }
-        self._first_words = {
-            name: np.array(
-                sorted(
-                    {
-                        self._word_ids[parts[0]]
-                        for key in phrases
-                        if len(parts := key.split(" ")) in lengths and all(parts)
-                    }
-                ),
-                dtype=np.int64,
-            )
-            for name, (phrases, lengths) in phrase_sets.items()
-        }
+        # Per phrase set: whether each phrase-word id starts one of its phrases.
+        self._starts_phrase: dict[str, np.ndarray] = {}
+        for name, (phrases, lengths) in phrase_sets.items():
+            table = np.zeros(self._base, dtype=bool)
+            for key in phrases:
+                if len(parts := key.split(" ")) in lengths and all(parts):
+                    table[self._word_ids[parts[0]]] = True
+            self._starts_phrase[name] = table
         self._multiword_lengths = sorted({k.count(" ") + 1 for k in an.multiword}, reverse=True)
         self._least_in_lexicon = "least" in self._lexicon
         self._compensated_sum = sys.version_info >= (3, 12)
@@ -193,13 +192,27 @@ class VaderBatchScorer:
 
     # ------------------------------------------------------------------------- public
 
-    def compound(self, texts: Sequence[str | None]) -> np.ndarray:
-        """Compound scores in [-1, 1], one per text; NaN where the text is missing or empty."""
+    def compound(self, texts: Sequence[str | None], *, workers: int | None = None) -> np.ndarray:
+        """Compound scores in [-1, 1], one per text; NaN where the text is missing or empty.
+
+        Chunks of CHUNK_RECORDS texts are scored on up to `workers` threads (default: the
+        CPUs this process may use, at most MAX_WORKERS); numpy releases the GIL for most of
+        the work. The scores do not depend on the number of workers."""
         out = np.full(len(texts), np.nan, dtype=np.float64)
         present = [i for i, t in enumerate(texts) if isinstance(t, str) and t]
-        for lo in range(0, len(present), CHUNK_RECORDS):
-            idx = present[lo : lo + CHUNK_RECORDS]
-            out[idx] = self._chunk([texts[i] for i in idx])  # type: ignore[misc]
+        chunks = [present[lo : lo + CHUNK_RECORDS] for lo in range(0, len(present), CHUNK_RECORDS)]
+
+        def score(idx: list[int]) -> np.ndarray:
+            return self._chunk([texts[i] for i in idx])  # type: ignore[misc]
+
+        n_workers = min(default_workers() if workers is None else max(1, workers), len(chunks))
+        if n_workers <= 1:
+            for idx in chunks:
+                out[idx] = score(idx)
+            return out
+        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="vader") as pool:
+            for idx, scores in zip(chunks, pool.map(score, chunks), strict=True):
+                out[idx] = scores
         return out
 
     # ---------------------------------------------------------------- text preparation
@@ -327,10 +340,10 @@ class VaderBatchScorer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Flat indices where an n-word phrase of set `name` starts (inside one record), and
         its values; `phrase_at` holds the flat indices of every phrase word."""
-        first_words = self._first_words[name]
-        if len(first_words) == 0 or len(phrase_at) == 0:
+        starts_phrase = self._starts_phrase[name]
+        if not starts_phrase.any() or len(phrase_at) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        cand = phrase_at[np.isin(tok.word[phrase_at], first_words)]
+        cand = phrase_at[starts_phrase[tok.word[phrase_at]]]
         found, values = self._tables[name][n].find(self._grams(tok, cand, 0, n))
         return cand[found], values[found]
 
@@ -517,20 +530,21 @@ class VaderBatchScorer:
     ) -> np.ndarray:
         """Special-case idioms around each scoring token, then "kind of"-style dampener
         bigrams just before it, in the package's order."""
-        starts_of: dict[tuple[str, int], np.ndarray] = {}
-        for name, n_words in (("special", 2), ("special", 3), ("booster", 2)):
-            where, values = self._phrase_starts(tok, name, n_words, phrase_at)
-            table = np.full(len(tok.vcode), np.nan)
-            table[where] = values
-            starts_of[name, n_words] = table
+        starts_of = {
+            (name, n_words): self._phrase_starts(tok, name, n_words, phrase_at)
+            for name, n_words in (("special", 2), ("special", 3), ("booster", 2))
+        }
 
         def phrase(name: str, offset: int, n_words: int) -> tuple[np.ndarray, np.ndarray]:
             # A phrase found at all lies inside one record; it starts in this token's record
             # when the offset does not reach back past the record's first token.
+            where, values = starts_of[name, n_words]  # sorted flat indices
+            if len(where) == 0:
+                return np.zeros(len(at), dtype=bool), np.zeros(len(at))
             ok, start = tok.window(at, offset)
-            found_val = starts_of[name, n_words][start]
-            found = ok & ~np.isnan(found_val)
-            return found, found_val
+            k = np.minimum(np.searchsorted(where, start), len(where) - 1)
+            found = ok & (where[k] == start)
+            return found, np.where(found, values[k], 0.0)
 
         matched = np.zeros(len(at), dtype=bool)
         for offset, n_words in ((-1, 2), (-2, 3), (-2, 2), (-3, 3), (-3, 2)):
@@ -599,7 +613,14 @@ def _factorize_tokens(
         pair = code[longer] * (int(word_code.max()) + 1) + word_code
         code[longer] = pd.factorize(pair)[0] + int(code.max()) + 1
         step += 8
-    vcode, _ = pd.factorize(code * (int(length.max()) + 1) + length)
+    if b"\0" in big:
+        # A NUL byte reads like the zero padding: tell tokens apart by their length too.
+        vcode, _ = pd.factorize(code * (int(length.max()) + 1) + length)
+    else:
+        # Without NUL bytes the codes already tell every token apart: make them dense.
+        used = np.zeros(int(code.max()) + 1, dtype=bool)
+        used[code] = True
+        vcode = (np.cumsum(used) - 1)[code]
     rep = np.empty(int(vcode.max()) + 1, dtype=np.int64)
     rep[vcode] = np.arange(n_tok)
     return vcode.astype(np.int64), [
@@ -651,6 +672,15 @@ def _char_kinds(
         for ch in group:
             table[ord(ch)] |= bit
     return table
+
+
+def default_workers() -> int:
+    """Threads for scoring: the CPUs this process may run on, at most MAX_WORKERS."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_WORKERS))
 
 
 @cache
