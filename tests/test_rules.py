@@ -439,7 +439,7 @@ def test_fired_rule_names_follow_spec_order_for_each_record(n_rules: int) -> Non
     matrix = np.where(rng.random((50, n_rules)) < 0.3, 1, ABSTAIN).astype(np.int16)
     names = [f"rule{j}" for j in range(n_rules)]
 
-    fired = pipeline._fired_rule_names(matrix, names)
+    fired = pipeline._fired_rule_lists(matrix, names).to_pylist()
 
     assert [list(f) for f in fired] == [
         [names[j] for j in range(n_rules) if matrix[i, j] != ABSTAIN] for i in range(50)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import vader
 from hypothesis import HealthCheck, given, settings
@@ -271,3 +272,38 @@ def test_token_ids_are_equal_exactly_for_equal_tokens(tokens: list[str]) -> None
 
     assert [vocab[i] for i in ids.tolist()] == tokens
     assert len(vocab) == len(set(tokens))
+
+
+def _arrow_forms(texts: list[str | None]) -> dict[str, pa.Array | pa.ChunkedArray]:
+    padded = pa.array(["pad", *texts, "pad"], pa.string())
+    half = len(texts) // 2
+    return {
+        "string": pa.array(texts, pa.string()),
+        "large_string": pa.array(texts, pa.large_string()),
+        "string_view": pa.array(texts, pa.string_view()),
+        "slice": padded.slice(1, len(texts)),
+        "chunks": pa.chunked_array(
+            [pa.array(texts[:half], pa.string()), pa.array(texts[half:], pa.string())]
+        ),
+    }
+
+
+@pytest.mark.parametrize("form", ["string", "large_string", "string_view", "slice", "chunks"])
+def test_arrow_strings_are_read_in_place_with_the_same_scores(
+    form: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts: list[str | None] = [r["text"] for r in generate_reviews(120, seed=3)]
+    texts[3] = None
+    texts[4] = ""
+    texts[60:62] = ["😀 great 👍🏽 ❤️ 5️⃣ stars ©", "don’t like it\u3000at all"]
+    monkeypatch.setattr(sentiment, "CHUNK_RECORDS", 25)  # chunks around the gaps
+
+    ours = VaderBatchScorer().compound(_arrow_forms(texts)[form], workers=2)
+
+    np.testing.assert_array_equal(ours, VaderBatchScorer().compound(texts, workers=1))
+    assert _disagreements(texts, ours) == []
+
+
+def test_an_arrow_array_of_other_values_is_refused() -> None:
+    with pytest.raises(TypeError, match="must be strings"):
+        vader_compound_scores(pa.array([1, 2]))

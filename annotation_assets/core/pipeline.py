@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from annotation_assets.core import dedup, images, ingest, normalize, reconcile
 from annotation_assets.core.calibration import threshold_what_if
@@ -71,19 +72,32 @@ def _q(task: str, table: str) -> str:
 
 
 def _replace(
-    conn: duckdb.DuckDBPyConnection, task: str, table: str, drop_id: str, frame: pd.DataFrame
+    conn: duckdb.DuckDBPyConnection,
+    task: str,
+    table: str,
+    drop_id: str,
+    frame: pd.DataFrame | pa.Table,
 ) -> None:
     conn.execute(f"DELETE FROM {_q(task, table)} WHERE drop_id = ?", [drop_id])
     _append(conn, task, table, frame)
 
 
-def _append(conn: duckdb.DuckDBPyConnection, task: str, table: str, frame: pd.DataFrame) -> None:
-    if frame.empty:
-        return
-    cols = [c for c in column_names(table) if c in frame.columns]
+def _append(
+    conn: duckdb.DuckDBPyConnection, task: str, table: str, frame: pd.DataFrame | pa.Table
+) -> None:
+    if isinstance(frame, pa.Table):
+        if frame.num_rows == 0:
+            return
+        cols = [c for c in column_names(table) if c in frame.column_names]
+        incoming: pd.DataFrame | pa.Table = frame.select(cols)
+    else:
+        if frame.empty:
+            return
+        cols = [c for c in column_names(table) if c in frame.columns]
+        incoming = frame[cols]
     col_sql = ", ".join(f'"{c}"' for c in cols)
     name = f"_incoming_{table}"
-    conn.register(name, frame[cols])
+    conn.register(name, incoming)
     try:
         conn.execute(f"INSERT INTO {_q(task, table)} ({col_sql}) SELECT {col_sql} FROM {name}")
     finally:
@@ -643,10 +657,16 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
         # Only lexicon rules need their fields in Python; patterns are matched in DuckDB.
         read = sorted({lf.field for lf in lfs if lf.band is not None})
         sql, params = _field_selects(read)
-        frame = conn.execute(
-            f"SELECT record_id{sql} {source}", {"drop": drop_id, **params}
-        ).fetchdf()
-        frame.columns = ["record_id", *read]
+        stored = conn.sql(
+            f"SELECT record_id{sql} {source}", params={"drop": drop_id, **params}
+        ).to_arrow_table()
+        # Arrow-backed columns: the lexicon scorer reads the texts' bytes in place.
+        frame = pd.DataFrame(
+            {
+                name: pd.arrays.ArrowExtensionArray(stored.column(i))
+                for i, name in enumerate(["record_id", *read])
+            }
+        )
 
         def match_stored(columns: Sequence[int]) -> list[np.ndarray]:
             fields = sorted({lfs[j].field for j in columns})
@@ -658,32 +678,41 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
             return [np.asarray(column, dtype=bool) for column in hits.values()]
 
         matrix = apply_labeling_functions(frame, lfs, match_patterns=match_stored)
+        record_ids = stored.column(0)
         decisions = _decided(conn, spec)
-        decided = decisions.set_index("record_id")["label"]
-        index = {label: i for i, label in enumerate(label_names)}
         # Label index of each record's human decision; ambiguous (duplicate) ids count as none.
-        gold_of = decided[~decided.index.duplicated(keep=False)].astype(str).map(index)
-        gold = frame["record_id"].map(gold_of).fillna(NO_LABEL).to_numpy(dtype=np.int64)
+        decided = decisions.drop_duplicates("record_id", keep=False)
+        index = {label: i for i, label in enumerate(label_names)}
+        gold_index = decided["label"].astype(str).map(index).fillna(NO_LABEL).to_numpy(np.int64)
+        at = pc.index_in(
+            record_ids, value_set=pa.array(decided["record_id"].astype(str), record_ids.type)
+        )
+        found = at.is_valid().to_numpy(zero_copy_only=False)
+        gold = np.full(len(frame), NO_LABEL, dtype=np.int64)
+        gold[found] = gold_index[at.drop_null().to_numpy()]
         summary = rule_summary(matrix, lfs, gold=gold)
         if spec.review.calibrate_rules and lfs:
             lfs = _calibrated_rules(conn, spec, drop_id, lfs, decisions, summary)
         votes = combine_rule_votes(matrix, lfs, len(label_names))
         for row, lf in zip(summary, lfs, strict=True):
             row["confidence_used"] = lf.confidence
-        fired: Any = [[]] * len(frame)
-        if lfs:
-            # One list of fired rule names per distinct firing pattern, shared by its records.
-            fired = _fired_rule_names(matrix, [lf.name for lf in lfs])
-        out = pd.DataFrame(
+        n = len(frame)
+        unlabeled = votes.label_index == NO_LABEL
+        out = pa.table(
             {
-                "drop_id": drop_id,
-                "record_id": frame["record_id"],
-                "rule_label": np.array([*label_names, None], dtype=object)[votes.label_index],
-                "rule_confidence": np.where(
-                    votes.label_index != NO_LABEL, votes.confidence, np.nan
+                "drop_id": pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(n, dtype=np.int32)), pa.array([drop_id], pa.string())
                 ),
-                "rules_fired": fired,
-                "rule_conflict": votes.conflict,
+                "record_id": record_ids,
+                "rule_label": pa.DictionaryArray.from_arrays(
+                    pa.array(
+                        np.where(unlabeled, 0, votes.label_index).astype(np.int32), mask=unlabeled
+                    ),
+                    pa.array(label_names, pa.string()),
+                ),
+                "rule_confidence": pa.array(votes.confidence, pa.float64(), mask=unlabeled),
+                "rules_fired": _fired_rule_lists(matrix, [lf.name for lf in lfs]),
+                "rule_conflict": pa.array(votes.conflict, pa.bool_()),
             }
         )
         _replace(conn, task, "rule_labels", drop_id, out)
@@ -711,17 +740,27 @@ def _field_selects(fields: Sequence[str]) -> tuple[str, dict[str, str]]:
     return sql, params
 
 
-def _fired_rule_names(matrix: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """Per record, the list of names of the rules that fired on it (object array). Records
-    with the same firing pattern share one list."""
-    codes = np.zeros(len(matrix), dtype=object if len(names) > 62 else np.int64)
+def _fired_rule_lists(matrix: np.ndarray, names: Sequence[str]) -> pa.ListArray:
+    """Per record, the names of the rules that fired on it, in rule order, as an Arrow list
+    array built from one integer code per record's firing pattern."""
+    n = len(matrix)
+    codes = np.zeros(n, dtype=object if len(names) > 62 else np.int64)
     for j in range(len(names)):
         codes = codes * 2 + (matrix[:, j] != NO_LABEL)
     patterns, pattern_of = np.unique(codes, return_inverse=True)
-    lists = np.empty(len(patterns), dtype=object)
-    for k, code in enumerate(patterns.tolist()):
-        lists[k] = [name for j, name in enumerate(names) if code >> (len(names) - 1 - j) & 1]
-    return lists[pattern_of.reshape(-1)]
+    pattern_of = pattern_of.reshape(-1)
+    members = [
+        [j for j in range(len(names)) if code >> (len(names) - 1 - j) & 1]
+        for code in patterns.tolist()
+    ]
+    sizes = np.array([len(m) for m in members], dtype=np.int64)
+    flat = np.array([j for m in members for j in m], dtype=np.int64)
+    pattern_start = np.cumsum(sizes) - sizes
+    record_sizes = sizes[pattern_of] if n else np.zeros(0, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(record_sizes)]).astype(np.int64)
+    at = np.repeat(pattern_start[pattern_of] - offsets[:-1], record_sizes) + np.arange(offsets[-1])
+    values = pa.array(list(names), pa.string()).take(pa.array(flat[at], pa.int64()))
+    return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
 
 
 def _calibrated_rules(

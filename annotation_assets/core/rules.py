@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from annotation_assets.core.sentiment import vader_compound_scores
+from annotation_assets.core.sentiment import TextColumn, vader_compound_scores
 from annotation_assets.core.spec import (
     KeywordsRule,
     LexiconSentimentRule,
@@ -81,9 +82,9 @@ def build_labeling_functions(spec: TaskSpec) -> list[LabelingFunction]:
     return lfs
 
 
-def vader_compound(texts: Sequence[str | None]) -> np.ndarray:
+def vader_compound(texts: TextColumn) -> np.ndarray:
     """VADER compound scores in [-1, 1], equal to the package's per-text scores; NaN for
-    missing or empty text."""
+    missing or empty text. Strings, or an Arrow string array read in place."""
     return vader_compound_scores(texts)
 
 
@@ -145,18 +146,18 @@ def frame_pattern_matcher(
     frame: pd.DataFrame,
     lfs: Sequence[LabelingFunction],
     *,
-    known: Mapping[str, list[str | None]] | None = None,
+    known: Mapping[str, TextColumn] | None = None,
 ) -> PatternMatcher:
     """Matches pattern rules with one DuckDB query over `frame`'s fields (`known`: field
     values already taken from the frame)."""
 
-    def values(name: str) -> list[str | None]:
+    def values(name: str) -> TextColumn:
         return known[name] if known and name in known else _field_values(frame, name)
 
     def match(columns: Sequence[int]) -> list[np.ndarray]:
         fields = sorted({lfs[j].field for j in columns})
         field_sql = {f: f"f{i}" for i, f in enumerate(fields)}
-        view = pd.DataFrame({field_sql[f]: values(f) for f in fields})
+        view = pd.DataFrame({field_sql[f]: _as_column(values(f)) for f in fields})
         select, params = pattern_select(lfs, columns, field_sql)
         with duckdb.connect() as conn:
             conn.register("records", view)
@@ -166,10 +167,24 @@ def frame_pattern_matcher(
     return match
 
 
-def _field_values(frame: pd.DataFrame, field: str) -> list[str | None]:
-    if field in frame.columns:
-        return [v if isinstance(v, str) else None for v in frame[field]]
-    return [None] * len(frame)
+def _as_column(values: TextColumn) -> pd.Series | list[str | None]:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return pd.Series(pd.arrays.ArrowExtensionArray(values))
+    return list(values)
+
+
+def _field_values(frame: pd.DataFrame, field: str) -> TextColumn:
+    """A field's texts: an Arrow-backed string column as its Arrow array (no Python strings
+    made), any other column as strings with None for missing and non-string values."""
+    if field not in frame.columns:
+        return [None] * len(frame)
+    column = frame[field]
+    if isinstance(column.dtype, pd.ArrowDtype) and (
+        pa.types.is_string(column.dtype.pyarrow_dtype)
+        or pa.types.is_large_string(column.dtype.pyarrow_dtype)
+    ):
+        return pa.array(column)  # zero-copy for one chunk
+    return [v if isinstance(v, str) else None for v in column]
 
 
 @dataclass(frozen=True)

@@ -33,15 +33,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+TextColumn: TypeAlias = Sequence[str | None] | pa.Array | pa.ChunkedArray
 CHUNK_RECORDS = 25_000
 # Threads scoring chunks at once; each holds its chunk's token arrays (about 100 MB).
 MAX_WORKERS = 4
@@ -192,18 +194,36 @@ class VaderBatchScorer:
 
     # ------------------------------------------------------------------------- public
 
-    def compound(self, texts: Sequence[str | None], *, workers: int | None = None) -> np.ndarray:
+    def compound(self, texts: TextColumn, *, workers: int | None = None) -> np.ndarray:
         """Compound scores in [-1, 1], one per text; NaN where the text is missing or empty.
 
-        Chunks of CHUNK_RECORDS texts are scored on up to `workers` threads (default: the
-        CPUs this process may use, at most MAX_WORKERS); numpy releases the GIL for most of
-        the work. The scores do not depend on the number of workers."""
-        out = np.full(len(texts), np.nan, dtype=np.float64)
-        present = [i for i, t in enumerate(texts) if isinstance(t, str) and t]
-        chunks = [present[lo : lo + CHUNK_RECORDS] for lo in range(0, len(present), CHUNK_RECORDS)]
+        `texts` is a sequence of strings (None for missing) or an Arrow string array, whose
+        UTF-8 bytes are read in place. Chunks of CHUNK_RECORDS texts are scored on up to
+        `workers` threads (default: the CPUs this process may use, at most MAX_WORKERS);
+        numpy releases the GIL for most of the work. The scores do not depend on the number
+        of workers."""
+        load: Callable[[np.ndarray], tuple[bytes, np.ndarray]]
+        if isinstance(texts, pa.Array | pa.ChunkedArray):
+            data, offsets, present = _arrow_utf8(texts)
 
-        def score(idx: list[int]) -> np.ndarray:
-            return self._chunk([texts[i] for i in idx])  # type: ignore[misc]
+            def load(rows: np.ndarray) -> tuple[bytes, np.ndarray]:
+                return _gather(data, offsets, rows)
+
+        else:
+            strings = texts
+            present = np.fromiter(
+                (isinstance(t, str) and t != "" for t in strings), dtype=bool, count=len(strings)
+            )
+
+            def load(rows: np.ndarray) -> tuple[bytes, np.ndarray]:
+                return _encode([strings[i] for i in rows.tolist()])  # type: ignore[misc]
+
+        out = np.full(len(present), np.nan, dtype=np.float64)
+        rows = np.flatnonzero(present)
+        chunks = [rows[lo : lo + CHUNK_RECORDS] for lo in range(0, len(rows), CHUNK_RECORDS)]
+
+        def score(idx: np.ndarray) -> np.ndarray:
+            return self._chunk(*load(idx))
 
         n_workers = min(default_workers() if workers is None else max(1, workers), len(chunks))
         if n_workers <= 1:
@@ -217,16 +237,23 @@ class VaderBatchScorer:
 
     # ---------------------------------------------------------------- text preparation
 
-    def _prepared(self, texts: list[str]) -> tuple[list[str], list[int]]:
-        """The texts as the package tokenises them, and which of them are not ASCII.
+    def _prepared(self, data: bytes, lens: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """The chunk's texts (UTF-8, back to back, `lens` bytes each) as the package tokenises
+        them, and their new lengths.
 
         Only non-ASCII texts can change (every emoji key holds a non-ASCII character): those
         holding an apostrophe variant, an emoji first character together with an emoji or
-        residue character, or non-ASCII whitespace (collapsed to spaces: same tokens)."""
-        nonascii = [i for i, t in enumerate(texts) if not t.isascii()]
-        if not nonascii:
-            return texts, nonascii
-        sub = [texts[i] for i in nonascii]
+        residue character, or non-ASCII whitespace (collapsed to spaces: same tokens). Only
+        those are decoded and rewritten."""
+        starts = np.cumsum(lens) - lens
+        high = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) >= 0x80)
+        if len(high) == 0:
+            return data, lens
+        nonascii = np.unique(np.searchsorted(starts, high, side="right") - 1).tolist()
+        sub = [
+            data[s : s + n].decode("utf-8", "surrogatepass")
+            for s, n in zip(starts[nonascii].tolist(), lens[nonascii].tolist(), strict=True)
+        ]
         lengths = np.fromiter(map(len, sub), dtype=np.int64, count=len(sub))
         offset = np.cumsum(lengths + 1) - (lengths + 1)
         cp = np.frombuffer(" ".join(sub).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
@@ -241,8 +268,14 @@ class VaderBatchScorer:
         walk = has[_EMOJI_FIRST] & has[_EMOJI_CHAR]
         emoji_at = (kinds & (_EMOJI_FIRST | _RESIDUE)) != 0
         bounds = np.searchsorted(owner, np.arange(len(sub) + 1))
-        out = list(texts)
-        for k in np.flatnonzero(has[_APOSTROPHE] | walk | has[_WIDE_SPACE]).tolist():
+        changed = np.flatnonzero(has[_APOSTROPHE] | walk | has[_WIDE_SPACE]).tolist()
+        if not changed:
+            return data, lens
+        view = memoryview(data)
+        pieces: list[bytes | memoryview] = []
+        new_lens = lens.copy()
+        last = 0
+        for k in changed:
             text = sub[k]
             if has[_APOSTROPHE][k]:
                 for variant, plain in self._apostrophes:
@@ -253,8 +286,13 @@ class VaderBatchScorer:
                 text = self._translate_at(text, where.tolist())
             if has[_WIDE_SPACE][k]:
                 text = " ".join(text.split())
-            out[nonascii[k]] = text
-        return out, nonascii
+            i = nonascii[k]
+            encoded = text.encode("utf-8", "surrogatepass")
+            pieces += (view[last : int(starts[i])], encoded)
+            new_lens[i] = len(encoded)
+            last = int(starts[i] + lens[i])
+        pieces.append(view[last:])
+        return b"".join(pieces), new_lens
 
     def _translate_at(self, text: str, positions: list[int]) -> str:
         """`vader.text.EmojiTranslator.translate(text)` for a text holding an emoji first
@@ -280,13 +318,11 @@ class VaderBatchScorer:
 
     # ----------------------------------------------------------------------- a chunk
 
-    def _tokens(self, pre: list[str], nonascii: list[int]) -> tuple[_Tokens, _Vocab, bytes]:
-        n = len(pre)
-        lengths = np.fromiter(map(len, pre), dtype=np.int64, count=n)
-        for i in nonascii:
-            lengths[i] = len(pre[i].encode("utf-8", "surrogatepass"))
-        big = " ".join(pre).encode("utf-8", "surrogatepass")
-        raw = np.frombuffer(big, dtype=np.uint8)
+    def _tokens(self, data: bytes, lengths: np.ndarray) -> tuple[_Tokens, _Vocab, bytes]:
+        n = len(lengths)
+        # One space after each text, so that no token runs from one record into the next.
+        raw = np.insert(np.frombuffer(data, dtype=np.uint8), np.cumsum(lengths), ord(" "))
+        big = raw.tobytes()
         rec_start = np.cumsum(lengths + 1) - (lengths + 1)
         # All whitespace is ASCII by now: tokens are the runs of other bytes.
         space = self._ascii_space[raw]
@@ -356,11 +392,11 @@ class VaderBatchScorer:
             code = code * self._base + tok.word[np.minimum(start + m, last)]
         return np.where(ok, code, -1)
 
-    def _chunk(self, texts: list[str]) -> np.ndarray:
+    def _chunk(self, data: bytes, sizes: np.ndarray) -> np.ndarray:
+        """Scores of one chunk of non-empty texts, UTF-8 back to back, `sizes` bytes each."""
         c = self._c
-        pre, nonascii = self._prepared(texts)
-        n = len(pre)
-        tok, v, big = self._tokens(pre, nonascii)
+        n = len(sizes)
+        tok, v, big = self._tokens(*self._prepared(data, sizes))
         w = self._w
 
         n_upper = np.bincount(tok.rec, weights=v.upper[tok.vcode], minlength=n)
@@ -472,8 +508,10 @@ class VaderBatchScorer:
         total = np.where(total > 0, total + amp, np.where(total < 0, total - amp, total))
         compound = np.clip(total / np.sqrt(total * total + self._alpha), -1.0, 1.0)
         scores = _round4(compound)
+        text_at = np.cumsum(sizes) - sizes
         for i in np.flatnonzero(fallback).tolist():
-            scores[i] = self.analyzer.polarity_scores(texts[i])["compound"]
+            text = data[text_at[i] : text_at[i] + sizes[i]].decode("utf-8", "surrogatepass")
+            scores[i] = self.analyzer.polarity_scores(text)["compound"]
         return scores
 
     def _boosted_and_negated(
@@ -589,6 +627,55 @@ class VaderBatchScorer:
         return total
 
 
+def _arrow_utf8(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An Arrow string array's UTF-8 bytes (uint8, read in place), the offsets of each text's
+    bytes (n + 1, int64) and whether each text is present (non-null and non-empty)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        if not pa.types.is_string_view(texts.type):
+            raise TypeError(f"texts must be strings, got an Arrow array of {texts.type}")
+        texts = texts.cast(pa.large_string())
+    _, offset_buffer, data_buffer = texts.buffers()
+    n = len(texts)
+    width = np.int32 if pa.types.is_string(texts.type) else np.int64
+    offsets = (
+        np.frombuffer(offset_buffer, dtype=width)[texts.offset : texts.offset + n + 1]
+        if offset_buffer is not None
+        else np.zeros(n + 1)
+    ).astype(np.int64)
+    data = (
+        np.frombuffer(data_buffer, dtype=np.uint8)
+        if data_buffer is not None
+        else np.zeros(0, dtype=np.uint8)
+    )
+    present = np.diff(offsets) > 0
+    if texts.null_count:
+        present &= texts.is_valid().to_numpy(zero_copy_only=False)
+    return data, offsets, present
+
+
+def _encode(texts: list[str]) -> tuple[bytes, np.ndarray]:
+    """The texts' UTF-8 bytes back to back (lone surrogates kept, as the package keeps them)
+    and each one's length in bytes."""
+    sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    for i in [i for i, t in enumerate(texts) if not t.isascii()]:
+        sizes[i] = len(texts[i].encode("utf-8", "surrogatepass"))
+    return "".join(texts).encode("utf-8", "surrogatepass"), sizes
+
+
+def _gather(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The bytes of texts `rows` (ascending) back to back, and each one's length."""
+    starts = offsets[rows]
+    lens = offsets[rows + 1] - starts
+    if len(rows) == 0:
+        return b"", lens
+    if rows[-1] - rows[0] == len(rows) - 1:  # consecutive rows: one slice
+        return data[starts[0] : starts[0] + int(lens.sum())].tobytes(), lens
+    at = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+    return data[at].tobytes(), lens
+
+
 def _factorize_tokens(
     big: bytes, starts: np.ndarray, ends: np.ndarray
 ) -> tuple[np.ndarray, list[str]]:
@@ -689,7 +776,8 @@ def default_scorer() -> VaderBatchScorer:
     return VaderBatchScorer()
 
 
-def vader_compound_scores(texts: Sequence[str | None]) -> np.ndarray:
-    """VADER compound scores in [-1, 1] of `texts`, equal to the package's per-text
-    `polarity_scores(text)["compound"]`; NaN for missing or empty text."""
+def vader_compound_scores(texts: TextColumn) -> np.ndarray:
+    """VADER compound scores in [-1, 1] of `texts` (strings or an Arrow string array), equal
+    to the package's per-text `polarity_scores(text)["compound"]`; NaN for missing or empty
+    text."""
     return default_scorer().compound(texts)
