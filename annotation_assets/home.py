@@ -11,7 +11,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = "annotation_home"
 # DuckDB's own default is 80% of the machine's memory; a bounded buffer pool makes large
 # drops spill sorts, joins and temp tables to `<warehouse>.tmp/` instead of growing the process
-DEFAULT_MEMORY_LIMIT = "512MB"
+DEFAULT_MEMORY_LIMIT = "256MB"
 _MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
@@ -61,7 +61,7 @@ class Home:
         $ANNOTATION_WAREHOUSE_PATH, else `warehouse: {backend, path}` in the home's
         annotation.yaml, else the embedded DuckDB file `warehouse.duckdb`. The memory DuckDB
         may hold before spilling to disk: $ANNOTATION_WAREHOUSE_MEMORY_LIMIT, else
-        `warehouse: {memory_limit}`, else 512MB."""
+        `warehouse: {memory_limit}`, else 256MB."""
         section: object = {}
         if self.config_file.is_file():
             try:

@@ -283,3 +283,21 @@ def test_a_model_saved_but_not_registered_is_registered_by_the_next_run(
     with warehouse.connect() as conn:
         after = conn.execute(f'SELECT version FROM "{spec.name}".model_versions').fetchall()
     assert sorted(after) == sorted(before)
+
+
+def test_model_probs_are_stored_for_exactly_the_records_a_model_scored(
+    tmp_path: Path, tiny_encoder_dir: Path
+) -> None:
+    spec = make_spec(**CASCADE_SPEC)
+    rows = run_drop(tmp_path, spec, CountingEncoder(tiny_encoder_dir))
+    scored = [r for r in rows if r[3] is not None]
+    assert scored and len(scored) < len(rows)
+    assert all(r[8] is None for r in rows if r[3] is None)
+    for r in scored:
+        probs = r[8]
+        assert len(probs) == len(spec.label_names)
+        assert probs == [round(p, 6) for p in probs]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        if r[4] == "model":  # the model's own label and confidence came from these
+            assert spec.label_names[probs.index(max(probs))] == r[5]
+            assert max(probs) == pytest.approx(r[6], abs=1e-6)

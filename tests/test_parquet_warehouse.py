@@ -244,8 +244,8 @@ def test_duckdb_memory_limit_comes_from_the_home_or_the_environment(
         assert row is not None
         return str(row[0])
 
-    assert Warehouse.for_home(home).memory_limit == "512MB"
-    assert setting().startswith("488.2 MiB")  # DuckDB prints 512MB (10^6 bytes each) in MiB
+    assert Warehouse.for_home(home).memory_limit == "256MB"
+    assert setting().startswith("244.1 MiB")  # DuckDB prints 256MB (10^6 bytes each) in MiB
     home.config_file.write_text("warehouse: {memory_limit: 300MB}\n")
     assert setting().startswith("286.1 MiB")
     monkeypatch.setenv("ANNOTATION_WAREHOUSE_MEMORY_LIMIT", "2GiB")

@@ -1360,15 +1360,18 @@ def label_by_model(
         previous = conn.execute(
             f"SELECT * FROM {_q(task, 'model_labels')} WHERE drop_id = ?", [drop_id]
         ).fetchdf()
-        # texts are read later, for only the records the rules leave (`_texts_at`)
-        frame = conn.execute(
-            "SELECT n.record_id, n.dedup_key, r.rule_label, r.rule_confidence,"
-            " json_extract_string(n.meta, '$.file') AS file"
-            f" FROM {_q(task, 'normalized_records')} n"
-            f" LEFT JOIN {_q(task, 'rule_labels')} r USING (drop_id, record_id)"
-            " WHERE n.drop_id = ? ORDER BY n.row_num",
-            [drop_id],
-        ).fetchdf()
+        # texts are read later, for only the records the rules leave (`_texts_at`); ids and
+        # keys stay in Arrow (no Python string per record)
+        frame = _arrow_frame(
+            conn.sql(
+                "SELECT n.record_id, n.dedup_key, r.rule_label, r.rule_confidence,"
+                " json_extract_string(n.meta, '$.file') AS file"
+                f" FROM {_q(task, 'normalized_records')} n"
+                f" LEFT JOIN {_q(task, 'rule_labels')} r USING (drop_id, record_id)"
+                " WHERE n.drop_id = ? ORDER BY n.row_num",
+                params=[drop_id],
+            ).to_arrow_table()
+        )
         train = training_set(conn, spec, seq)
     clock = _Clock()
     model, n_train_encoded = label_model_for(
@@ -1383,7 +1386,7 @@ def label_by_model(
     n = len(frame)
     model_idx = np.full(n, NO_LABEL, dtype=np.int64)
     model_conf = np.full(n, np.nan)
-    model_probs: list[list[float] | None] = [None] * n
+    model_probs = np.full((n, len(labels)), np.nan)  # rows without a score stay NaN
     model_version: list[str | None] = [None] * n
     where = np.flatnonzero(needs_model)
     texts = pd.Series(_texts_at(connect, task, drop_id, frame, where), index=where)
@@ -1455,7 +1458,7 @@ def label_by_model(
             "dedup_key": frame["dedup_key"],
             "model_label": [labels[i] if i != NO_LABEL else None for i in model_idx],
             "model_confidence": model_conf,
-            "model_probs": model_probs,
+            "model_probs": _probability_lists(model_probs, model_version),
             "model_version": model_version,
             "heavy_label": [labels[i] if i != NO_LABEL else None for i in heavy_idx],
             "heavy_confidence": heavy_conf,
@@ -1516,7 +1519,7 @@ def _fill_scores(
     version: str,
     label: np.ndarray,
     confidence: np.ndarray,
-    all_probs: list[list[float] | None],
+    all_probs: np.ndarray,
     versions: list[str | None],
 ) -> None:
     """Writes one tier's scores of `rows` into the stage's per-record columns."""
@@ -1524,9 +1527,32 @@ def _fill_scores(
         return
     label[rows] = probs.argmax(axis=1)
     confidence[rows] = probs.max(axis=1)
-    for k, i in enumerate(rows.tolist()):
-        all_probs[i] = probs[k].round(6).tolist()
+    all_probs[rows] = probs.round(6)
+    for i in rows.tolist():
         versions[i] = version
+
+
+def _probability_lists(probs: np.ndarray, versions: Sequence[str | None]) -> pd.Series:
+    """The model_probs column: each scored record's probabilities as a list (null for the
+    records no model scored), built in Arrow from the (n, labels) matrix."""
+    scored = np.array([v is not None for v in versions], dtype=bool)
+    n, k = probs.shape
+    offsets = np.concatenate([[0], np.cumsum(np.where(scored, k, 0))]).astype(np.int32)
+    lists = pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(probs[scored].reshape(-1)), mask=pa.array(~scored)
+    )
+    return pd.Series(pd.arrays.ArrowExtensionArray(lists))
+
+
+def _arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """A DataFrame of `table` whose string columns stay Arrow-backed (pd.ArrowDtype), so a
+    stage holding a whole drop's ids and keys makes no Python string per value."""
+
+    def arrow_strings(kind: pa.DataType) -> pd.ArrowDtype | None:
+        text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+        return pd.ArrowDtype(kind) if text else None
+
+    return table.to_pandas(types_mapper=arrow_strings)
 
 
 MODEL_SOURCES = ("model", IMAGE_TEXT_SOURCE, "heavy")
