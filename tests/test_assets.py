@@ -322,7 +322,7 @@ def test_rescoring_keeps_earlier_model_acceptances_and_rescores_the_rest(
     deployment.drop("d1", review_records(60))
     deployment.run("d1")
     accepted_before = deployment.sql(
-        f"SELECT record_id, label, model_version FROM {TASK}.model_labels"
+        f"SELECT record_id, label, model_version, model_probs FROM {TASK}.model_labels"
         " WHERE accepted AND source = 'model' ORDER BY 1"
     )
     # Records no model accepted (pending ones, or rule-settled ones when the n-gram tier left
@@ -343,11 +343,15 @@ def test_rescoring_keeps_earlier_model_acceptances_and_rescores_the_rest(
             )
     deployment.run("d1")
     after = deployment.sql(
-        f"SELECT record_id, label, model_version FROM {TASK}.model_labels"
+        f"SELECT record_id, label, model_version, model_probs FROM {TASK}.model_labels"
         f" WHERE record_id IN (SELECT record_id FROM {TASK}.model_labels"
         "  WHERE accepted AND source = 'model') ORDER BY 1"
     )
-    assert set(accepted_before) <= set(after)
+    # kept acceptances keep their probabilities too (lists are not hashable: compare as tuples)
+    assert all(probs for *_, probs in accepted_before)
+    assert {(*r[:3], tuple(r[3])) for r in accepted_before} <= {
+        (*r[:3], tuple(r[3] or ())) for r in after
+    }
 
 
 def test_a_rule_people_keep_overruling_stops_auto_accepting(deployment: Deployment) -> None:

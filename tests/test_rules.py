@@ -383,7 +383,7 @@ def test_stage_matches_patterns_in_the_warehouse_as_over_a_frame(tmp_path: Path)
             ],
         }
     )
-    titles = ["I love it", "awful junk", None, 7, "LOVE", "meh", "terrible, broken"]
+    titles = ["I love it", "awful junk", None, 7, "LOVE", "meh", "terrible, broken", "love"]
     texts = [
         "great, I love it",
         "It broke. Refund please!",
@@ -392,6 +392,7 @@ def test_stage_matches_patterns_in_the_warehouse_as_over_a_frame(tmp_path: Path)
         "wonderful wonderful",
         "nothing to say",
         "refund",
+        "I want a refund",  # the title says love: two labels, a conflict
     ]
     records = [
         {"id": f"r{i}", "text": text, **({} if title is None else {"title": title})}
@@ -411,17 +412,28 @@ def test_stage_matches_patterns_in_the_warehouse_as_over_a_frame(tmp_path: Path)
             " FROM t.normalized_records ORDER BY row_num"
         ).fetchdf()
         stored = conn.execute(
-            "SELECT record_id, rules_fired FROM t.rule_labels ORDER BY record_id"
+            "SELECT record_id, rules_fired, rule_label, rule_confidence, rule_conflict,"
+            " drop_id FROM t.rule_labels ORDER BY record_id"
         ).fetchall()
     lfs = build_labeling_functions(spec)
     matrix = apply_labeling_functions(frame, lfs)
+    votes = combine_rule_votes(matrix, lfs, len(LABELS))
     expected = sorted(
-        (rid, [lf.name for j, lf in enumerate(lfs) if matrix[i, j] != ABSTAIN])
+        (
+            rid,
+            [lf.name for j, lf in enumerate(lfs) if matrix[i, j] != ABSTAIN],
+            LABELS[votes.label_index[i]] if votes.label_index[i] != ABSTAIN else None,
+            float(votes.confidence[i]) if votes.label_index[i] != ABSTAIN else None,  # NULL
+            bool(votes.conflict[i]),
+            "d1",
+        )
         for i, rid in enumerate(frame["record_id"])
     )
-    assert [(rid, list(fired)) for rid, fired in stored] == expected
+    assert [(rid, list(fired), *rest) for rid, fired, *rest in stored] == expected
+    assert {row[2] for row in expected} == {None, "positive", "negative"}
+    assert any(row[4] for row in expected)  # a conflict among them
     assert result.n_records == len(records)
-    fired_rules = {name for _, names in expected for name in names}
+    fired_rules = {name for _, names, *_ in expected for name in names}
     assert fired_rules == {lf.name for lf in lfs}  # every rule, pattern and lexicon, fired
 
 

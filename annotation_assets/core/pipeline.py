@@ -672,10 +672,16 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
             fields = sorted({lfs[j].field for j in columns})
             _, params = _field_selects(fields)
             select, patterns = pattern_select(lfs, columns, _field_sql(fields))
-            hits = conn.execute(
-                f"SELECT {select} {source}", {"drop": drop_id, **params, **patterns}
-            ).fetchnumpy()
-            return [np.asarray(column, dtype=bool) for column in hits.values()]
+            hits = conn.sql(
+                f"SELECT record_id, {select} {source}",
+                params={"drop": drop_id, **params, **patterns},
+            ).to_arrow_table()
+            if not hits.column(0).equals(stored.column(0)):  # same rows, same order
+                raise LookupError(f"drop {drop_id!r}: records changed while the rules ran")
+            return [
+                hits.column(i).to_numpy(zero_copy_only=False).astype(bool)
+                for i in range(1, hits.num_columns)
+            ]
 
         matrix = apply_labeling_functions(frame, lfs, match_patterns=match_stored)
         record_ids = stored.column(0)
@@ -744,15 +750,20 @@ def _fired_rule_lists(matrix: np.ndarray, names: Sequence[str]) -> pa.ListArray:
     """Per record, the names of the rules that fired on it, in rule order, as an Arrow list
     array built from one integer code per record's firing pattern."""
     n = len(matrix)
-    codes = np.zeros(n, dtype=object if len(names) > 62 else np.int64)
-    for j in range(len(names)):
-        codes = codes * 2 + (matrix[:, j] != NO_LABEL)
-    patterns, pattern_of = np.unique(codes, return_inverse=True)
+    fired = matrix != NO_LABEL
+    if len(names) <= 62:  # one integer code per record, then unique codes
+        codes = np.zeros(n, dtype=np.int64)
+        for j in range(len(names)):
+            codes = codes * 2 + fired[:, j]
+        patterns, pattern_of = np.unique(codes, return_inverse=True)
+        members = [
+            [j for j in range(len(names)) if code >> (len(names) - 1 - j) & 1]
+            for code in patterns.tolist()
+        ]
+    else:  # unique rows of the firing matrix
+        rows, pattern_of = np.unique(fired, axis=0, return_inverse=True)
+        members = [np.flatnonzero(row).tolist() for row in rows]
     pattern_of = pattern_of.reshape(-1)
-    members = [
-        [j for j in range(len(names)) if code >> (len(names) - 1 - j) & 1]
-        for code in patterns.tolist()
-    ]
     sizes = np.array([len(m) for m in members], dtype=np.int64)
     flat = np.array([j for m in members for j in m], dtype=np.int64)
     pattern_start = np.cumsum(sizes) - sizes

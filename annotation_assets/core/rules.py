@@ -97,7 +97,8 @@ def apply_labeling_functions(
     *,
     match_patterns: PatternMatcher | None = None,
 ) -> np.ndarray:
-    """The label matrix of `lfs` over `frame` (one column per rule field), int16, -1 = abstain.
+    """The label matrix of `lfs` over `frame` (whose columns are the fields the rules read):
+    one row per record, one column per rule, int16, -1 = abstain.
 
     Lexicon rules share one VADER score per distinct field, computed on other threads while
     the pattern rules are matched. `match_patterns(columns)` gives, for the pattern rules at

@@ -45,7 +45,8 @@ import pyarrow as pa
 
 TextColumn: TypeAlias = Sequence[str | None] | pa.Array | pa.ChunkedArray
 CHUNK_RECORDS = 25_000
-# Threads scoring chunks at once; each holds its chunk's token arrays (about 100 MB).
+# Threads scoring chunks at once; each holds its chunk's token arrays (about 80 MB for 25k
+# reviews of 170 characters).
 MAX_WORKERS = 4
 _CONTROL_WORDS = (
     "no",
@@ -202,6 +203,11 @@ class VaderBatchScorer:
         `workers` threads (default: the CPUs this process may use, at most MAX_WORKERS);
         numpy releases the GIL for most of the work. The scores do not depend on the number
         of workers."""
+        if isinstance(texts, pa.ChunkedArray) and texts.num_chunks > 1:
+            # chunk by chunk, each read in place (combining them would copy every text)
+            return np.concatenate(
+                [np.zeros(0), *(self.compound(part, workers=workers) for part in texts.chunks)]
+            )
         load: Callable[[np.ndarray], tuple[bytes, np.ndarray]]
         if isinstance(texts, pa.Array | pa.ChunkedArray):
             data, offsets, present = _arrow_utf8(texts)
@@ -631,7 +637,7 @@ def _arrow_utf8(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
     """An Arrow string array's UTF-8 bytes (uint8, read in place), the offsets of each text's
     bytes (n + 1, int64) and whether each text is present (non-null and non-empty)."""
     if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
+        texts = texts.chunk(0) if texts.num_chunks == 1 else texts.combine_chunks()
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
         if not pa.types.is_string_view(texts.type):
             raise TypeError(f"texts must be strings, got an Arrow array of {texts.type}")
