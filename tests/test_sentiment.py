@@ -238,13 +238,19 @@ def test_batches_give_the_same_scores_as_single_texts(size: int) -> None:
     np.testing.assert_array_equal(vader_compound_scores(texts), alone)
 
 
+def _reviews_with_gaps(n: int, *, seed: int) -> list[str | None]:
+    """Generated review texts with a missing and an empty one among them."""
+    texts: list[str | None] = [r["text"] for r in generate_reviews(n, seed=seed)]
+    texts[5] = None
+    texts[n // 3] = ""
+    return texts
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_scores_do_not_depend_on_the_number_of_threads(
     workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    texts: list[str | None] = [r["text"] for r in generate_reviews(230, seed=7)]
-    texts[5] = None
-    texts[77] = ""
+    texts = _reviews_with_gaps(230, seed=7)
     alone = VaderBatchScorer().compound(texts, workers=1)
     monkeypatch.setattr(sentiment, "CHUNK_RECORDS", 40)  # six chunks
 
@@ -292,9 +298,7 @@ def _arrow_forms(texts: list[str | None]) -> dict[str, pa.Array | pa.ChunkedArra
 def test_arrow_strings_are_read_in_place_with_the_same_scores(
     form: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    texts: list[str | None] = [r["text"] for r in generate_reviews(120, seed=3)]
-    texts[3] = None
-    texts[4] = ""
+    texts = _reviews_with_gaps(120, seed=3)
     texts[60:62] = ["😀 great 👍🏽 ❤️ 5️⃣ stars ©", "don’t like it\u3000at all"]
     monkeypatch.setattr(sentiment, "CHUNK_RECORDS", 25)  # chunks around the gaps
 
