@@ -656,9 +656,9 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
         source = f"FROM {_q(task, 'normalized_records')} WHERE drop_id = $drop ORDER BY row_num"
         # Only lexicon rules need their fields in Python; patterns are matched in DuckDB.
         read = sorted({lf.field for lf in lfs if lf.band is not None})
-        sql, params = _field_selects(read)
+        selects = "".join(f', {expr} AS "f{i}"' for i, expr in enumerate(_field_sql(read).values()))
         stored = conn.sql(
-            f"SELECT record_id{sql} {source}", params={"drop": drop_id, **params}
+            f"SELECT record_id{selects} {source}", params={"drop": drop_id, **_field_params(read)}
         ).to_arrow_table()
         # Arrow-backed columns: the lexicon scorer reads the texts' bytes in place.
         frame = pd.DataFrame(
@@ -670,11 +670,10 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
 
         def match_stored(columns: Sequence[int]) -> list[np.ndarray]:
             fields = sorted({lfs[j].field for j in columns})
-            _, params = _field_selects(fields)
             select, patterns = pattern_select(lfs, columns, _field_sql(fields))
             hits = conn.sql(
                 f"SELECT record_id, {select} {source}",
-                params={"drop": drop_id, **params, **patterns},
+                params={"drop": drop_id, **_field_params(fields), **patterns},
             ).to_arrow_table()
             if not hits.column(0).equals(stored.column(0)):  # same rows, same order
                 raise LookupError(f"drop {drop_id!r}: records changed while the rules ran")
@@ -732,18 +731,16 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
 
 def _field_sql(fields: Sequence[str]) -> dict[str, str]:
     """The SQL expression of each record field a rule reads: `text`, or a key of `meta`
-    (its JSON path passed as parameter $f<i>, from `_field_selects`)."""
+    (its JSON path passed as parameter $f<i>, from `_field_params`)."""
     return {
         f: "text" if f == "text" else f"json_extract_string(meta, $f{i})"
         for i, f in enumerate(fields)
     }
 
 
-def _field_selects(fields: Sequence[str]) -> tuple[str, dict[str, str]]:
-    """`, <expr> AS "f<i>"` for each field, and the parameters the expressions use."""
-    sql = "".join(f', {expr} AS "f{i}"' for i, expr in enumerate(_field_sql(fields).values()))
-    params = {f"f{i}": f'$."{f}"' for i, f in enumerate(fields) if f != "text"}
-    return sql, params
+def _field_params(fields: Sequence[str]) -> dict[str, str]:
+    """The parameters `_field_sql(fields)` uses: the JSON path of each `meta` field."""
+    return {f"f{i}": f'$."{f}"' for i, f in enumerate(fields) if f != "text"}
 
 
 def _fired_rule_lists(matrix: np.ndarray, names: Sequence[str]) -> pa.ListArray:
@@ -767,7 +764,7 @@ def _fired_rule_lists(matrix: np.ndarray, names: Sequence[str]) -> pa.ListArray:
     sizes = np.array([len(m) for m in members], dtype=np.int64)
     flat = np.array([j for m in members for j in m], dtype=np.int64)
     pattern_start = np.cumsum(sizes) - sizes
-    record_sizes = sizes[pattern_of] if n else np.zeros(0, dtype=np.int64)
+    record_sizes = sizes[pattern_of]
     offsets = np.concatenate([[0], np.cumsum(record_sizes)]).astype(np.int64)
     at = np.repeat(pattern_start[pattern_of] - offsets[:-1], record_sizes) + np.arange(offsets[-1])
     values = pa.array(list(names), pa.string()).take(pa.array(flat[at], pa.int64()))
