@@ -195,6 +195,69 @@ def test_scores_equal_the_package_on_random_mixtures(texts: list[str]) -> None:
     assert _disagreements(texts, vader_compound_scores(texts)) == []
 
 
+_MULTI_KEYS = sorted(k for k in EMOJI if len(k) > 1)
+EMOJI_PIECES = st.one_of(
+    st.sampled_from(sorted(EMOJI)),
+    # parts of multi-code-point keys: matches that end early, start inside another, or clash
+    st.builds(lambda k, i: k[:i], st.sampled_from(_MULTI_KEYS), st.integers(1, 7)),
+    st.builds(lambda k, i: k[i:], st.sampled_from(_MULTI_KEYS), st.integers(1, 7)),
+    st.sampled_from(["\ufe0f", "\ufe0e", "\u200d", "\U0001f3fb", "\u20e3", "’", "ʼ", "‘"]),
+    st.sampled_from(["\u3000", "\xa0", " ", "", "a", "good", "BAD", "1", "#", "*", "!", "?"]),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(EMOJI_PIECES, max_size=12).map("".join), min_size=1, max_size=6))
+def test_emoji_runs_are_rewritten_as_the_package_translates_them(texts: list[str]) -> None:
+    # glued emoji, key fragments, residue, apostrophes and wide spaces, many texts per batch
+    assert _disagreements(texts, vader_compound_scores(texts)) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467 family",  # a ZWJ key over other keys
+        "#\ufe0f\u20e3\ufe0f\ufe0f #\ufe0f 1\u20e3",  # keycaps, loose residue
+        "\u2764\ufe0f\u2764\u2764\ufe0f\u200d\U0001f525 great",  # adjacent matches
+        "don’t \u3000 \U0001f600\U0001f3fd\U0001f3fd bad’",
+    ],
+)
+def test_emoji_sequences_and_their_parts_score_as_the_package(text: str) -> None:
+    texts = [text, "plain ascii text", f"{text} {text}"]
+    assert _disagreements(texts, vader_compound_scores(texts)) == []
+
+
+def test_a_match_starting_inside_another_is_left_to_the_package() -> None:
+    # "⛹‍♀" matches as one key, and "♀" inside it starts a key of its own: the package's
+    # walk skips it, which the set-wise rewrite leaves to the package's translator
+    clash = "\u26f9\u200d\u2640 \u3000 good"
+    scorer = VaderBatchScorer()
+    data, sizes = sentiment._encode([clash, "fine 😀"])
+
+    rewritten, lens = scorer._prepared(data, sizes)
+
+    first = rewritten[: lens[0]].decode("utf-8")
+    assert first.split() == ANALYZER._emoji.translate(clash).split()
+    assert _disagreements([clash], vader_compound_scores([clash])) == []
+
+
+def test_scores_are_the_same_with_a_full_vocabulary_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = _reviews_with_gaps(230, seed=11)
+    fresh = VaderBatchScorer().compound(texts, workers=1)
+    monkeypatch.setattr(sentiment, "CHUNK_RECORDS", 40)
+    monkeypatch.setattr(sentiment, "VOCAB_CACHE_TOKENS", 50)  # full after the first chunk
+    scorer = VaderBatchScorer()
+
+    first = scorer.compound(texts, workers=2)
+    again = scorer.compound(texts[::-1], workers=2)[::-1]  # cached rows, other order
+
+    assert len(scorer._vocab_cache) == 50
+    np.testing.assert_array_equal(first, fresh)
+    np.testing.assert_array_equal(again, fresh)
+
+
 def test_tokens_longer_than_a_word_and_with_nul_bytes_stay_distinct() -> None:
     texts = [
         "extraordinarily good",
@@ -260,6 +323,13 @@ def test_scores_do_not_depend_on_the_number_of_threads(
     assert _disagreements(texts, threaded) == []
 
 
+def test_ascii_whitespace_is_what_str_split_splits_on() -> None:
+    every_byte = np.arange(256, dtype=np.uint8)
+    expected = [b < 128 and chr(b).isspace() for b in range(256)]
+
+    assert sentiment._ascii_space(every_byte).tolist() == expected
+
+
 def test_default_workers_stay_within_the_cpus_and_the_cap() -> None:
     assert 1 <= sentiment.default_workers() <= sentiment.MAX_WORKERS
 
@@ -276,7 +346,7 @@ def test_token_ids_are_equal_exactly_for_equal_tokens(tokens: list[str]) -> None
 
     ids, vocab = _factorize_tokens(big, starts, starts + sizes)
 
-    assert [vocab[i] for i in ids.tolist()] == tokens
+    assert [vocab[i] for i in ids.tolist()] == [t.encode("utf-8") for t in tokens]
     assert len(vocab) == len(set(tokens))
 
 

@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
+from itertools import repeat
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -48,6 +50,9 @@ CHUNK_RECORDS = 25_000
 # Threads scoring chunks at once; each holds its chunk's token arrays (about 80 MB for 25k
 # reviews of 170 characters).
 MAX_WORKERS = 4
+# Distinct raw tokens whose vocabulary rows a scorer remembers across chunks (about 100 bytes
+# each); tokens past the limit are looked up again in each chunk that holds them.
+VOCAB_CACHE_TOKENS = 300_000
 _CONTROL_WORDS = (
     "no",
     "but",
@@ -96,6 +101,140 @@ class _Vocab:
     word: np.ndarray
 
 
+_HASH_STEP = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _hashes(columns: Iterable[np.ndarray], n: int) -> np.ndarray:
+    """Polynomial hashes (wrapping 64-bit) of n sequences given column by column."""
+    h = np.zeros(n, dtype=np.uint64)
+    for column in columns:
+        h = h * _HASH_STEP + column.astype(np.uint64)
+    return h
+
+
+@dataclass(frozen=True)
+class _EmojiKeys:
+    """An emoji map's keys as code points, matched at many positions at once: per key
+    length, the keys' hashes (sorted), each hit checked code point by code point; and each
+    key's replacement, " description ", as code points back to back."""
+
+    lengths: tuple[int, ...]  # key lengths, longest first
+    hashes: dict[int, np.ndarray]  # per length: its keys' hashes, sorted
+    keys: dict[int, np.ndarray]  # per length: the key behind each hash
+    points: np.ndarray  # (keys, longest key) code points, zero padded
+    text: np.ndarray
+    text_at: np.ndarray
+    text_len: np.ndarray  # code points of each replacement
+    text_bytes: np.ndarray  # its UTF-8 bytes
+
+    @classmethod
+    def build(cls, emoji: Mapping[str, str]) -> _EmojiKeys:
+        items = [(key, description) for key, description in emoji.items() if key]
+        size = np.array([len(key) for key, _ in items], dtype=np.int64)
+        points = np.zeros((len(items), int(size.max(initial=1))), dtype=np.uint32)
+        for i, (key, _) in enumerate(items):
+            points[i, : len(key)] = [ord(ch) for ch in key]
+        hashes, keys = {}, {}
+        for n in np.unique(size).tolist():
+            rows = np.flatnonzero(size == n)
+            h = _hashes((points[rows, j] for j in range(n)), len(rows))
+            order = np.argsort(h, kind="stable")
+            if np.any(h[order][1:] == h[order][:-1]):  # pragma: no cover - no such map
+                raise ValueError(f"two emoji keys of {n} characters share a hash")
+            hashes[n], keys[n] = h[order], rows[order]
+        replacements = [f" {description} " for _, description in items]
+        text_len = np.array([len(r) for r in replacements], dtype=np.int64)
+        return cls(
+            lengths=tuple(sorted(hashes, reverse=True)),
+            hashes=hashes,
+            keys=keys,
+            points=points,
+            text=np.frombuffer(
+                "".join(replacements).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+            ),
+            text_at=np.cumsum(text_len) - text_len,
+            text_len=text_len,
+            text_bytes=np.array(
+                [len(r.encode("utf-8", "surrogatepass")) for r in replacements], dtype=np.int64
+            ),
+        )
+
+    def longest(
+        self, cp: np.ndarray, at: np.ndarray, end: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For positions `at` of code points `cp`, in texts ending at `end`: the length of the
+        longest key starting there and ending in the text (0: none), and which key."""
+        length = np.zeros(len(at), dtype=np.int64)
+        key = np.zeros(len(at), dtype=np.int64)
+        for n in self.lengths:
+            todo = np.flatnonzero((length == 0) & (at + n <= end))
+            if len(todo) == 0:
+                continue
+            window = at[todo, None] + np.arange(n)
+            h = _hashes((cp[window[:, j]] for j in range(n)), len(todo))
+            hashes = self.hashes[n]
+            k = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
+            maybe = np.flatnonzero(hashes[k] == h)
+            which = self.keys[n][k[maybe]]
+            same = np.all(self.points[which, :n] == cp[window[maybe]], axis=1)
+            length[todo[maybe[same]]] = n
+            key[todo[maybe[same]]] = which[same]
+        return length, key
+
+
+class _VocabCache:
+    """Vocabulary rows of the raw tokens met in earlier chunks, keyed by their exact UTF-8
+    bytes, so that each distinct token is cleaned and looked up (Python, one call per token)
+    once per scorer rather than once per chunk. Shared by the scoring threads; it stops
+    growing at `limit` tokens, after which new tokens are looked up per chunk."""
+
+    def __init__(self, build: Callable[[list[str]], _Vocab], limit: int) -> None:
+        self._build = build
+        self._limit = limit
+        self._ids: dict[bytes, int] = {}
+        self._rows: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def rows(self, keys: list[bytes]) -> _Vocab:
+        """The vocabulary rows of distinct raw tokens `keys`, in their order."""
+        with self._lock:
+            ids = self._ids
+            at = np.fromiter(map(ids.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+            missing = np.flatnonzero(at < 0)
+            new = self._build([keys[i].decode("utf-8", "surrogatepass") for i in missing.tolist()])
+            known = np.flatnonzero(at >= 0)
+            columns = {}
+            for f in fields(_Vocab):
+                fresh = getattr(new, f.name)
+                column = np.empty(len(keys), dtype=fresh.dtype)
+                if len(known):
+                    column[known] = self._rows[f.name][at[known]]
+                column[missing] = fresh
+                columns[f.name] = column
+            self._remember([keys[i] for i in missing.tolist()], new)
+        return _Vocab(**columns)
+
+    def _remember(self, keys: list[bytes], new: _Vocab) -> None:
+        """Store the rows of new tokens while the cache has room (under the lock)."""
+        size = len(self._ids)
+        take = min(len(keys), self._limit - size)
+        if take <= 0:
+            return
+        for f in fields(_Vocab):
+            fresh = getattr(new, f.name)[:take]
+            stored = self._rows.get(f.name)
+            if stored is None or len(stored) < size + take:
+                grown = np.empty(min(max(2 * (size + take), 4096), self._limit), fresh.dtype)
+                if stored is not None:
+                    grown[:size] = stored[:size]
+                self._rows[f.name] = stored = grown
+            stored[size : size + take] = fresh
+        self._ids.update(zip(keys[:take], range(size, size + take), strict=True))
+
+
 @dataclass(frozen=True)
 class _Tokens:
     """The tokens of a chunk of records, flat, in record order."""
@@ -124,7 +263,7 @@ class VaderBatchScorer:
         import vader
         import vader.constants as c
         from vader.data.emoji import EMOJI
-        from vader.text import _APOSTROPHES, _EMOJI_RESIDUE
+        from vader.text import _APOSTROPHES, _EMOJI_RESIDUE, EmojiTranslator, normalize_apostrophes
 
         an = analyzer if analyzer is not None else vader.SentimentIntensityAnalyzer()
         self.analyzer = an
@@ -135,12 +274,18 @@ class VaderBatchScorer:
         self._negations: frozenset[str] = an.negations
         self._alpha = float(an.alpha)
         self._sentitext = vader.SentiText
-        self._apostrophes = [(chr(k), str(v)) for k, v in _APOSTROPHES.items()]
-        self._emoji_index = _emoji_index(EMOJI)
-        self._residue = frozenset(_EMOJI_RESIDUE)
-        self._char_kind = _char_kinds(EMOJI, self._residue, [a for a, _ in self._apostrophes])
-        self._ascii_space = np.zeros(256, dtype=bool)
-        self._ascii_space[[b for b in range(128) if chr(b).isspace()]] = True
+        apostrophes = {chr(k): str(v) for k, v in _APOSTROPHES.items()}
+        if any(len(plain) != 1 for plain in apostrophes.values()):
+            raise ValueError("apostrophe variants must map to one character each")
+        self._char_kind = _char_kinds(EMOJI, frozenset(_EMOJI_RESIDUE), apostrophes)
+        self._plain_apostrophe = np.arange(len(self._char_kind), dtype=np.uint32)
+        for variant, plain in apostrophes.items():
+            self._plain_apostrophe[ord(variant)] = ord(plain)
+        self._emoji = _EmojiKeys.build(EMOJI)
+        self._translate = EmojiTranslator(EMOJI).translate
+        self._normalize_apostrophes = normalize_apostrophes
+        if [b for b in range(128) if chr(b).isspace()] != [*range(9, 14), *range(28, 33)]:
+            raise AssertionError("ASCII whitespace is not what _ascii_space assumes")
 
         booster2 = {k: v for k, v in self._booster.items() if " " in k}
         phrase_sets: dict[str, tuple[Mapping[str, float], tuple[int, ...]]] = {
@@ -175,6 +320,7 @@ class VaderBatchScorer:
         self._multiword_lengths = sorted({k.count(" ") + 1 for k in an.multiword}, reverse=True)
         self._least_in_lexicon = "least" in self._lexicon
         self._compensated_sum = sys.version_info >= (3, 12)
+        self._vocab_cache = _VocabCache(self._vocab, VOCAB_CACHE_TOKENS)
 
     def _table(self, phrases: Mapping[str, float], n: int) -> _PhraseTable:
         items = sorted(
@@ -249,78 +395,116 @@ class VaderBatchScorer:
 
         Only non-ASCII texts can change (every emoji key holds a non-ASCII character): those
         holding an apostrophe variant, an emoji first character together with an emoji or
-        residue character, or non-ASCII whitespace (collapsed to spaces: same tokens). Only
-        those are decoded and rewritten."""
-        starts = np.cumsum(lens) - lens
-        high = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) >= 0x80)
-        if len(high) == 0:
+        residue character, or non-ASCII whitespace (turned into spaces: the same tokens).
+        Those texts are decoded together into one code-point array and rewritten set-wise;
+        a text where one emoji match would start inside another is left to the package's
+        translator, whose left-to-right walk settles it."""
+        raw = np.frombuffer(data, dtype=np.uint8)
+        high = raw >= 0x80
+        if not high.any():
             return data, lens
-        nonascii = np.unique(np.searchsorted(starts, high, side="right") - 1).tolist()
-        sub = [
-            data[s : s + n].decode("utf-8", "surrogatepass")
-            for s, n in zip(starts[nonascii].tolist(), lens[nonascii].tolist(), strict=True)
-        ]
-        lengths = np.fromiter(map(len, sub), dtype=np.int64, count=len(sub))
-        offset = np.cumsum(lengths + 1) - (lengths + 1)
-        cp = np.frombuffer(" ".join(sub).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        nonascii = np.flatnonzero(np.logical_or.reduceat(high, offsets[:-1]))
+        sel, sel_lens = _gather(raw, offsets, nonascii)
+        cp = np.frombuffer(
+            sel.decode("utf-8", "surrogatepass").encode("utf-32-le", "surrogatepass"), np.uint32
+        )
+        # code points per text: its bytes less its continuation bytes
+        continuation = (np.frombuffer(sel, dtype=np.uint8) & 0xC0) == 0x80
+        sel_at = np.cumsum(sel_lens) - sel_lens
+        cp_len = sel_lens - np.add.reduceat(continuation, sel_at, dtype=np.int64)
+        cp_at = np.append(0, np.cumsum(cp_len))
         kind = self._char_kind[np.minimum(cp, len(self._char_kind) - 1)]
         marked = np.flatnonzero(kind)
-        owner = np.searchsorted(offset, marked, side="right") - 1
+        owner = np.searchsorted(cp_at, marked, side="right") - 1
         kinds = kind[marked]
-        has = {
-            bit: np.bincount(owner[(kinds & bit) != 0], minlength=len(sub)) > 0
-            for bit in (_APOSTROPHE, _EMOJI_FIRST, _EMOJI_CHAR, _WIDE_SPACE)
-        }
-        walk = has[_EMOJI_FIRST] & has[_EMOJI_CHAR]
-        emoji_at = (kinds & (_EMOJI_FIRST | _RESIDUE)) != 0
-        bounds = np.searchsorted(owner, np.arange(len(sub) + 1))
-        changed = np.flatnonzero(has[_APOSTROPHE] | walk | has[_WIDE_SPACE]).tolist()
-        if not changed:
-            return data, lens
-        view = memoryview(data)
-        pieces: list[bytes | memoryview] = []
-        new_lens = lens.copy()
-        last = 0
-        for k in changed:
-            text = sub[k]
-            if has[_APOSTROPHE][k]:
-                for variant, plain in self._apostrophes:
-                    text = text.replace(variant, plain)
-            if walk[k]:
-                lo, hi = bounds[k], bounds[k + 1]
-                where = marked[lo:hi][emoji_at[lo:hi]] - offset[k]
-                text = self._translate_at(text, where.tolist())
-            if has[_WIDE_SPACE][k]:
-                text = " ".join(text.split())
-            i = nonascii[k]
-            encoded = text.encode("utf-8", "surrogatepass")
-            pieces += (view[last : int(starts[i])], encoded)
-            new_lens[i] = len(encoded)
-            last = int(starts[i] + lens[i])
-        pieces.append(view[last:])
-        return b"".join(pieces), new_lens
 
-    def _translate_at(self, text: str, positions: list[int]) -> str:
-        """`vader.text.EmojiTranslator.translate(text)` for a text holding an emoji first
-        character, visiting only `positions` (every emoji first or residue character): the
-        longest emoji key starting there becomes " description ", unmatched residue goes."""
-        out: list[str] = []
-        last = 0
-        for i in positions:
-            if i < last:
-                continue
-            candidates = self._emoji_index.get(text[i])
-            if candidates is not None:
-                for key, description in candidates:
-                    if text.startswith(key, i):
-                        out += (text[last:i], " ", description, " ")
-                        last = i + len(key)
-                        break
-            elif text[i] in self._residue:
-                out.append(text[last:i])
-                last = i + 1
-        out.append(text[last:])
-        return "".join(out).strip()
+        def holds(bit: int) -> np.ndarray:
+            return np.bincount(owner[(kinds & bit) != 0], minlength=len(nonascii)) > 0
+
+        walk = holds(_EMOJI_FIRST) & holds(_EMOJI_CHAR)
+        changed = walk | holds(_APOSTROPHE) | holds(_WIDE_SPACE)
+        if not changed.any():
+            return data, lens
+
+        out = cp.copy()
+        edit = np.flatnonzero((kinds & (_APOSTROPHE | _WIDE_SPACE)) != 0)
+        out[marked[edit]] = np.where(
+            (kinds[edit] & _APOSTROPHE) != 0, self._plain_apostrophe[cp[marked[edit]]], ord(" ")
+        )
+        walked = walk[owner]
+        first = np.flatnonzero(walked & ((kinds & _EMOJI_FIRST) != 0))
+        key_len, key = self._emoji.longest(cp, marked[first], cp_at[owner[first] + 1])
+        hit = first[key_len > 0]
+        span, key = key_len[key_len > 0], key[key_len > 0]
+        start = marked[hit]
+        # A match starting inside the one before it (in its text: no match leaves its text):
+        # the text goes to the package's translator, and its matches and residue stay here.
+        clash = np.zeros(len(nonascii), dtype=bool)
+        clash[owner[hit[1:][start[1:] < (start + span)[:-1]]]] = True
+        mine = ~clash[owner[hit]]
+        hit, span, key, start = hit[mine], span[mine], key[mine], start[mine]
+        residue = marked[walked & ~clash[owner] & ((kinds & (_EMOJI_FIRST | _RESIDUE)) == _RESIDUE)]
+        covered = np.repeat(start, span) + _ramps(span)
+        gone = np.unique(np.concatenate([residue, covered]))  # residue may lie in a match
+        drop = np.zeros(len(cp), dtype=bool)
+        drop[gone] = True
+        # each match's replacement goes where its first code point was
+        size = self._emoji.text_len[key]
+        rewritten = np.insert(
+            out[~drop],
+            np.repeat(start - np.searchsorted(gone, start), size),
+            self._emoji.text[np.repeat(self._emoji.text_at[key], size) + _ramps(size)],
+        )
+        new = (
+            rewritten.tobytes()
+            .decode("utf-32-le", "surrogatepass")
+            .encode("utf-8", "surrogatepass")
+        )
+        # bytes per text: its old length, less what went, plus what came (at marked points)
+        gone_owner = np.searchsorted(cp_at, gone, side="right") - 1
+        change = [
+            (gone_owner, -_utf8_width(cp[gone])),
+            (owner[edit], _utf8_width(out[marked[edit]]) - _utf8_width(cp[marked[edit]])),
+            (owner[hit], self._emoji.text_bytes[key]),
+        ]
+        new_lens = sel_lens + sum(
+            np.bincount(who, weights=delta, minlength=len(nonascii)).astype(np.int64)
+            for who, delta in change
+        )
+        new_at = np.cumsum(new_lens) - new_lens
+        new_view = memoryview(new)
+        pieces: list[bytes | memoryview] = [
+            new_view[a:b]
+            for a, b in zip(
+                new_at[changed].tolist(), (new_at + new_lens)[changed].tolist(), strict=True
+            )
+        ]
+        lens = lens.copy()
+        lens[nonascii[changed]] = new_lens[changed]
+        for j in np.flatnonzero(clash[changed]).tolist():
+            i = int(nonascii[changed][j])
+            text = data[offsets[i] : offsets[i + 1]].decode("utf-8", "surrogatepass")
+            # the same tokens, with any non-ASCII whitespace gone
+            translated = self._translate(self._normalize_apostrophes(text))
+            pieces[j] = " ".join(translated.split()).encode("utf-8", "surrogatepass")
+            lens[i] = len(pieces[j])
+        # the texts that changed, each in place of its old bytes
+        view = memoryview(data)
+        cut = offsets[nonascii[changed]]
+        kept = [
+            view[a:b]
+            for a, b in zip(
+                np.append(0, offsets[nonascii[changed] + 1]).tolist(),
+                np.append(cut, len(data)).tolist(),
+                strict=True,
+            )
+        ]
+        spliced: list[bytes | memoryview] = [kept[0]]
+        for piece, after in zip(pieces, kept[1:], strict=True):
+            spliced += (piece, after)
+        return b"".join(spliced), lens
 
     # ----------------------------------------------------------------------- a chunk
 
@@ -331,7 +515,7 @@ class VaderBatchScorer:
         big = raw.tobytes()
         rec_start = np.cumsum(lengths + 1) - (lengths + 1)
         # All whitespace is ASCII by now: tokens are the runs of other bytes.
-        space = self._ascii_space[raw]
+        space = _ascii_space(raw)
         word = ~space
         first = word.copy()
         first[1:] &= space[:-1]
@@ -342,8 +526,8 @@ class VaderBatchScorer:
         n_tok = len(starts)
         tok_first = np.searchsorted(starts, rec_start)
         counts = np.diff(np.append(tok_first, n_tok))
-        vcode, strings = _factorize_tokens(big, starts, ends)
-        vocab = self._vocab(strings)
+        vcode, keys = _factorize_tokens(big, starts, ends)
+        vocab = self._vocab_cache.rows(keys)
         rec = np.repeat(np.arange(n), counts)
         tokens = _Tokens(
             vcode=vcode,
@@ -684,8 +868,9 @@ def _gather(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[by
 
 def _factorize_tokens(
     big: bytes, starts: np.ndarray, ends: np.ndarray
-) -> tuple[np.ndarray, list[str]]:
-    """A vocabulary id per token, equal exactly for equal tokens, and the vocabulary.
+) -> tuple[np.ndarray, list[bytes]]:
+    """A vocabulary id per token, equal exactly for equal tokens, and the vocabulary (each
+    distinct token's UTF-8 bytes).
 
     Tokens are keyed by their bytes read as little-endian 64-bit words (zero past the end) and
     their length; longer tokens fold in one word per 8 bytes, so the ids are exact."""
@@ -697,15 +882,14 @@ def _factorize_tokens(
     length = ends - starts
     code = pd.factorize(words[starts] & _BYTE_MASKS[np.minimum(length, 8)])[0].astype(np.int64)
     step = 8
-    while True:
-        longer = np.flatnonzero(length > step)
-        if len(longer) == 0:
-            break
+    longer = np.flatnonzero(length > step)
+    while len(longer):
         rest = np.minimum(length[longer] - step, 8)
         word_code = pd.factorize(words[starts[longer] + step] & _BYTE_MASKS[rest])[0]
         pair = code[longer] * (int(word_code.max()) + 1) + word_code
         code[longer] = pd.factorize(pair)[0] + int(code.max()) + 1
         step += 8
+        longer = longer[length[longer] > step]
     if b"\0" in big:
         # A NUL byte reads like the zero padding: tell tokens apart by their length too.
         vcode, _ = pd.factorize(code * (int(length.max()) + 1) + length)
@@ -717,9 +901,30 @@ def _factorize_tokens(
     rep = np.empty(int(vcode.max()) + 1, dtype=np.int64)
     rep[vcode] = np.arange(n_tok)
     return vcode.astype(np.int64), [
-        big[s:e].decode("utf-8", "surrogatepass")
-        for s, e in zip(starts[rep].tolist(), ends[rep].tolist(), strict=True)
+        big[s:e] for s, e in zip(starts[rep].tolist(), ends[rep].tolist(), strict=True)
     ]
+
+
+def _ascii_space(raw: np.ndarray) -> np.ndarray:
+    """Which bytes are ASCII whitespace to `str.split()`: 9-13 and 28-32 (comparisons, several
+    times faster than a table lookup per byte)."""
+    space = raw <= 32
+    odd = (raw <= 8) | ((raw - np.uint8(14)) <= 13)  # control bytes that are not whitespace
+    if odd.any():
+        space &= ~odd
+    return space
+
+
+def _ramps(sizes: np.ndarray) -> np.ndarray:
+    """0, 1, ..., size - 1 for each size, back to back."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
+def _utf8_width(cp: np.ndarray) -> np.ndarray:
+    """Bytes each code point takes in UTF-8 (lone surrogates, as surrogatepass writes them,
+    three)."""
+    return 1 + (cp >= 0x80).astype(np.int64) + (cp >= 0x800) + (cp >= 0x10000)
 
 
 def _round4(x: np.ndarray) -> np.ndarray:
@@ -730,17 +935,6 @@ def _round4(x: np.ndarray) -> np.ndarray:
     for i in np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6).tolist():
         out[i] = round(float(x[i]), 4)
     return out
-
-
-def _emoji_index(emoji: Mapping[str, str]) -> dict[str, list[tuple[str, str]]]:
-    """Emoji keys by first character, longest first (the package's translator's order)."""
-    index: dict[str, list[tuple[str, str]]] = {}
-    for key, description in emoji.items():
-        if key:
-            index.setdefault(key[0], []).append((key, description))
-    for candidates in index.values():
-        candidates.sort(key=lambda kv: len(kv[0]), reverse=True)
-    return index
 
 
 def _char_kinds(
