@@ -4,9 +4,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,9 +51,7 @@ def _matrix(texts: list[str | None], *rules: dict[str, Any]) -> np.ndarray:
 
 
 def _re2_matches(pattern: str, text: str) -> bool:
-    row = duckdb.execute("SELECT regexp_matches(?, ?)", [text, pattern]).fetchone()
-    assert row is not None
-    return bool(row[0])
+    return bool(pc.match_substring_regex(pa.array([text], pa.string()), pattern)[0].as_py())
 
 
 def _lf(name: str, label_index: int, confidence: float = 0.9) -> LabelingFunction:
@@ -262,6 +261,57 @@ def test_summary_without_gold_has_no_accuracy() -> None:
     assert all(row["accuracy"] is None for row in _summary().values())
 
 
+_RANDOM_MATRICES = st.integers(1, 5).flatmap(
+    lambda n_rules: st.tuples(
+        st.lists(st.integers(0, 2), min_size=n_rules, max_size=n_rules),  # rule labels
+        st.lists(
+            st.lists(st.sampled_from([ABSTAIN, 0, 1, 2]), min_size=n_rules, max_size=n_rules),
+            max_size=30,
+        ),
+        st.lists(st.sampled_from([ABSTAIN, 0, 1, 2]), min_size=30, max_size=30),  # gold
+    )
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_RANDOM_MATRICES)
+def test_summary_and_votes_equal_a_record_by_record_count(case: Any) -> None:
+    # matrices may hold votes of another label than the rule's (a hand-made matrix can)
+    labels, rows, gold_all = case
+    lfs = [_lf(f"r{j}", label, 0.5 + 0.1 * j) for j, label in enumerate(labels)]
+    matrix = np.array(rows, dtype=np.int16).reshape(len(rows), len(labels))
+    gold = np.array(gold_all[: len(rows)])
+
+    summary = rule_summary(matrix, lfs, gold=gold)
+    votes = combine_rule_votes(matrix, lfs, n_labels=3)
+
+    n = max(len(rows), 1)
+    for j, (lf, row) in enumerate(zip(lfs, summary, strict=True)):
+        mine = [r for r in range(len(rows)) if rows[r][j] != ABSTAIN]
+        overlap = [r for r in mine if sum(v != ABSTAIN for v in rows[r]) > 1]
+        conflict = [
+            r
+            for r in mine
+            if any(v not in (ABSTAIN, lf.label_index) for k, v in enumerate(rows[r]) if k != j)
+        ]
+        known = [r for r in mine if gold[r] != ABSTAIN]
+        assert row["fired"] == len(mine)
+        assert row["overlap"] == len(overlap) / n
+        assert row["conflict"] == len(conflict) / n
+        assert row["n_gold"] == len(known)
+        if known:
+            assert row["accuracy"] == sum(gold[r] == lf.label_index for r in known) / len(known)
+    for r, row_votes in enumerate(rows):
+        best: dict[int, float] = {}
+        for lf, v in zip(lfs, row_votes, strict=True):
+            if v == lf.label_index:
+                best[v] = max(best.get(v, 0.0), lf.confidence)
+        agreed = len(best) == 1
+        assert votes.label_index[r] == (next(iter(best)) if agreed else ABSTAIN)
+        assert votes.confidence[r] == (next(iter(best.values())) if agreed else 0.0)
+        assert votes.conflict[r] == (len(best) > 1)
+
+
 # ------------------------------------------------------------------ property
 
 PROPERTY_RULES: list[tuple[str, list[str], str]] = [
@@ -437,12 +487,25 @@ def test_stage_matches_patterns_in_the_warehouse_as_over_a_frame(tmp_path: Path)
     assert fired_rules == {lf.name for lf in lfs}  # every rule, pattern and lexicon, fired
 
 
-def test_a_pattern_matcher_that_does_not_line_up_is_refused() -> None:
-    lfs = _lfs(_keywords("refund", ["refund"], "negative"))
-    frame = pd.DataFrame({"text": ["refund", "ok"]})
+def test_a_text_arrow_cannot_hold_is_matched_with_a_replacement_character() -> None:
+    # a lone surrogate (a Python string decoded with surrogateescape) is not UTF-8
+    rules = (_keywords("refund", ["refund"], "negative"), _keywords("odd", ["\ufffd"], "neutral"))
 
-    with pytest.raises(ValueError, match="do not line up"):
-        apply_labeling_functions(frame, lfs, match_patterns=lambda cols: [np.array([True])])
+    matrix = _matrix(["\ud800 refund please", "fine", None], *rules)
+
+    assert matrix.tolist() == [[0, 1], [ABSTAIN, ABSTAIN], [ABSTAIN, ABSTAIN]]
+
+
+def test_pattern_rules_read_arrow_columns_in_place_with_the_same_matches() -> None:
+    texts = ["I want a REFUND", None, "", "money back now", "fine", "refunds are slow"]
+    pattern = r"(?i)\brefund\b|money back"
+    rule = {"name": "r", "type": "regex", "pattern": pattern, "label": "negative"}
+    table = pa.chunked_array([pa.array(texts[:3], pa.string()), pa.array(texts[3:], pa.string())])
+    arrow_frame = pd.DataFrame({"text": pd.arrays.ArrowExtensionArray(table)})
+
+    expected = [0, ABSTAIN, ABSTAIN, 0, ABSTAIN, ABSTAIN]
+    assert apply_labeling_functions(arrow_frame, _lfs(rule))[:, 0].tolist() == expected
+    assert _matrix(texts, rule)[:, 0].tolist() == expected
 
 
 @pytest.mark.parametrize("n_rules", [3, 70])

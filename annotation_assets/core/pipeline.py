@@ -45,7 +45,6 @@ from annotation_assets.core.rules import (
     apply_labeling_functions,
     build_labeling_functions,
     combine_rule_votes,
-    pattern_select,
     rule_summary,
 )
 from annotation_assets.core.spec import TaskSpec
@@ -653,36 +652,25 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
     lfs = build_labeling_functions(spec)
     label_names = spec.label_names
     with connect() as conn, transaction(conn):
-        source = f"FROM {_q(task, 'normalized_records')} WHERE drop_id = $drop ORDER BY row_num"
-        # Only lexicon rules need their fields in Python; patterns are matched in DuckDB.
-        read = sorted({lf.field for lf in lfs if lf.band is not None})
-        selects = "".join(f', {expr} AS "f{i}"' for i, expr in enumerate(_field_sql(read).values()))
+        # The fields the rules read, as Arrow: both the RE2 matcher and the lexicon scorer
+        # read the texts' bytes in place.
+        fields = sorted({lf.field for lf in lfs})
+        selects = "".join(
+            f', {expr} AS "f{i}"' for i, expr in enumerate(_field_sql(fields).values())
+        )
         stored = conn.sql(
-            f"SELECT record_id{selects} {source}", params={"drop": drop_id, **_field_params(read)}
+            f"SELECT record_id{selects} FROM {_q(task, 'normalized_records')}"
+            " WHERE drop_id = $drop ORDER BY row_num",
+            params={"drop": drop_id, **_field_params(fields)},
         ).to_arrow_table()
-        # Arrow-backed columns: the lexicon scorer reads the texts' bytes in place.
         frame = pd.DataFrame(
             {
-                name: pd.arrays.ArrowExtensionArray(stored.column(i))
-                for i, name in enumerate(["record_id", *read])
-            }
+                name: pd.arrays.ArrowExtensionArray(stored.column(i + 1))
+                for i, name in enumerate(fields)
+            },
+            index=pd.RangeIndex(stored.num_rows),
         )
-
-        def match_stored(columns: Sequence[int]) -> list[np.ndarray]:
-            fields = sorted({lfs[j].field for j in columns})
-            select, patterns = pattern_select(lfs, columns, _field_sql(fields))
-            hits = conn.sql(
-                f"SELECT record_id, {select} {source}",
-                params={"drop": drop_id, **_field_params(fields), **patterns},
-            ).to_arrow_table()
-            if not hits.column(0).equals(stored.column(0)):  # same rows, same order
-                raise LookupError(f"drop {drop_id!r}: records changed while the rules ran")
-            return [
-                hits.column(i).to_numpy(zero_copy_only=False).astype(bool)
-                for i in range(1, hits.num_columns)
-            ]
-
-        matrix = apply_labeling_functions(frame, lfs, match_patterns=match_stored)
+        matrix = apply_labeling_functions(frame, lfs)
         record_ids = stored.column(0)
         decisions = _decided(conn, spec)
         # Label index of each record's human decision; ambiguous (duplicate) ids count as none.
@@ -752,7 +740,7 @@ def _fired_rule_lists(matrix: np.ndarray, names: Sequence[str]) -> pa.ListArray:
         codes = np.zeros(n, dtype=np.int64)
         for j in range(len(names)):
             codes = codes * 2 + fired[:, j]
-        patterns, pattern_of = np.unique(codes, return_inverse=True)
+        pattern_of, patterns = pd.factorize(codes)
         members = [
             [j for j in range(len(names)) if code >> (len(names) - 1 - j) & 1]
             for code in patterns.tolist()
@@ -767,7 +755,9 @@ def _fired_rule_lists(matrix: np.ndarray, names: Sequence[str]) -> pa.ListArray:
     record_sizes = sizes[pattern_of]
     offsets = np.concatenate([[0], np.cumsum(record_sizes)]).astype(np.int64)
     at = np.repeat(pattern_start[pattern_of] - offsets[:-1], record_sizes) + np.arange(offsets[-1])
-    values = pa.array(list(names), pa.string()).take(pa.array(flat[at], pa.int64()))
+    values = pa.DictionaryArray.from_arrays(
+        pa.array(flat[at].astype(np.int32)), pa.array(list(names), pa.string())
+    )
     return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
 
 

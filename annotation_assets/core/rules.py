@@ -2,23 +2,23 @@
 
 Applying the rules gives a label matrix (records x rules) holding a label index where a rule
 fires and -1 where it abstains, as in Snorkel. Rules are evaluated column-wise: regex and
-keyword rules as RE2 expressions in DuckDB, lexicon rules from VADER compound scores computed
-set-wise over the whole batch (`core.sentiment`: flat token arrays, vocabulary lookups and
-look-back windows instead of a Python call per record). Those scores equal the `vader`
-package's per-record `polarity_scores(text)["compound"]` exactly; the one construct the
-set-wise path does not reproduce (two overlapping multiword-lexicon phrases in one text) is
-detected set-wise and those records alone are scored by the package itself.
+keyword rules as RE2 expressions over Arrow string columns (`pyarrow.compute`), lexicon rules
+from VADER compound scores computed set-wise over the whole batch (`core.sentiment`: flat token
+arrays, vocabulary lookups and look-back windows instead of a Python call per record). Those
+scores equal the `vader` package's per-record `polarity_scores(text)["compound"]` exactly; the
+one construct the set-wise path does not reproduce (two overlapping multiword-lexicon phrases
+in one text) is detected set-wise and those records alone are scored by the package itself.
 """
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from annotation_assets.core.sentiment import TextColumn, vader_compound_scores
 from annotation_assets.core.spec import (
@@ -88,38 +88,27 @@ def vader_compound(texts: TextColumn) -> np.ndarray:
     return vader_compound_scores(texts)
 
 
-PatternMatcher = Callable[[Sequence[int]], Sequence[np.ndarray]]
-
-
-def apply_labeling_functions(
-    frame: pd.DataFrame,
-    lfs: Sequence[LabelingFunction],
-    *,
-    match_patterns: PatternMatcher | None = None,
-) -> np.ndarray:
+def apply_labeling_functions(frame: pd.DataFrame, lfs: Sequence[LabelingFunction]) -> np.ndarray:
     """The label matrix of `lfs` over `frame` (whose columns are the fields the rules read):
     one row per record, one column per rule, int16, -1 = abstain.
 
     Lexicon rules share one VADER score per distinct field, computed on other threads while
-    the pattern rules are matched. `match_patterns(columns)` gives, for the pattern rules at
-    those columns, whether each record (in frame order) matches, e.g. from a query on stored
-    records; by default one DuckDB query over `frame` does it (`frame_pattern_matcher`)."""
+    the pattern rules are matched (RE2, which releases the GIL). Arrow-backed string columns
+    are read in place by both."""
     n = len(frame)
     matrix = np.full((n, len(lfs)), ABSTAIN, dtype=np.int16)
     if n == 0 or not lfs:
         return matrix
+    values = {name: _field_values(frame, name) for name in sorted({lf.field for lf in lfs})}
     lexicon_fields = sorted({lf.field for lf in lfs if lf.band is not None})
-    pattern_cols = [j for j, lf in enumerate(lfs) if lf.pattern is not None]
-    texts = {name: _field_values(frame, name) for name in lexicon_fields}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lexicon") as pool:
-        scoring = {name: pool.submit(vader_compound, texts[name]) for name in lexicon_fields}
-        if pattern_cols:
-            matcher = match_patterns or frame_pattern_matcher(frame, lfs, known=texts)
-            hits = matcher(pattern_cols)
-            if len(hits) != len(pattern_cols) or any(len(h) != n for h in hits):
-                raise ValueError("pattern matches do not line up with the records and rules")
-            for j, fired in zip(pattern_cols, hits, strict=True):
-                matrix[np.asarray(fired, dtype=bool), j] = lfs[j].label_index
+        scoring = {name: pool.submit(vader_compound, values[name]) for name in lexicon_fields}
+        strings: dict[str, pa.Array | pa.ChunkedArray] = {}
+        for j, lf in enumerate(lfs):
+            if lf.pattern is not None:
+                if lf.field not in strings:
+                    strings[lf.field] = _arrow_strings(values[lf.field])
+                matrix[pattern_hits(strings[lf.field], lf.pattern), j] = lf.label_index
         scores = {name: future.result() for name, future in scoring.items()}
     for j, lf in enumerate(lfs):
         if lf.band is None:
@@ -131,47 +120,27 @@ def apply_labeling_functions(
     return matrix
 
 
-def pattern_select(
-    lfs: Sequence[LabelingFunction], columns: Sequence[int], field_sql: Mapping[str, str]
-) -> tuple[str, dict[str, str]]:
-    """A SELECT list with one boolean per pattern rule at `columns` (RE2, NULL text: no
-    match) and its parameters; `field_sql` maps each rule field to its SQL expression."""
-    select = ", ".join(
-        f"coalesce(regexp_matches({field_sql[lfs[j].field]}, $p{j}), false) AS hit{j}"
-        for j in columns
-    )
-    return select, {f"p{j}": str(lfs[j].pattern) for j in columns}
+def pattern_hits(texts: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
+    """Whether the RE2 `pattern` matches somewhere in each text (missing text: no)."""
+    hits = pc.match_substring_regex(texts, pattern)
+    return np.asarray(hits.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def frame_pattern_matcher(
-    frame: pd.DataFrame,
-    lfs: Sequence[LabelingFunction],
-    *,
-    known: Mapping[str, TextColumn] | None = None,
-) -> PatternMatcher:
-    """Matches pattern rules with one DuckDB query over `frame`'s fields (`known`: field
-    values already taken from the frame)."""
-
-    def values(name: str) -> TextColumn:
-        return known[name] if known and name in known else _field_values(frame, name)
-
-    def match(columns: Sequence[int]) -> list[np.ndarray]:
-        fields = sorted({lfs[j].field for j in columns})
-        field_sql = {f: f"f{i}" for i, f in enumerate(fields)}
-        view = pd.DataFrame({field_sql[f]: _as_column(values(f)) for f in fields})
-        select, params = pattern_select(lfs, columns, field_sql)
-        with duckdb.connect() as conn:
-            conn.register("records", view)
-            hits = conn.execute(f"SELECT {select} FROM records", params).fetchnumpy()
-        return [np.asarray(column, dtype=bool) for column in hits.values()]
-
-    return match
-
-
-def _as_column(values: TextColumn) -> pd.Series | list[str | None]:
-    if isinstance(values, pa.ChunkedArray | pa.Array):
-        return pd.Series(pd.arrays.ArrowExtensionArray(values))
-    return list(values)
+def _arrow_strings(values: TextColumn) -> pa.Array | pa.ChunkedArray:
+    """A field's texts as an Arrow string array; a text Arrow cannot hold (a lone surrogate)
+    is matched with U+FFFD in its place."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values
+    try:
+        return pa.array(values, pa.string())
+    except (UnicodeEncodeError, pa.ArrowException):
+        return pa.array(
+            [
+                v.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if v else v
+                for v in values
+            ],
+            pa.string(),
+        )
 
 
 def _field_values(frame: pd.DataFrame, field: str) -> TextColumn:
@@ -201,16 +170,15 @@ def combine_rule_votes(
     """Per record: the label all firing rules agree on, at the highest confidence among them.
     Records whose rules disagree, or where none fires, get -1 and confidence 0."""
     n = matrix.shape[0]
-    per_label = np.zeros((n, n_labels), dtype=np.float64)
+    best = np.zeros((n_labels, n), dtype=np.float64)  # per label, its firing rules' best
+    columns = np.ascontiguousarray(matrix.T)
     for j, lf in enumerate(lfs):
-        fired = matrix[:, j] == lf.label_index
-        per_label[fired, lf.label_index] = np.maximum(
-            per_label[fired, lf.label_index], lf.confidence
-        )
-    labels_fired = (per_label > 0).sum(axis=1)
+        row = best[lf.label_index]
+        np.maximum(row, np.where(columns[j] == lf.label_index, lf.confidence, 0.0), out=row)
+    labels_fired = (best > 0).sum(axis=0)
     agreed = labels_fired == 1
-    label_index = np.where(agreed, per_label.argmax(axis=1), ABSTAIN)
-    confidence = np.where(agreed, per_label.max(axis=1), 0.0)
+    label_index = np.where(agreed, best.argmax(axis=0), ABSTAIN)
+    confidence = np.where(agreed, best.max(axis=0), 0.0)
     return RuleVotes(label_index=label_index, confidence=confidence, conflict=labels_fired > 1)
 
 
@@ -223,20 +191,23 @@ def rule_summary(
     """Per rule: coverage, overlap (fires with another rule), conflict (fires with a rule of
     another label), and accuracy against `gold` label indices (-1 = unknown) where known."""
     n = max(matrix.shape[0], 1)
-    fired = matrix != ABSTAIN
-    n_fired = fired.sum(axis=1)
+    columns = np.ascontiguousarray(matrix.T)  # one row per rule: sums across rules are adds
+    fired = columns != ABSTAIN
+    n_fired = fired.sum(axis=0)
+    # per label a rule has: how many rules voted it on each record
+    votes_for = {label: (columns == label).sum(axis=0) for label in {lf.label_index for lf in lfs}}
     rows = []
     for j, lf in enumerate(lfs):
-        mine = fired[:, j]
-        others = fired & (matrix != lf.label_index)
-        others[:, j] = False
+        mine = fired[j]
+        agreeing = votes_for[lf.label_index] - (columns[j] == lf.label_index)
+        others = n_fired - mine - agreeing  # other rules that voted another label
         row: dict[str, float | int | str | None] = {
             "rule": lf.name,
             "label": lf.label,
             "fired": int(mine.sum()),
             "coverage": float(mine.sum() / n),
             "overlap": float((mine & (n_fired > 1)).sum() / n),
-            "conflict": float((mine & others.any(axis=1)).sum() / n),
+            "conflict": float((mine & (others > 0)).sum() / n),
             "accuracy": None,
             "n_gold": 0,
         }

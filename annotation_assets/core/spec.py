@@ -4,7 +4,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -39,10 +40,10 @@ class RegexRule(_RuleBase):
     @field_validator("pattern")
     @classmethod
     def _compiles_in_re2(cls, value: str) -> str:
-        try:
-            duckdb.execute("SELECT regexp_matches('', ?)", [value]).fetchall()
-        except duckdb.Error as err:
-            reason = str(err).splitlines()[0].split(": ", 1)[-1]
+        try:  # compiled by the engine the rules stage matches with
+            pc.match_substring_regex(pa.array([""], pa.string()), value)
+        except pa.ArrowInvalid as err:
+            reason = str(err).splitlines()[0].removeprefix("Invalid regular expression: ")
             raise ValueError(f"not a valid RE2 regular expression ({reason})") from None
         return value
 
