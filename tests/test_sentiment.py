@@ -330,6 +330,19 @@ def test_ascii_whitespace_is_what_str_split_splits_on() -> None:
     assert sentiment._ascii_space(every_byte).tolist() == expected
 
 
+@pytest.mark.parametrize(
+    ("n", "workers", "sizes"),
+    [(0, 2, []), (7, 2, [7]), (11, 2, [6, 5]), (21, 2, [6, 5, 5, 5]), (21, 1, [7, 7, 7])],
+)
+def test_chunks_are_even_and_a_multiple_of_the_workers(
+    n: int, workers: int, sizes: list[int]
+) -> None:
+    chunks = sentiment._even_chunks(np.arange(n), 10, workers)
+
+    assert [len(c) for c in chunks] == sizes
+    assert np.concatenate([np.zeros(0, dtype=int), *chunks]).tolist() == list(range(n))
+
+
 def test_default_workers_stay_within_the_cpus_and_the_cap() -> None:
     assert 1 <= sentiment.default_workers() <= sentiment.MAX_WORKERS
 

@@ -372,12 +372,13 @@ class VaderBatchScorer:
 
         out = np.full(len(present), np.nan, dtype=np.float64)
         rows = np.flatnonzero(present)
-        chunks = [rows[lo : lo + CHUNK_RECORDS] for lo in range(0, len(rows), CHUNK_RECORDS)]
+        n_workers = default_workers() if workers is None else max(1, workers)
+        chunks = _even_chunks(rows, CHUNK_RECORDS, n_workers)
 
         def score(idx: np.ndarray) -> np.ndarray:
             return self._chunk(*load(idx))
 
-        n_workers = min(default_workers() if workers is None else max(1, workers), len(chunks))
+        n_workers = min(n_workers, len(chunks))
         if n_workers <= 1:
             for idx in chunks:
                 out[idx] = score(idx)
@@ -913,6 +914,17 @@ def _ascii_space(raw: np.ndarray) -> np.ndarray:
     if odd.any():
         space &= ~odd
     return space
+
+
+def _even_chunks(rows: np.ndarray, most: int, workers: int) -> list[np.ndarray]:
+    """`rows` in chunks of at most `most`, as many as a multiple of `workers` and of even
+    size, so that no thread is left scoring a last short chunk alone."""
+    if len(rows) == 0:
+        return []
+    n = -(-len(rows) // most)
+    if n > 1 and workers > 1:
+        n = -(-n // workers) * workers
+    return np.array_split(rows, n)
 
 
 def _ramps(sizes: np.ndarray) -> np.ndarray:
