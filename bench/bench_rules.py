@@ -8,7 +8,8 @@ two keyword and two VADER lexicon rules), three measurements run, each in its ow
 so its peak RSS is its own:
 
 - ours, label matrix: `rules.apply_labeling_functions` over the normalized records' text (RE2
-  in DuckDB for the pattern rules, set-wise VADER for the lexicon rules, on threads); the
+  through pyarrow.compute for the pattern rules, set-wise VADER for the lexicon rules, on
+  threads); the
   texts are read from the warehouse, as Arrow as the stage reads them, before the clock starts;
 - ours, whole stage: `pipeline.label_by_rules` on the warehouse (read the records, label
   matrix, per-rule summary, calibration, vote combination, write rule_labels);

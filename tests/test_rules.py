@@ -397,9 +397,9 @@ def test_keywords_of_any_characters_match_literally_and_never_fail(
     assert all(matrix[i, 0] == ABSTAIN for i, t in enumerate(texts) if t is None)
 
 
-def test_stage_matches_patterns_in_the_warehouse_as_over_a_frame(tmp_path: Path) -> None:
-    # The stage matches pattern rules with a query on the stored records (meta fields too)
-    # and scores lexicon rules from the texts it reads; both must equal the frame path.
+def test_stage_reads_rule_fields_from_the_warehouse_as_a_frame_gives_them(tmp_path: Path) -> None:
+    # The stage reads each rule's field from the stored records (meta fields too) as Arrow;
+    # its votes must equal the frame path's over the same values.
     spec = parse_task_spec(
         {
             "name": "t",
@@ -487,9 +487,10 @@ def test_stage_matches_patterns_in_the_warehouse_as_over_a_frame(tmp_path: Path)
     assert fired_rules == {lf.name for lf in lfs}  # every rule, pattern and lexicon, fired
 
 
-def test_a_text_arrow_cannot_hold_is_matched_with_a_replacement_character() -> None:
+def test_a_surrogate_arrow_cannot_hold_is_matched_as_one_replacement_character() -> None:
     # a lone surrogate (a Python string decoded with surrogateescape) is not UTF-8
-    rules = (_keywords("refund", ["refund"], "negative"), _keywords("odd", ["\ufffd"], "neutral"))
+    one = {"name": "one", "type": "regex", "pattern": r"^\x{FFFD} refund", "label": "neutral"}
+    rules = (_keywords("refund", ["refund"], "negative"), one)
 
     matrix = _matrix(["\ud800 refund please", "fine", None], *rules)
 

@@ -227,18 +227,26 @@ def test_emoji_sequences_and_their_parts_score_as_the_package(text: str) -> None
     assert _disagreements(texts, vader_compound_scores(texts)) == []
 
 
-def test_a_match_starting_inside_another_is_left_to_the_package() -> None:
-    # "⛹‍♀" matches as one key, and "♀" inside it starts a key of its own: the package's
-    # walk skips it, which the set-wise rewrite leaves to the package's translator
-    clash = "\u26f9\u200d\u2640 \u3000 good"
+@pytest.mark.parametrize(
+    "text",
+    [
+        # "🇦🇨" then "🇨🇦" from its second character: the walk takes the first and keeps the
+        # last "🇦" as it is; left to the package's translator
+        "\U0001f1e6\U0001f1e8\U0001f1e6 \u3000 good",
+        "\U0001f1fa\U0001f1f8\U0001f1ec\U0001f1e7 great",  # "🇺🇸🇬🇧", "🇸🇬" across them
+        # "⛹‍♀" holds "♀", a key ending inside it: skipped set-wise
+        "\u26f9\u200d\u2640 \u3000 good",
+    ],
+)
+def test_a_match_starting_inside_another_is_skipped_as_the_package_walks(text: str) -> None:
     scorer = VaderBatchScorer()
-    data, sizes = sentiment._encode([clash, "fine 😀"])
+    data, sizes = sentiment._encode([text, "fine 😀"])
 
     rewritten, lens = scorer._prepared(data, sizes)
 
     first = rewritten[: lens[0]].decode("utf-8")
-    assert first.split() == ANALYZER._emoji.translate(clash).split()
-    assert _disagreements([clash], vader_compound_scores([clash])) == []
+    assert first.split() == ANALYZER._emoji.translate(text).split()
+    assert _disagreements([text], vader_compound_scores([text])) == []
 
 
 def test_scores_are_the_same_with_a_full_vocabulary_cache(

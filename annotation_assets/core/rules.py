@@ -29,6 +29,7 @@ from annotation_assets.core.spec import (
 )
 
 ABSTAIN = -1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _WORD_EDGE = r"[^\pL\pN_]"
 
 
@@ -127,20 +128,14 @@ def pattern_hits(texts: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
 
 
 def _arrow_strings(values: TextColumn) -> pa.Array | pa.ChunkedArray:
-    """A field's texts as an Arrow string array; a text Arrow cannot hold (a lone surrogate)
-    is matched with U+FFFD in its place."""
+    """A field's texts as an Arrow string array; a surrogate code point, which UTF-8 (and so
+    Arrow) cannot hold, is matched as U+FFFD."""
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values
     try:
         return pa.array(values, pa.string())
     except (UnicodeEncodeError, pa.ArrowException):
-        return pa.array(
-            [
-                v.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if v else v
-                for v in values
-            ],
-            pa.string(),
-        )
+        return pa.array([_SURROGATE.sub("\ufffd", v) if v else v for v in values], pa.string())
 
 
 def _field_values(frame: pd.DataFrame, field: str) -> TextColumn:

@@ -7,8 +7,10 @@ per record or per token:
 
 1. Only texts holding a typographic apostrophe, an emoji (or emoji residue next to an emoji
    first character) or non-ASCII whitespace can change before tokenisation; their characters are
-   classified set-wise and only those texts are rewritten (apostrophes as the package maps them,
-   its longest-match emoji translation visited at just the emoji positions).
+   classified set-wise and those texts rewritten together on one code-point array (apostrophes
+   as the package maps them, whitespace as spaces, and the package's longest-match emoji
+   translation: keys found by per-length hashes at the emoji positions, a match skipped where
+   the package's left-to-right walk skips it).
 2. The batch becomes one UTF-8 buffer; tokens are the runs between whitespace bytes, exactly
    what `str.split()` gives. Equal tokens get one vocabulary id, keyed exactly by their bytes
    (read as 64-bit words) and length.
@@ -24,9 +26,11 @@ per record or per token:
    "!" and "?", normalised with x / sqrt(x^2 + alpha) and rounded as `round(x, 4)` does.
 
 Every step performs the package's floating-point operations in its order, so the scores are
-equal, not approximate. One construct is left to the package itself: a text in which two
-multiword-lexicon phrases overlap (resolved there greedily, longest first) is found set-wise
-and scored with `polarity_scores`, so the output always equals per-record VADER.
+equal, not approximate. Two constructs are left to the package itself, each found set-wise: a
+text in which two multiword-lexicon phrases overlap (resolved there greedily, longest first) is
+scored with `polarity_scores`; a text in which an emoji match starts inside an earlier one and
+ends past it is translated by the package's `EmojiTranslator` (and then scored set-wise). So the
+output always equals per-record VADER.
 """
 
 from __future__ import annotations
@@ -50,8 +54,9 @@ CHUNK_RECORDS = 25_000
 # Threads scoring chunks at once; each holds its chunk's token arrays (about 80 MB for 25k
 # reviews of 170 characters).
 MAX_WORKERS = 4
-# Distinct raw tokens whose vocabulary rows a scorer remembers across chunks (about 100 bytes
-# each); tokens past the limit are looked up again in each chunk that holds them.
+# Distinct raw tokens whose vocabulary rows a scorer remembers across chunks (about 140 bytes
+# each for short tokens, some 40 MB when full); tokens past the limit are looked up again in
+# each chunk that holds them.
 VOCAB_CACHE_TOKENS = 300_000
 _CONTROL_WORDS = (
     "no",
@@ -345,7 +350,8 @@ class VaderBatchScorer:
         """Compound scores in [-1, 1], one per text; NaN where the text is missing or empty.
 
         `texts` is a sequence of strings (None for missing) or an Arrow string array, whose
-        UTF-8 bytes are read in place. Chunks of CHUNK_RECORDS texts are scored on up to
+        UTF-8 bytes are read in place. Chunks of at most CHUNK_RECORDS texts, of even size, as
+        many as a multiple of the workers, are scored on up to
         `workers` threads (default: the CPUs this process may use, at most MAX_WORKERS);
         numpy releases the GIL for most of the work. The scores do not depend on the number
         of workers."""
@@ -392,7 +398,7 @@ class VaderBatchScorer:
 
     def _prepared(self, data: bytes, lens: np.ndarray) -> tuple[bytes, np.ndarray]:
         """The chunk's texts (UTF-8, back to back, `lens` bytes each) as the package tokenises
-        them, and their new lengths.
+        them, and their new lengths. Every text is non-empty (`compound` scores only those).
 
         Only non-ASCII texts can change (every emoji key holds a non-ASCII character): those
         holding an apostrophe variant, an emoji first character together with an emoji or
@@ -440,11 +446,18 @@ class VaderBatchScorer:
         hit = first[key_len > 0]
         span, key = key_len[key_len > 0], key[key_len > 0]
         start = marked[hit]
-        # A match starting inside the one before it (in its text: no match leaves its text):
-        # the text goes to the package's translator, and its matches and residue stay here.
+        # The package's walk skips a match that starts inside one it took. A match that also
+        # ends inside the earlier matches never changes what comes after, so a match is taken
+        # exactly when it starts at or after every earlier match's end (no match leaves its
+        # text, so earlier texts' matches end before this one starts). A match that starts
+        # inside and ends past them (a clash) leaves the walk to the package's translator, and
+        # the text's matches and residue stay here.
+        end = start + span
+        reach = np.maximum.accumulate(np.append(0, end[:-1])) if len(end) else end
+        inside = start < reach
         clash = np.zeros(len(nonascii), dtype=bool)
-        clash[owner[hit[1:][start[1:] < (start + span)[:-1]]]] = True
-        mine = ~clash[owner[hit]]
+        clash[owner[hit[inside & (end > reach)]]] = True
+        mine = ~inside & ~clash[owner[hit]]
         hit, span, key, start = hit[mine], span[mine], key[mine], start[mine]
         residue = marked[walked & ~clash[owner] & ((kinds & (_EMOJI_FIRST | _RESIDUE)) == _RESIDUE)]
         covered = np.repeat(start, span) + _ramps(span)
