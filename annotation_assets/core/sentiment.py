@@ -404,8 +404,8 @@ class VaderBatchScorer:
         holding an apostrophe variant, an emoji first character together with an emoji or
         residue character, or non-ASCII whitespace (turned into spaces: the same tokens).
         Those texts are decoded together into one code-point array and rewritten set-wise;
-        a text where one emoji match would start inside another is left to the package's
-        translator, whose left-to-right walk settles it."""
+        a text where an emoji match starts inside an earlier one and ends past it is left to
+        the package's translator, whose left-to-right walk settles it."""
         raw = np.frombuffer(data, dtype=np.uint8)
         high = raw >= 0x80
         if not high.any():
@@ -487,18 +487,19 @@ class VaderBatchScorer:
             np.bincount(who, weights=delta, minlength=len(nonascii)).astype(np.int64)
             for who, delta in change
         )
-        new_at = np.cumsum(new_lens) - new_lens
+        new_end = np.cumsum(new_lens)
         new_view = memoryview(new)
         pieces: list[bytes | memoryview] = [
             new_view[a:b]
             for a, b in zip(
-                new_at[changed].tolist(), (new_at + new_lens)[changed].tolist(), strict=True
+                (new_end - new_lens)[changed].tolist(), new_end[changed].tolist(), strict=True
             )
         ]
+        rows = nonascii[changed]
         lens = lens.copy()
-        lens[nonascii[changed]] = new_lens[changed]
+        lens[rows] = new_lens[changed]
         for j in np.flatnonzero(clash[changed]).tolist():
-            i = int(nonascii[changed][j])
+            i = int(rows[j])
             text = data[offsets[i] : offsets[i + 1]].decode("utf-8", "surrogatepass")
             # the same tokens, with any non-ASCII whitespace gone
             translated = self._translate(self._normalize_apostrophes(text))
@@ -506,12 +507,11 @@ class VaderBatchScorer:
             lens[i] = len(pieces[j])
         # the texts that changed, each in place of its old bytes
         view = memoryview(data)
-        cut = offsets[nonascii[changed]]
         kept = [
             view[a:b]
             for a, b in zip(
-                np.append(0, offsets[nonascii[changed] + 1]).tolist(),
-                np.append(cut, len(data)).tolist(),
+                np.append(0, offsets[rows + 1]).tolist(),
+                np.append(offsets[rows], len(data)).tolist(),
                 strict=True,
             )
         ]
@@ -876,8 +876,7 @@ def _gather(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[by
         return b"", lens
     if rows[-1] - rows[0] == len(rows) - 1:  # consecutive rows: one slice
         return data[starts[0] : starts[0] + int(lens.sum())].tobytes(), lens
-    at = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
-    return data[at].tobytes(), lens
+    return data[np.repeat(starts, lens) + _ramps(lens)].tobytes(), lens
 
 
 def _factorize_tokens(
