@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import duckdb
 import pytest
 import yaml
@@ -193,3 +194,43 @@ def test_coco_export_loads_in_pycocotools_and_review_round_trip_reaches_it(
     assert cli("export", TASK, "--out", str(again)).returncode == 0
     first_ids = sorted(i["id"] for i in images)
     assert first_ids == sorted(COCO(str(again / f"{TASK}.coco.json")).getImgIds())
+
+
+def test_an_image_record_without_a_file_gets_no_heavy_vote_and_the_rest_are_scored(
+    tmp_path: Path, tiny_encoder_dir: Path, clip_dir: Path
+) -> None:
+    # Ingest always records the file; a table edited by hand (or by an older version) may
+    # not. Such records must not stop the heavy stage: they simply get no CLIP vote.
+    d = _deploy(tmp_path, tiny_encoder_dir, clip_dir)
+    drop = "2026-11-02"
+    assert d.run(drop, task=TASK).success
+    scored = [
+        r
+        for (r,) in d.sql(
+            f"SELECT record_id FROM {TASK}.model_labels"
+            " WHERE drop_id = ? AND heavy_label IS NOT NULL ORDER BY record_id",
+            drop,
+        )
+    ]
+    assert len(scored) >= 3
+    no_file, empty_file = scored[:2]
+    d.sql(f"UPDATE {TASK}.normalized_records SET meta = '{{}}' WHERE record_id = ?", no_file)
+    d.sql(
+        f"UPDATE {TASK}.normalized_records SET meta = json_object('file', '') WHERE record_id = ?",
+        empty_file,
+    )
+    job = d.defs.resolve_job_def(f"{TASK}_pipeline")
+    result = job.execute_in_process(
+        partition_key=drop,
+        instance=d.instance,
+        asset_selection=[dg.AssetKey([TASK, "model_labels"])],
+    )
+    assert result.success
+    heavy = dict(
+        d.sql(f"SELECT record_id, heavy_label FROM {TASK}.model_labels WHERE drop_id = ?", drop)
+    )
+    assert heavy[no_file] is None and heavy[empty_file] is None
+    assert all(heavy[r] is not None for r in scored[2:])
+    assert d.sql(f"SELECT count(*) FROM {TASK}.normalized_records WHERE drop_id = ?", drop) == [
+        (len(heavy),)
+    ]

@@ -1431,6 +1431,12 @@ def label_by_model(
     if heavy is not None:
         first = route_by_confidence(stages, threshold=threshold)
         unsure = np.flatnonzero(~first.accepted)
+        if spec.is_image:
+            # Ingest records every image's file; a record without one (a table edited by
+            # hand) gets no heavy vote instead of stopping the stage.
+            files = frame["file"].iloc[unsure].tolist()
+            named = np.array([isinstance(f, str) and f != "" for f in files], dtype=bool)
+            unsure = unsure[named]
         if len(unsure):
             if spec.is_image:
                 root = item_root or Path(".")
