@@ -1,4 +1,5 @@
-"""Small vectorized helpers shared by the near-duplicate indexes."""
+"""Small vectorized helpers shared by the near-duplicate indexes, the rules and the set-wise
+scorer."""
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +16,18 @@ def equal_key_pairs(
     if not total:
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty
-    firsts = np.cumsum(hits) - hits
-    positions = np.arange(total) - np.repeat(firsts - lo, hits)
+    positions = np.repeat(lo, hits) + ramps(hits)
     return np.repeat(np.arange(wanted.size), hits).astype(np.intp), positions.astype(np.intp)
+
+
+def find_sorted(sorted_keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each wanted value lies in an ascending, non-empty `sorted_keys`: whether it is
+    there, and an index into `sorted_keys` (the value's own index where it is there)."""
+    at = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
+    return sorted_keys[at] == wanted, at
+
+
+def ramps(sizes: np.ndarray) -> np.ndarray:
+    """0, 1, ..., size - 1 for each size, back to back (int64)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from annotation_assets.core import dedup, images, ingest, normalize, reconcile
+from annotation_assets.core.arrays import ramps
 from annotation_assets.core.calibration import threshold_what_if
 from annotation_assets.core.classifier import (
     HEAD,
@@ -754,7 +755,7 @@ def _fired_rule_lists(matrix: np.ndarray, names: Sequence[str]) -> pa.ListArray:
     pattern_start = np.cumsum(sizes) - sizes
     record_sizes = sizes[pattern_of]
     offsets = np.concatenate([[0], np.cumsum(record_sizes)]).astype(np.int64)
-    at = np.repeat(pattern_start[pattern_of] - offsets[:-1], record_sizes) + np.arange(offsets[-1])
+    at = np.repeat(pattern_start[pattern_of], record_sizes) + ramps(record_sizes)
     values = pa.DictionaryArray.from_arrays(
         pa.array(flat[at].astype(np.int32)), pa.array(list(names), pa.string())
     )

@@ -49,6 +49,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from annotation_assets.core.arrays import find_sorted, ramps
+
 TextColumn: TypeAlias = Sequence[str | None] | pa.Array | pa.ChunkedArray
 CHUNK_RECORDS = 25_000
 # Threads scoring chunks at once; each holds its chunk's token arrays (about 80 MB for 25k
@@ -88,8 +90,7 @@ class _PhraseTable:
     def find(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(self.codes) == 0:
             return np.zeros(len(codes), dtype=bool), np.zeros(len(codes))
-        at = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
-        found = self.codes[at] == codes
+        found, at = find_sorted(self.codes, codes)
         return found, np.where(found, self.values[at], 0.0)
 
 
@@ -178,8 +179,8 @@ class _EmojiKeys:
             window = at[todo, None] + np.arange(n)
             h = _hashes((cp[window[:, j]] for j in range(n)), len(todo))
             hashes = self.hashes[n]
-            k = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
-            maybe = np.flatnonzero(hashes[k] == h)
+            hit, k = find_sorted(hashes, h)
+            maybe = np.flatnonzero(hit)
             which = self.keys[n][k[maybe]]
             same = np.all(self.points[which, :n] == cp[window[maybe]], axis=1)
             length[todo[maybe[same]]] = n
@@ -460,7 +461,7 @@ class VaderBatchScorer:
         mine = ~inside & ~clash[owner[hit]]
         hit, span, key, start = hit[mine], span[mine], key[mine], start[mine]
         residue = marked[walked & ~clash[owner] & ((kinds & (_EMOJI_FIRST | _RESIDUE)) == _RESIDUE)]
-        covered = np.repeat(start, span) + _ramps(span)
+        covered = np.repeat(start, span) + ramps(span)
         gone = np.unique(np.concatenate([residue, covered]))  # residue may lie in a match
         drop = np.zeros(len(cp), dtype=bool)
         drop[gone] = True
@@ -469,7 +470,7 @@ class VaderBatchScorer:
         rewritten = np.insert(
             out[~drop],
             np.repeat(start - np.searchsorted(gone, start), size),
-            self._emoji.text[np.repeat(self._emoji.text_at[key], size) + _ramps(size)],
+            self._emoji.text[np.repeat(self._emoji.text_at[key], size) + ramps(size)],
         )
         new = (
             rewritten.tobytes()
@@ -784,8 +785,8 @@ class VaderBatchScorer:
             if len(where) == 0:
                 return np.zeros(len(at), dtype=bool), np.zeros(len(at))
             ok, start = tok.window(at, offset)
-            k = np.minimum(np.searchsorted(where, start), len(where) - 1)
-            found = ok & (where[k] == start)
+            found, k = find_sorted(where, start)
+            found &= ok
             return found, np.where(found, values[k], 0.0)
 
         matched = np.zeros(len(at), dtype=bool)
@@ -876,7 +877,7 @@ def _gather(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[by
         return b"", lens
     if rows[-1] - rows[0] == len(rows) - 1:  # consecutive rows: one slice
         return data[starts[0] : starts[0] + int(lens.sum())].tobytes(), lens
-    return data[np.repeat(starts, lens) + _ramps(lens)].tobytes(), lens
+    return data[np.repeat(starts, lens) + ramps(lens)].tobytes(), lens
 
 
 def _factorize_tokens(
@@ -937,12 +938,6 @@ def _even_chunks(rows: np.ndarray, most: int, workers: int) -> list[np.ndarray]:
     if n > 1 and workers > 1:
         n = -(-n // workers) * workers
     return np.array_split(rows, n)
-
-
-def _ramps(sizes: np.ndarray) -> np.ndarray:
-    """0, 1, ..., size - 1 for each size, back to back."""
-    sizes = np.asarray(sizes, dtype=np.int64)
-    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
 
 def _utf8_width(cp: np.ndarray) -> np.ndarray:
