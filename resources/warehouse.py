@@ -27,7 +27,8 @@ class Warehouse(dg.ConfigurableResource):
     folder or an `s3://bucket/prefix/`, so workers on several machines can share it
     (see annotation_assets/core/parquet_tables.py). Both give the same SQL surface.
     `memory_limit` bounds DuckDB's buffer pool on the DuckDB file: beyond it, large sorts,
-    joins and temporary tables spill to disk (`<path>.tmp/`) instead of growing the process."""
+    joins and temporary tables spill to disk (`<path>.tmp/`) instead of growing the process;
+    the files a killed process left there are removed by DuckDB the next time it spills."""
 
     path: str
     backend: Literal["duckdb", "parquet"] = "duckdb"

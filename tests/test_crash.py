@@ -29,10 +29,12 @@ after a completed re-run the output folder holds the export alone.
 Every `annotate` call costs seconds of start-up and Dagster bookkeeping, so the default (CI) run
 is small: with one drop, it kills one home three times in a row (fixed seeds; each restart is
 itself killed, so a crash during recovery is covered) and then completes it, and it kills
-`annotate export` on a copy of the reference home. `pytest -m slow tests/test_crash.py` runs
-20 independent trials with two drops (the second repeating, reusing and editing records of the
-first, so cross-drop dedup must come out the same), each in a fresh home, and kills
-`annotate review import` on a copy of the two-drop reference home.
+`annotate export` on a copy of the reference home; it also checks that the spill files of a
+warehouse connection killed mid-sort are removed by the next connection that spills.
+`pytest -m slow tests/test_crash.py` runs 20 independent trials with two drops (the second
+repeating, reusing and editing records of the first, so cross-drop dedup must come out the
+same), each in a fresh home, and kills `annotate review import` on a copy of the two-drop
+reference home.
 """
 
 import csv
@@ -61,8 +63,9 @@ import pytest
 from annotation_assets.core import pipeline, reviews, synthetic
 from annotation_assets.core.export import export_jsonl
 from annotation_assets.core.tables import create_statements
-from annotation_assets.home import Home
+from annotation_assets.home import PROJECT_ROOT, Home
 from annotation_assets.runner import HOST_TAG, PID_TAG, Runner, fail_abandoned_runs
+from resources.warehouse import Warehouse
 from tests.test_cli import Cli
 
 TASK = "product_reviews"
@@ -699,3 +702,44 @@ def test_runs_of_killed_annotate_processes_are_marked_failed_and_live_ones_kept(
     assert status[killed.run_id] == dg.DagsterRunStatus.FAILURE
     assert status[live.run_id] == dg.DagsterRunStatus.STARTED
     assert status[elsewhere.run_id] == dg.DagsterRunStatus.STARTED
+
+
+_SPILL_SORT = (
+    "SELECT count(*) FROM (SELECT md5(range::VARCHAR) || md5((range * 7)::VARCHAR) AS s"
+    " FROM range({n}) ORDER BY s)"
+)
+
+
+def test_spill_files_of_a_killed_run_are_removed_by_the_next_run_that_spills(
+    tmp_path: Path,
+) -> None:
+    # Sorts bigger than the warehouse's memory_limit spill to <warehouse>.tmp/. A run killed
+    # mid-spill cannot remove its files; DuckDB removes a dead process's files the next time
+    # the warehouse spills, so a crash does not leak disk for long.
+    path = tmp_path / "warehouse.duckdb"
+    spill_dir = Path(f"{path}.tmp")
+    child = (
+        "import sys; from resources.warehouse import Warehouse\n"
+        f"w = Warehouse(path={str(path)!r}, memory_limit='64MiB')\n"
+        "with w.connect() as c:\n"
+        "    c.execute('SET threads = 1')\n"
+        f"    c.execute({_SPILL_SORT.format(n=50_000_000)!r}).fetchall()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child], cwd=PROJECT_ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size for p in spill_dir.glob("*storage*")):
+            assert proc.poll() is None, "the sort ended before it spilled"
+            assert time.monotonic() < deadline, "nothing spilled in two minutes"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    dead = f"duckdb_temp_{proc.pid}_"
+    assert any(p.name.startswith(dead) for p in spill_dir.iterdir())
+
+    with Warehouse(path=str(path), memory_limit="64MiB").connect() as conn:
+        conn.execute("SET threads = 1")
+        conn.execute(_SPILL_SORT.format(n=2_000_000)).fetchall()
+        assert [p.name for p in spill_dir.iterdir() if p.name.startswith(dead)] == []
+    assert not spill_dir.exists() or not any(spill_dir.iterdir())
