@@ -216,3 +216,117 @@ def test_a_crowded_band_key_still_finds_duplicates_through_the_other_bands() -> 
     empty = np.empty((0, NUM_PERM), dtype=np.uint32)
     pairs = near_duplicate_pairs(keys, sigs, [], empty)
     assert pairs == [(f"r{n_kept}", f"r{target}", 58 / 64)]
+
+
+def _brute_best_old(new: np.ndarray, old: np.ndarray, min_equal: int) -> tuple[list, list]:
+    """Per new row: the old row with the most equal positions (at least min_equal), the
+    earliest on ties; -1 and 0 where none."""
+    best, best_equal = [], []
+    for row in new:
+        equal = (old == row).sum(axis=1)
+        top = int(np.argmax(equal)) if len(equal) else -1
+        ok = top >= 0 and equal[top] >= min_equal and (row != dedup.EMPTY_HASH).any()
+        best.append(top if ok else -1)
+        best_equal.append(int(equal[top]) if ok else 0)
+    return best, best_equal
+
+
+def _planted(rng: np.random.Generator, n_old: int, n_new: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random signatures; some new rows are copies of old ones with 0-14 positions changed
+    (similarity 0.78-1.0), some old rows repeat, so ties and near misses occur."""
+    old = rng.integers(0, 2**32, size=(n_old, NUM_PERM), dtype=np.uint32)
+    old[n_old // 2 :: 7] = old[1 : 1 + len(old[n_old // 2 :: 7])]  # equal old rows: ties
+    new = rng.integers(0, 2**32, size=(n_new, NUM_PERM), dtype=np.uint32)
+    for i in range(0, n_new, 2):
+        new[i] = old[rng.integers(n_old)]
+        changed = rng.choice(NUM_PERM, size=int(rng.integers(0, 15)), replace=False)
+        new[i, changed] ^= np.uint32(1 + i)
+    new[3] = dedup.EMPTY_HASH  # an empty text matches nothing
+    return new, old
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_best_old_matches_equal_an_all_pairs_search(seed: int) -> None:
+    new, old = _planted(np.random.default_rng(seed), 300, 200)
+    min_equal = 52
+    best, best_equal = dedup._best_old_matches(
+        new,
+        dedup._non_empty_rows(new),
+        old,
+        dedup._non_empty_rows(old),
+        bands=BANDS,
+        min_equal=min_equal,
+    )
+    want_best, want_equal = _brute_best_old(new, old, min_equal)
+    assert best.tolist() == want_best
+    assert best_equal.tolist() == want_equal
+    assert sum(b >= 0 for b in want_best) > 50  # the planted copies above the threshold
+
+
+def test_best_old_matches_do_not_depend_on_block_and_chunk_sizes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    new, old = _planted(np.random.default_rng(5), 250, 180)
+    args = (new, dedup._non_empty_rows(new), old, dedup._non_empty_rows(old))
+    whole = dedup._best_old_matches(*args, bands=BANDS, min_equal=52)
+    monkeypatch.setattr(dedup, "_NEW_ROWS_PER_BLOCK", 7)
+    monkeypatch.setattr(dedup, "_PAIRS_PER_CHUNK", 5)
+    small = dedup._best_old_matches(*args, bands=BANDS, min_equal=52)
+    assert [a.tolist() for a in whole] == [a.tolist() for a in small]
+
+
+def test_a_band_key_crowded_across_drops_is_searched_at_most_bucket_cap_deep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every old and new record shares band 0 (common phrasing): each new record is compared
+    with at most BUCKET_CAP old records through it, not with all of them, and a near duplicate
+    of an old record remembered past the cap is still found through the other bands."""
+    rng = np.random.default_rng(11)
+    n = dedup.BUCKET_CAP * 10
+    old = rng.integers(0, 2**31, size=(n, NUM_PERM), dtype=np.uint32)
+    new = rng.integers(0, 2**31, size=(n, NUM_PERM), dtype=np.uint32)
+    old[:, :4] = new[:, :4] = old[0, :4]
+    target = n - 3
+    new[0] = old[target]
+    new[0, 8:14] += 1  # 58 of 64 positions equal
+    compared = []
+    real = dedup._equal_counts
+
+    def counting(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        compared.append(len(left))
+        return real(left, right)
+
+    monkeypatch.setattr(dedup, "_equal_counts", counting)
+    best, best_equal = dedup._best_old_matches(
+        new, np.arange(n), old, np.arange(n), bands=BANDS, min_equal=52
+    )
+    assert best[0] == target and best_equal[0] == 58
+    assert (best[1:] == -1).all()
+    # band 0: BUCKET_CAP old records per new one; the other bands: the planted pair's
+    assert sum(compared) <= n * dedup.BUCKET_CAP + BANDS
+    assert sum(compared) < n * n // 4  # the uncapped search compared all n * n
+
+
+def test_best_old_match_across_bands_prefers_more_equal_then_the_earliest() -> None:
+    """The old records a new one matches are found in different bands, in an order that is not
+    the answer's: the fold over bands must still keep the most similar, then the earliest."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**31, size=NUM_PERM, dtype=np.uint32)
+    old = np.tile(base, (4, 1))
+    old[0, 0:6] += 1  # shares bands 2-15 only: 58 equal, found after old[1]
+    old[1, 58:64] += 1  # shares bands 0-13: 58 equal, found first
+    old[2] = rng.integers(0, 2**31, size=NUM_PERM, dtype=np.uint32)  # unrelated
+    new = np.vstack([base, base])
+    new[1, 0:4] += 7  # breaks band 0 for new[1]: old[1] is found in band 1 first
+    old[3, 0:8] += 1  # shares bands 2-15 with new[0]; 56 equal: less similar, never best
+    best, best_equal = dedup._best_old_matches(
+        new, np.arange(2), old, np.arange(4), bands=BANDS, min_equal=52
+    )
+    assert best.tolist() == [0, 0]
+    assert best_equal.tolist() == [58, 58]
+    swapped = old[[1, 0]]  # new[0]: still a tie, now won by the former old[1]
+    best, best_equal = dedup._best_old_matches(
+        new, np.arange(2), swapped, np.arange(2), bands=BANDS, min_equal=52
+    )
+    assert best.tolist() == [0, 1]  # new[1] shares 58 positions with old[0], 54 with old[1]
+    assert best_equal.tolist() == [58, 58]

@@ -22,14 +22,16 @@ candidates. A pair with similarity 0.8 shares a band with probability 0.9998, on
 probability 0.64, one with 0.3 with probability 0.12; every candidate is then verified against
 the threshold on the full signature.
 
-Within a drop, each band key remembers at most ``BUCKET_CAP`` kept records (the earliest). A band
-key that hundreds of records share is common phrasing, not evidence of a duplicate, and
-comparing every later record with all of them made the search grow faster than the drop (on
-1M generated reviews: 112 s without a cap, 68 s with a cap of 64; the same duplicates were
-found with caps of 64, 32 and 16 at 300k). A pair at similarity 0.8 or more differs in at most
-12 of the 64 positions, so it shares at least 4 whole bands (6.6 on average); it is missed
-only if every band it shares is held by more than ``BUCKET_CAP`` kept records, and then a
-less similar kept record above the threshold may be named instead of the most similar one.
+Each band key remembers at most ``BUCKET_CAP`` kept records (the earliest) of the drop, and
+as many of the other drops' kept records (the earliest). A band key that hundreds of records
+share is common phrasing, not evidence of a duplicate, and comparing every later record with
+all of them made the search grow faster than the drops (within a drop of 1M generated reviews:
+112 s without a cap, 68 s with a cap of 64, and the same duplicates were found with caps of 64,
+32 and 16 at 300k; across drops, 200k reviews against 200k gave 36M candidate pairs, 41 s and a
+2.8 GB peak without a cap). A pair at similarity 0.8 or more differs in at most 12 of the 64
+positions, so it shares at least 4 whole bands (6.6 on average); it is missed only if every
+band it shares is held by more than ``BUCKET_CAP`` kept records, and then a less similar kept
+record above the threshold may be named instead of the most similar one.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from annotation_assets.core.arrays import equal_key_pairs
+from annotation_assets.core.arrays import equal_key_pairs, ramps
 
 __all__ = [
     "BANDS",
@@ -55,7 +57,7 @@ __all__ = [
 
 NUM_PERM = 64
 BANDS = 16
-# kept records remembered per band key within a drop (see the module docstring)
+# kept records remembered per band key, of the drop and of the other drops (module docstring)
 BUCKET_CAP = 32
 DEFAULT_THRESHOLD = 0.8
 SHINGLE_SIZE = 5
@@ -67,6 +69,7 @@ _BAND_MIX = np.uint64(0x9E3779B97F4A7C15)
 _SHINGLES_PER_CHUNK = 1 << 15
 _PERMUTE_BLOCK = 1 << 13
 _PAIRS_PER_CHUNK = 1 << 16
+_NEW_ROWS_PER_BLOCK = 1 << 16  # new records searched at once against a band's old keys
 
 Signatures = npt.NDArray[np.uint32]
 
@@ -228,46 +231,64 @@ def _best_old_matches(
     bands: int,
     min_equal: int,
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """Return, per new record, the best old match index (-1 if none) and its equal count."""
+    """Return, per new record, the best old match index (-1 if none) and its equal count:
+    the most equal positions, then the earliest old record, among the old records each band
+    key remembers (its earliest BUCKET_CAP; see the module docstring).
+
+    Bands are searched one at a time and new records in blocks, each block's verified matches
+    folded into the running best, so memory stays proportional to the records, not to the
+    candidate pairs."""
     best = np.full(new_sigs.shape[0], -1, dtype=np.intp)
     best_equal = np.zeros(new_sigs.shape[0], dtype=np.intp)
     if not new_rows.size or not old_rows.size:
         return best, best_equal
     rows = new_sigs.shape[1] // bands
-    n_old = old_sigs.shape[0]
-    codes = []
     for band in range(bands):
         old_keys = _band_keys(old_sigs, band, rows)[old_rows]
-        order = np.argsort(old_keys, kind="stable")
+        order = np.argsort(old_keys, kind="stable")  # old_rows ascend: earliest first per key
         sorted_keys = old_keys[order]
+        run_starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        remembered = ramps(np.diff(np.r_[run_starts, sorted_keys.size])) < BUCKET_CAP
+        sorted_keys, holders = sorted_keys[remembered], old_rows[order[remembered]]
         new_keys = _band_keys(new_sigs, band, rows)[new_rows]
-        which, positions = equal_key_pairs(sorted_keys, new_keys)
-        if not which.size:
-            continue
-        new_idx = new_rows[which].astype(np.int64)
-        codes.append(new_idx * n_old + old_rows[order[positions]])
-    if not codes:
-        return best, best_equal
-    pairs = np.unique(np.concatenate(codes))
-    new_idx_all, old_idx_all = np.divmod(pairs, n_old)
-    equal = np.concatenate(
-        [
-            _equal_counts(
-                new_sigs[new_idx_all[i : i + _PAIRS_PER_CHUNK]],
-                old_sigs[old_idx_all[i : i + _PAIRS_PER_CHUNK]],
+        for lo in range(0, new_rows.size, _NEW_ROWS_PER_BLOCK):
+            which, positions = equal_key_pairs(sorted_keys, new_keys[lo : lo + _NEW_ROWS_PER_BLOCK])
+            if not which.size:
+                continue
+            new_idx, old_idx = new_rows[lo + which], holders[positions]
+            equal = np.concatenate(
+                [
+                    _equal_counts(
+                        new_sigs[new_idx[i : i + _PAIRS_PER_CHUNK]],
+                        old_sigs[old_idx[i : i + _PAIRS_PER_CHUNK]],
+                    )
+                    for i in range(0, new_idx.size, _PAIRS_PER_CHUNK)
+                ]
             )
-            for i in range(0, pairs.size, _PAIRS_PER_CHUNK)
-        ]
-    )
-    passing = equal >= min_equal
-    new_idx, old_idx, equal = new_idx_all[passing], old_idx_all[passing], equal[passing]
+            passing = equal >= min_equal
+            _fold_best(best, best_equal, new_idx[passing], old_idx[passing], equal[passing])
+    return best, best_equal
+
+
+def _fold_best(
+    best: npt.NDArray[np.intp],
+    best_equal: npt.NDArray[np.intp],
+    new_idx: npt.NDArray[np.intp],
+    old_idx: npt.NDArray[np.intp],
+    equal: npt.NDArray[np.intp],
+) -> None:
+    """Updates `best` and `best_equal` in place with the matches (new_idx[i], old_idx[i])
+    that beat them: more equal positions, or as many from an earlier old record."""
+    if not new_idx.size:
+        return
     order = np.lexsort((old_idx, -equal, new_idx))
     new_idx, old_idx, equal = new_idx[order], old_idx[order], equal[order]
-    first = np.ones(new_idx.size, dtype=bool)
-    first[1:] = new_idx[1:] != new_idx[:-1]
-    best[new_idx[first]] = old_idx[first]
-    best_equal[new_idx[first]] = equal[first]
-    return best, best_equal
+    first = np.r_[True, new_idx[1:] != new_idx[:-1]]
+    new_idx, old_idx, equal = new_idx[first], old_idx[first], equal[first]
+    held, held_equal = best[new_idx], best_equal[new_idx]
+    better = (equal > held_equal) | ((equal == held_equal) & ((held < 0) | (old_idx < held)))
+    best[new_idx[better]] = old_idx[better]
+    best_equal[new_idx[better]] = equal[better]
 
 
 def _non_empty_rows(sigs: Signatures) -> npt.NDArray[np.intp]:
