@@ -746,7 +746,7 @@ _MISSING_IDS: list[tuple[str, Any]] = [
     ("true", True),
     ("false", False),
     ("float", 1.5),
-    ("negative-float", -0.0),
+    ("negative-fraction", -0.5),  # whole floats (-0.0, 2.0) are ids: 0, 2
     ("too-long", "i" * (ing.MAX_ID_CHARS + 1)),
 ]
 

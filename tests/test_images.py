@@ -456,6 +456,16 @@ def test_id_field_selects_the_manifest_id(tmp_path: Path) -> None:
     assert json.loads(row["meta"])["id"] == "ignored"
 
 
+def test_whole_float_manifest_ids_are_integers_and_fractions_are_refused(tmp_path: Path) -> None:
+    _save(draw("mug", 1), tmp_path / "mug.png")
+    _save(draw("lamp", 2), tmp_path / "lamp.png")
+    _manifest(tmp_path, [{"id": 6.0, "file": "mug.png"}, {"id": 6.5, "file": "lamp.png"}])
+    rows = _by_file(_rows(tmp_path))
+    assert (rows["mug.png"]["record_id"], rows["mug.png"]["error"]) == ("6", None)
+    assert rows["lamp.png"]["error"] == INVALID_ID
+    assert rows["lamp.png"]["detail"] == "field 'id': float 6.5 is not a whole number"
+
+
 def test_max_pixels_applies_to_drop_rows(tmp_path: Path) -> None:
     _save(draw("mug", 1), tmp_path / "mug.png")
     (row,) = _rows(tmp_path, max_pixels=100)

@@ -313,6 +313,55 @@ def test_object_id_is_invalid(tmp_path: Path) -> None:
     assert _jsonl_error(tmp_path, '{"id": {"n": 1}, "text": "x"}') == INVALID_ID
 
 
+def test_whole_float_ids_are_integers_and_other_floats_are_refused_with_why(
+    tmp_path: Path,
+) -> None:
+    lines = [
+        '{"id": 10.0, "text": "whole"}',
+        '{"id": -3.0, "text": "negative whole"}',
+        '{"id": 2.5, "text": "fraction"}',
+        '{"id": 1e300, "text": "huge"}',
+        '{"id": 9007199254740993.0, "text": "past 2**53"}',
+        '{"id": NaN, "text": "nan is missing"}',
+        '{"id": 7, "text": "int"}',
+    ]
+    rows = _rows(_drop_with(tmp_path, "part.jsonl", "\n".join(lines) + "\n"))
+    got = [(r["record_id"], r["error"]) for r in rows]
+    assert got == [
+        ("10", None),
+        ("-3", None),
+        (None, INVALID_ID),
+        (None, INVALID_ID),
+        (None, INVALID_ID),
+        (None, MISSING_ID),
+        ("7", None),
+    ]
+    assert rows[2]["detail"] == "field 'id': float 2.5 is not a whole number"
+    assert "2**53" in rows[4]["detail"]
+
+
+def test_a_pandas_integer_id_column_with_a_gap_keeps_its_ids(tmp_path: Path) -> None:
+    # pandas stores an int column holding None as float64: 10.0, 11.0, NaN
+    frame = pd.DataFrame({"id": [10, 11, None], "text": ["server down", "hello", "no id"]})
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    frame.to_parquet(drop / "part.parquet")
+    rows = _rows(drop)
+    assert [(r["record_id"], r["error"]) for r in rows] == [
+        ("10", None),
+        ("11", None),
+        (None, MISSING_ID),
+    ]
+
+
+def test_a_bool_id_says_why_it_is_refused(tmp_path: Path) -> None:
+    row = _only_row(_drop_with(tmp_path, "part.jsonl", '{"id": true, "text": "x"}\n'))
+    assert (row["error"], row["detail"]) == (
+        INVALID_ID,
+        "field 'id': a bool is not an id (a string or a number is)",
+    )
+
+
 def test_id_longer_than_512_chars_is_invalid(tmp_path: Path) -> None:
     line = json.dumps({"id": "x" * 513, "text": "long id"})
 

@@ -52,13 +52,12 @@ from annotation_assets.core.ingest import (
     INVALID_UTF8,
     LINE_TOO_LONG,
     MALFORMED_JSON,
-    MAX_ID_CHARS,
     NOT_AN_OBJECT,
     OUTSIDE_DROP,
     RAW_COLUMNS,
     UNREADABLE_FILE,
     UNSUPPORTED_FILE,
-    has_surrogates,
+    id_text,
     json_text,
     link_target_inside,
     list_drop_files,
@@ -305,14 +304,10 @@ def _raw_row(source_file: str, line_no: int | None = None, **values: Any) -> dic
 
 def _record_id(value: Any, rel: str) -> tuple[str | None, str | None]:
     """The manifest id of an image (or its path when the manifest gives none), or an error."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return rel, None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None, f"{type(value).__name__} id"
-    text = str(value).strip()
-    if len(text) > MAX_ID_CHARS or "\x00" in text or has_surrogates(text):
-        return None, "id too long, or contains NUL or a lone surrogate"
-    return text, None
+    text, problem = id_text(value)
+    if problem is not None:
+        return None, problem
+    return (rel if text is None else text), None
 
 
 def _link_problem(path: Path, drop_dir: Path) -> tuple[str, str] | None:

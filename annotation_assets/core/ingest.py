@@ -4,6 +4,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -312,17 +313,40 @@ def _file_rows(path: Path, drop_dir: Path, *, max_line_bytes: int) -> Iterator[_
         yield _Row(None, None, error=UNREADABLE_FILE, detail=f"{type(err).__name__}: {err}"[:300])
 
 
-def _scalar_id(value: Any) -> tuple[str | None, str | None]:
-    if value is None or value == "":
-        return None, MISSING_ID
+def id_text(value: Any) -> tuple[str | None, str | None]:
+    """A record id as text, or why it cannot be one (None, "" and NaN: missing).
+
+    Strings and integers are ids. A float is one when it is a whole number that a float holds
+    exactly (below 2**53): pandas writes an integer id column with a gap as floats, so 10.0
+    is the id "10". From 2**53 on, floats skip integers, so such a float is refused."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None, None
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            return None, f"float {value!r} is not a whole number"
+        if abs(value) >= 2**53:
+            return None, f"float {value!r} is not below 2**53, where floats skip integers"
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
-        return None, INVALID_ID
+        return None, f"a {type(value).__name__} is not an id (a string or a number is)"
     text = str(value).strip()
     if not text:
-        return None, MISSING_ID
-    if len(text) > MAX_ID_CHARS or "\x00" in text or has_surrogates(text):
-        return None, INVALID_ID
+        return None, None
+    if len(text) > MAX_ID_CHARS:
+        return None, f"{len(text)} characters, more than {MAX_ID_CHARS}"
+    if "\x00" in text or has_surrogates(text):
+        return None, "contains NUL or a lone surrogate"
     return text, None
+
+
+def _scalar_id(value: Any) -> tuple[str | None, str | None, str | None]:
+    """The id, its reason code when it has none (missing_id or invalid_id), and why."""
+    text, problem = id_text(value)
+    if problem is not None:
+        return None, INVALID_ID, problem
+    if text is None:
+        return None, MISSING_ID, None
+    return text, None, None
 
 
 def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
@@ -341,11 +365,12 @@ def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
         return out
     if row.payload is None:
         out["payload"] = json_text(record)
-    record_id, id_error = _scalar_id(record.get(fields.id))
+    record_id, id_error, why = _scalar_id(record.get(fields.id))
     out["record_id"] = record_id
     text = record.get(fields.text)
     if id_error:
-        out["error"], out["detail"] = id_error, f"field {fields.id!r}"
+        out["error"] = id_error
+        out["detail"] = f"field {fields.id!r}" + (f": {why}" if why else "")
     elif text is None or (isinstance(text, str) and not text.strip()):
         out["error"], out["detail"] = MISSING_TEXT, f"field {fields.text!r}"
     elif not isinstance(text, str):
