@@ -463,8 +463,53 @@ def test_csv_row_problems_are_reported_by_line(tmp_path: Path) -> None:
     assert parsed.errors == [
         "line 2: missing record_id",
         "line 3: missing label for record r2",
-        "line 4: more fields than the header",
+        "line 4: 4 fields, header has 3",
     ]
+
+
+def test_an_unclosed_quote_costs_its_line_and_the_rows_after_it_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "unclosed.csv"
+    path.write_text(
+        'record_id,label,annotator\nr1,positive,"bob\nr2,neutral,alice\nr3,negative,alice\n'
+    )
+    parsed = parse_decisions(path)
+    assert parsed.rows[["record_id", "label", "annotator"]].values.tolist() == [
+        ["r2", "neutral", "alice"],
+        ["r3", "negative", "alice"],
+    ]
+    assert parsed.errors == ["line 2: unclosed quote"]
+
+
+def test_a_quoted_field_may_span_lines_and_short_rows_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "multi.csv"
+    path.write_text(
+        'record_id,label,annotator\nr1,positive,"Bob\nSmith"\nr2,neutral\nr3,negative,alice\n'
+    )
+    parsed = parse_decisions(path)
+    assert parsed.rows[["record_id", "annotator"]].values.tolist() == [
+        ["r1", "Bob\nSmith"],
+        ["r3", "alice"],
+    ]
+    assert parsed.errors == ["line 4: 2 fields, header has 3"]
+
+
+def test_a_decided_at_that_is_not_a_time_costs_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "when.csv"
+    path.write_text(
+        "record_id,label,annotator,decided_at\n"
+        "r1,positive,alice,yesterday\nr2,neutral,alice,2026-11-02 10:00\nr3,neutral,bob,\n"
+    )
+    parsed = parse_decisions(path)
+    assert parsed.rows["record_id"].tolist() == ["r2", "r3"]
+    assert parsed.errors == ["line 2: decided_at 'yesterday' is not an ISO 8601 date and time"]
+
+
+def test_a_field_past_the_csv_limit_costs_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_bytes(b"record_id,label\nr1," + b"x" * 200_000 + b"\nr2,positive\n")
+    parsed = parse_decisions(path)
+    assert parsed.rows["record_id"].tolist() == ["r2"]
+    assert len(parsed.errors) == 1 and parsed.errors[0].startswith("line 2: field larger")
 
 
 @pytest.mark.parametrize(
@@ -476,7 +521,7 @@ def test_csv_row_problems_are_reported_by_line(tmp_path: Path) -> None:
         ("object.json", b'{"record_id": "r1", "label": "positive"}', "JSON list"),
         ("columns.csv", b"id,choice\nr1,positive\n", "record_id"),
         ("latin1.csv", b"record_id,label\nr1,caf\xe9\n", "not UTF-8"),
-        ("huge.csv", b"record_id,label\nr1," + b"x" * 200_000 + b"\n", "malformed CSV"),
+        ("header-only-blank.csv", b"\n\n", "is empty"),
     ],
 )
 def test_unreadable_files_raise_a_one_line_review_file_error(

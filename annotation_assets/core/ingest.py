@@ -193,18 +193,32 @@ def _parse_json_line(line_no: int, text: str) -> _Row:
     return _Row(line_no, text, record=value)
 
 
+def csv_field_rows(
+    lines: Iterable[tuple[int, bytes]], max_line_bytes: int
+) -> Iterator[tuple[int, str, list[str] | None, tuple[str, str] | None]]:
+    """The CSV records of numbered physical lines (BOM already removed): per record, its
+    first line number, its text, and its fields or (reason code, detail). A quoted field may
+    span lines; an unclosed quote costs one line, and the lines after it are read again."""
+    for start, chunk, error in _csv_records(lines, max_line_bytes):
+        if error is not None:
+            yield start, chunk, None, error
+            continue
+        try:
+            fields = next(csv.reader([chunk], strict=True))
+        except csv.Error as err:  # e.g. a bare carriage return in an unquoted field
+            yield start, chunk, None, (MALFORMED_CSV, str(err)[:200])
+            continue
+        yield start, chunk, fields, None
+
+
 def _csv_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
     with _open_text_lines(path) as fh:
         lines = enumerate(_without_bom(fh), start=1)
         header: list[str] | None = None
-        for start, chunk, error in _csv_records(lines, max_line_bytes):
-            if error is not None:
-                yield _Row(start, chunk, error=error[0], detail=error[1])
-                continue
-            try:
-                fields = next(csv.reader([chunk], strict=True))
-            except csv.Error as err:  # e.g. a bare carriage return in an unquoted field
-                yield _Row(start, chunk, error=MALFORMED_CSV, detail=str(err)[:200])
+        for start, chunk, fields, error in csv_field_rows(lines, max_line_bytes):
+            if error is not None or fields is None:
+                reason, detail = error or (MALFORMED_CSV, "no fields")
+                yield _Row(start, chunk, error=reason, detail=detail)
                 continue
             if header is None:
                 header = fields

@@ -1,7 +1,6 @@
 """Human review files: the queue going out (Label Studio tasks or CSV) and decisions coming back
 (Label Studio JSON / JSON-MIN exports or CSV `record_id,label,annotator`)."""
 
-import csv
 import io
 import json
 import os
@@ -17,6 +16,7 @@ from xml.sax.saxutils import quoteattr
 import duckdb
 import pandas as pd
 
+from annotation_assets.core.ingest import csv_field_rows
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.core.tables import scalar, transaction
 
@@ -26,6 +26,7 @@ IMAGE_NAME = "image"
 DEFAULT_IMAGE_URL_PREFIX = "/data/local-files/?d="
 QUEUE_CSV_COLUMNS = ["record_id", "text", "suggested_label", "confidence", "drop_id", "reason"]
 DECISION_COLUMNS = ["record_id", "label", "annotator", "decided_at"]
+MAX_DECISION_LINE_BYTES = 1_000_000  # a decision row longer than this is an error
 
 
 class ReviewFileError(ValueError):
@@ -350,35 +351,48 @@ def _row(
 
 
 def _csv_rows(text: str) -> tuple[list[dict[str, Any]], list[str]]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in reader.fieldnames or []]
-    missing = {"record_id", "label"} - set(header)
-    if missing:
-        raise ReviewFileError(
-            f"CSV header must have record_id,label,annotator (missing {', '.join(sorted(missing))})"
-        )
-    reader.fieldnames = header
+    """Decision rows of a CSV file, read as drops are (core/ingest.py): a quoted field may
+    span lines, and an unclosed quote or a row whose field count differs from the header's
+    costs that row alone, reported as an error."""
+    lines = enumerate(io.BytesIO(text.encode("utf-8", "surrogatepass")), start=1)
+    header: list[str] | None = None
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
-    try:
-        for n, rec in enumerate(reader, start=2):
-            if None in rec:
-                errors.append(f"line {n}: more fields than the header")
-                continue
-            annotator = _annotator(rec.get("annotator")) or "csv"
-            row = _row(
-                n,
-                rec.get("record_id"),
-                rec.get("label"),
-                annotator,
-                _when(rec.get("decided_at")),
-                errors,
-                where="line",
-            )
-            if row:
-                rows.append(row)
-    except csv.Error as err:
-        raise ReviewFileError(f"malformed CSV: {err}") from None
+    for n, _, fields, problem in csv_field_rows(lines, MAX_DECISION_LINE_BYTES):
+        if problem is not None or fields is None:
+            errors.append(f"line {n}: {problem[1] if problem else 'no fields'}")
+            continue
+        if header is None:
+            header = [h.strip() for h in fields]
+            missing = {"record_id", "label"} - set(header)
+            if missing:
+                raise ReviewFileError(
+                    "CSV header must have record_id,label (and annotator, decided_at if"
+                    f" known; missing {', '.join(sorted(missing))})"
+                )
+            continue
+        if len(fields) != len(header):
+            errors.append(f"line {n}: {len(fields)} fields, header has {len(header)}")
+            continue
+        rec = dict(zip(header, fields, strict=True))
+        stated = (rec.get("decided_at") or "").strip()
+        when = _when(stated)
+        if stated and when is None:
+            errors.append(f"line {n}: decided_at {stated!r} is not an ISO 8601 date and time")
+            continue
+        row = _row(
+            n,
+            rec.get("record_id"),
+            rec.get("label"),
+            _annotator(rec.get("annotator")) or "csv",
+            when,
+            errors,
+            where="line",
+        )
+        if row:
+            rows.append(row)
+    if header is None:
+        raise ReviewFileError("CSV has no header line")
     return rows, errors
 
 
