@@ -421,6 +421,30 @@ def test_malformed_label_studio_tasks_are_row_errors(tmp_path: Path) -> None:
     assert pd.isna(parsed.rows["decided_at"].iloc[0])
 
 
+def test_choices_that_are_not_a_list_of_labels_are_row_errors(tmp_path: Path) -> None:
+    def task(record: str, result: Any) -> dict[str, Any]:
+        return {
+            "data": {"record_id": record},
+            "annotations": [{"completed_by": 1, "result": result}],
+        }
+
+    export = [
+        task("r1", [{"type": "choices", "value": {"choices": [["positive"]]}}]),
+        task("r2", [{"type": "choices", "value": {"choices": "positive"}}]),
+        task("r3", {"type": "choices"}),
+        task("r4", [{"type": "choices", "value": "positive"}, "junk", None]),
+        task("r5", [{"type": "choices", "value": {"choices": ["neutral"]}}]),
+    ]
+    parsed = parse_decisions(_json(tmp_path / "odd-choices.json", export))
+    assert parsed.errors == [
+        'task 1: choices must be a list of label strings, got [["positive"]]',
+        'task 2: choices must be a list of label strings, got "positive"',
+        "task 3: result is a dict, not a list",
+    ]
+    assert parsed.rows["record_id"].tolist() == ["r5"]
+    assert parsed.skipped == 1  # r4: no choice in it
+
+
 def test_csv_decisions_work_with_and_without_annotator(tmp_path: Path) -> None:
     parsed = parse_decisions(
         _csv(tmp_path / "a.csv", [("r1", "positive", "alice"), ("r2", " negative ", "")])

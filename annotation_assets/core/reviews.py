@@ -306,12 +306,10 @@ def _label_studio_rows(tasks: list[Any]) -> tuple[list[dict[str, Any]], list[str
             if not isinstance(ann, dict) or ann.get("was_cancelled"):
                 skipped += 1
                 continue
-            choices = [
-                c
-                for r in ann.get("result") or []
-                if isinstance(r, dict) and r.get("type", "choices") == "choices"
-                for c in (r.get("value") or {}).get("choices") or []
-            ]
+            choices, problem = _choices(ann.get("result"))
+            if problem:
+                errors.append(f"task {n}: {problem}")
+                continue
             if not choices:
                 skipped += 1
                 continue
@@ -322,6 +320,26 @@ def _label_studio_rows(tasks: list[Any]) -> tuple[list[dict[str, Any]], list[str
             when = _when(ann.get("updated_at") or ann.get("created_at"))
             rows.append(_row(n, record_id, choices[0], annotator, when, errors, where="task"))
     return [r for r in rows if r], errors, skipped
+
+
+def _choices(result: Any) -> tuple[list[str], str | None]:
+    """The labels an annotation's results choose, or what is wrong with them."""
+    if result is None:
+        return [], None
+    if not isinstance(result, list):
+        return [], f"result is a {type(result).__name__}, not a list"
+    choices: list[str] = []
+    for item in result:
+        if not isinstance(item, dict) or item.get("type", "choices") != "choices":
+            continue
+        value = item.get("value")
+        chosen = value.get("choices") if isinstance(value, dict) else None
+        if chosen is None:
+            continue
+        if not isinstance(chosen, list) or not all(isinstance(c, str) for c in chosen):
+            return [], f"choices must be a list of label strings, got {json.dumps(chosen)[:80]}"
+        choices.extend(chosen)
+    return choices, None
 
 
 def _row(
