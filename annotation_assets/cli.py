@@ -23,8 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--home", help="state folder (default $ANNOTATION_HOME or ./annotation_home)"
     )
-    parser.add_argument("--tasks", help="task specs folder (default $ANNOTATION_TASKS or tasks/)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run logs")
+    parser.add_argument(
+        "--tasks", help="task specs folder (default $ANNOTATION_TASKS or the project's tasks/)"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show Dagster's run logs and tracebacks"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("demo", help="run the bundled demo drops and print a summary")
@@ -57,7 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     rexport = rsub.add_parser("export", help="write the records waiting for a decision")
     rexport.add_argument("task")
     rexport.add_argument("--out", required=True, help="output file (.json or .csv)")
-    rexport.add_argument("--format", choices=["label-studio", "csv"], default="label-studio")
+    rexport.add_argument(
+        "--format",
+        choices=["label-studio", "csv"],
+        help="default: csv for an --out ending in .csv, else label-studio",
+    )
     rexport.add_argument(
         "--stratify", action="store_true", help="alternate suggested classes in the queue"
     )
@@ -109,6 +117,12 @@ def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
     mode = args.balance or spec.balance.mode
     if is_s3_url(out):
         return _export_to_s3(runner, spec, out, mode)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out} is a file; export writes into a folder")
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot make the folder {out}: {err.strerror or err}") from None
     with _warehouse_for(runner, spec.name).connect() as conn:
         keep, balance = balanced_selection(conn, spec, mode)
         keep_ids = None if mode == "none" else keep
@@ -271,14 +285,20 @@ def cmd_review_export(runner: Runner, args: argparse.Namespace) -> int:
         raise UsageError("--limit must be at least 1")
     if args.audit < 0:
         raise UsageError("--audit must not be negative")
+    if Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give a file such as queue.json")
     with _warehouse_for(runner, spec.name).connect() as conn:
         queue = reviews.review_queue(
             conn, spec, stratify=args.stratify, limit=args.limit, audit=args.audit
         )
         votes = reviews.votes_by_record(conn, spec.name)
-    fmt = "csv" if args.format == "csv" else "label-studio"
+    out = Path(args.out)
+    fmt = args.format or ("csv" if out.suffix.lower() == ".csv" else "label-studio")
     prefix = args.image_url_prefix or reviews.DEFAULT_IMAGE_URL_PREFIX
-    written = reviews.write_queue(queue, spec, votes, Path(args.out), fmt, image_prefix=prefix)
+    try:
+        written = reviews.write_queue(queue, spec, votes, out, fmt, image_prefix=prefix)
+    except OSError as err:
+        raise UsageError(f"cannot write {out}: {err.strerror or err}") from None
     print(
         json.dumps(
             {
@@ -362,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_on_console(True)
     runner = Runner(resolve_home(args.home), resolve_tasks_dir(args.tasks), verbose=args.verbose)
     try:
+        if runner.home.root.exists() and not runner.home.root.is_dir():
+            raise UsageError(f"the home {runner.home.root} is a file, not a folder")
         return COMMANDS[args.command](runner, args)
     except (UsageError, SpecError, HomeConfigError, S3Error) as err:
         print(f"annotate: error: {err}", file=sys.stderr)

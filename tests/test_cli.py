@@ -166,6 +166,49 @@ def test_a_malformed_spec_is_reported_in_one_line_naming_file_and_field(
     assert "t.yaml" in line and "thresholds.auto_accept" in line
 
 
+def test_output_paths_that_cannot_be_written_are_refused_in_one_line(
+    cli: Cli, drop: Path, tmp_path: Path
+) -> None:
+    cli("run", "reviews", "--drop", str(drop))
+    folder, file = tmp_path / "a-folder", tmp_path / "a-file.csv"
+    folder.mkdir()
+    file.write_text("x")
+    line = _one_line_error(cli("review", "export", "reviews", "--out", str(folder)))
+    assert "is a folder" in line
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing left beside the folder
+    line = _one_line_error(cli("review", "export", "reviews", "--out", str(file / "q.json")))
+    assert "cannot write" in line
+    assert "is a file" in _one_line_error(cli("export", "reviews", "--out", str(file)))
+    line = _one_line_error(cli("export", "reviews", "--out", str(file / "sub")))
+    assert "cannot make the folder" in line
+    assert file.read_text() == "x"
+
+
+@pytest.mark.parametrize("command", [["status"], ["run", "reviews", "--drop", "DROP"]])
+def test_a_home_that_is_a_file_is_refused(
+    tmp_path: Path, drop: Path, tasks_dir: Callable[..., Path], command: list[str]
+) -> None:
+    home = tmp_path / "home-file"
+    home.write_text("not a folder")
+    argv = [str(drop) if a == "DROP" else a for a in command]
+    line = _one_line_error(Cli(home, tasks_dir(), None)(*argv))
+    assert "is a file, not a folder" in line
+
+
+def test_review_export_takes_its_format_from_the_file_name_unless_given(
+    cli: Cli, drop: Path, tmp_path: Path
+) -> None:
+    cli("run", "reviews", "--drop", str(drop))
+    assert cli("review", "export", "reviews", "--out", str(tmp_path / "q.csv")).returncode == 0
+    assert (tmp_path / "q.csv").read_text().startswith("record_id,text,suggested_label")
+    assert cli("review", "export", "reviews", "--out", str(tmp_path / "q.json")).returncode == 0
+    assert isinstance(json.loads((tmp_path / "q.json").read_text()), list)
+    p = cli(
+        "review", "export", "reviews", "--out", str(tmp_path / "x.csv"), "--format", "label-studio"
+    )
+    assert p.returncode == 0 and isinstance(json.loads((tmp_path / "x.csv").read_text()), list)
+
+
 def test_export_before_any_run_is_refused(cli: Cli, tmp_path: Path) -> None:
     assert "run a drop first" in _one_line_error(cli("export", "reviews", "--out", str(tmp_path)))
 
