@@ -5,12 +5,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from annotation_assets.core.s3 import S3Error
 from annotation_assets.core.spec import SpecError, TaskSpec
 from annotation_assets.home import PROJECT_ROOT, HomeConfigError, resolve_home, resolve_tasks_dir
 from annotation_assets.runner import Runner, UsageError
+
+if TYPE_CHECKING:
+    import duckdb
 
 DEMO_DROPS = Path(__file__).resolve().parent / "demo_data" / "drops"
 
@@ -326,14 +329,18 @@ def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     warehouse = _warehouse_for(runner, spec.name)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-    kept = runner.home.reviews / spec.name / f"{digest}-{source.name}"
+    folder = runner.home.reviews / spec.name
     with warehouse.connect() as conn:
-        report = reviews.import_decisions(conn, spec, parsed, source_file=kept.name)
+        kept, arriving = _kept_name(conn, spec.name, folder, f"{digest}-{source.name}")
+        report = reviews.import_decisions(
+            conn, spec, parsed, source_file=kept.name, new_file=arriving
+        )
     for error in report.errors:
         print(f"annotate: {source.name}: {error}", file=sys.stderr)
     if report.imported + report.already_imported == 0:
         raise UsageError(f"no valid decisions in {source.name} ({len(report.errors)} errors)")
-    reviews.keep_copy(source, kept)
+    if report.imported or not arriving:
+        reviews.keep_copy(source, kept)
     drops = runner.apply_reviews(spec.name)
     with warehouse.connect() as conn:
         decisions = pipeline.human_decisions(conn, spec)
@@ -358,6 +365,33 @@ def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _kept_name(
+    conn: "duckdb.DuckDBPyConnection", task: str, folder: Path, name: str
+) -> tuple[Path, bool]:
+    """Where a decisions file is kept in the reviews folder (which the human_labels asset
+    replays), and whether it arrives as a new file. Each import that adds votes is kept under
+    its own name (`<digest>-<name>`, then `<digest>-2-<name>`, ...), so a file equal to an
+    earlier one still counts (an annotator going back to an earlier label). A name the
+    warehouse knows but the folder lacks is an import killed before it kept its copy: the
+    copy is completed under that name instead."""
+    digest, _, rest = name.partition("-")
+    used = {
+        r[0]
+        for r in conn.execute(
+            f'SELECT DISTINCT source_file FROM "{task}".human_labels'
+            " WHERE starts_with(source_file, ?)",
+            [f"{digest}-"],
+        ).fetchall()
+    }
+    candidate, k = name, 1
+    while candidate in used:
+        if not (folder / candidate).exists():
+            return folder / candidate, False
+        k += 1
+        candidate = f"{digest}-{k}-{rest}"
+    return folder / candidate, True
 
 
 def cmd_review(runner: Runner, args: argparse.Namespace) -> int:

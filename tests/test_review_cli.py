@@ -100,6 +100,31 @@ def test_review_round_trip_decides_every_queued_record(cli: Cli, tmp_path: Path)
     assert again["decided"] == pending
 
 
+def test_an_annotator_going_back_to_an_earlier_label_through_the_cli_ends_there(
+    cli: Cli, tmp_path: Path
+) -> None:
+    drop = tmp_path / "in" / "drop-0001"
+    write_jsonl(drop, review_records(30))
+    assert cli("run", TASK, "--drop", str(drop)).returncode == 0
+    queue = tmp_path / "queue.csv"
+    assert cli("review", "export", TASK, "--out", str(queue)).returncode == 0
+    record = next(csv.DictReader(queue.open(encoding="utf-8")))["record_id"]
+    decisions = tmp_path / "v.csv"  # one file, edited between imports
+    counts = []
+    for label in ["negative", "positive", "negative", "negative"]:
+        decisions.write_text(f"record_id,label,annotator\n{record},{label},alice\n")
+        p = cli("review", "import", TASK, str(decisions))
+        assert p.returncode == 0, p.stderr
+        counts.append((_last_json(p.stdout)["imported"], _last_json(p.stdout)["already_imported"]))
+    assert counts == [(1, 0), (1, 0), (1, 0), (0, 1)]  # the last one repeats her current vote
+    kept = sorted(p.name for p in (cli.home / "reviews" / TASK).iterdir())
+    assert len(kept) == 3 and sum(name.endswith("-2-v.csv") for name in kept) == 1
+    out = tmp_path / "out"
+    assert cli("export", TASK, "--out", str(out)).returncode == 0
+    rows = [json.loads(line) for line in (out / f"{TASK}.jsonl").read_text().splitlines()]
+    assert [(r["label"], r["source"]) for r in rows if r["id"] == record] == [("negative", "human")]
+
+
 def test_a_file_of_only_bad_rows_is_refused_row_by_row(cli: Cli, tmp_path: Path) -> None:
     # a warehouse with the task's (empty) tables: every record id is unknown
     Warehouse(path=str(cli.home / "warehouse.duckdb")).ensure_task(TASK)

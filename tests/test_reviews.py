@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from annotation_assets.core import pipeline, reviews
+from annotation_assets.core import pipeline, reconcile, reviews
 from annotation_assets.core.reviews import ReviewFileError, parse_decisions
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.home import Home
@@ -641,7 +641,34 @@ def test_importing_the_same_file_twice_imports_nothing_the_second_time(
     assert [r.errors for r in again] == [[], []]
     assert _human_labels(conn) == table
     # a fresh parse of the same file (as the asset does on every materialization) is a no-op too
-    assert _import(conn, csv_path).imported == 0
+    fresh = parse_decisions(csv_path)
+    assert reviews.import_decisions(conn, SPEC, fresh, source_file="d").imported == 0
+    assert _human_labels(conn) == table
+    # and so is the same file arriving again under another name (annotate review import)
+    again_new = reviews.import_decisions(conn, SPEC, fresh, source_file="d2", new_file=True)
+    assert (again_new.imported, again_new.already_imported) == (0, 3)
+    assert _human_labels(conn) == table
+
+
+def test_an_annotator_who_goes_back_to_an_earlier_label_is_heard(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    record = _pending(conn)[0][0]
+    files = []
+    for i, label in enumerate(["neutral", "positive", "neutral"]):
+        path = _csv(tmp_path / f"v{i}.csv", [(record, label, "alice")])
+        parsed = parse_decisions(path)
+        report = reviews.import_decisions(
+            conn, SPEC, parsed, source_file=f"v{i}.csv", new_file=True
+        )
+        assert (report.imported, report.already_imported) == (1, 0)
+        files.append((parsed, f"v{i}.csv"))
+    votes = reconcile.latest_votes(reviews.decisions_frame(conn, TASK))
+    assert votes.loc[votes["record_id"] == record, "label"].tolist() == ["neutral"]
+    # replaying every kept file (as the human_labels asset does) changes nothing
+    table = _human_labels(conn)
+    for parsed, name in files:
+        assert reviews.import_decisions(conn, SPEC, parsed, source_file=name).imported == 0
     assert _human_labels(conn) == table
 
 

@@ -459,10 +459,19 @@ def import_decisions(
     parsed: ParsedDecisions,
     *,
     source_file: str,
+    new_file: bool = False,
 ) -> ImportReport:
     """Validates rows against the task (known record ids and labels, one decision per record
-    and annotator per file) and inserts the new ones in one transaction; rows already
-    imported (same record, label, annotator and time) are skipped, so re-imports are no-ops."""
+    and annotator per file) and inserts the new ones in one transaction.
+
+    A row with a time (`decided_at`) is skipped when the same decision at the same time is
+    there already, from any file. A row without one is skipped when this `source_file` gave it
+    before: importing a kept file again is a no-op, while another file may repeat an earlier
+    vote, so an annotator who goes back to an earlier label (A, then B, then A) is heard.
+
+    `new_file` is for a file arriving (`annotate review import`): when every valid row only
+    repeats what is there (a timed row already present, an untimed one equal to the annotator's
+    current vote for the record), nothing is inserted and the report says so."""
     task = spec.name
     errors = list(parsed.errors)
     frame = parsed.rows
@@ -495,19 +504,38 @@ def import_decisions(
     frame["source_file"] = source_file
     frame["imported_at"] = datetime.now(UTC).replace(tzinfo=None)
     frame["decided_at"] = pd.to_datetime(frame["decided_at"])
+    exact = f"""EXISTS (
+        SELECT 1 FROM "{task}".human_labels h
+        WHERE h.record_id = d.record_id AND h.label = d.label AND h.annotator = d.annotator
+          AND (CASE WHEN d.decided_at IS NULL
+                    THEN h.decided_at IS NULL AND h.source_file = d.source_file
+                    ELSE h.decided_at = d.decided_at END))"""
     with transaction(conn):
         conn.register("_decisions", frame)
         before = _count(conn, task)
-        conn.execute(
-            f"""INSERT INTO "{task}".human_labels
-                SELECT d.record_id, d.label, d.annotator, d.decided_at, d.source_file, d.imported_at
-                FROM _decisions d
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM "{task}".human_labels h
-                    WHERE h.record_id = d.record_id AND h.label = d.label
-                      AND h.annotator = d.annotator
-                      AND h.decided_at IS NOT DISTINCT FROM d.decided_at)"""
-        )
+        news = 1
+        if new_file:
+            news = int(
+                scalar(
+                    conn,
+                    f"""SELECT count(*) FROM _decisions d
+                    LEFT JOIN (
+                        SELECT record_id, annotator,
+                               arg_max(label, coalesce(decided_at, imported_at)) AS label
+                        FROM "{task}".human_labels GROUP BY record_id, annotator) c
+                      USING (record_id, annotator)
+                    WHERE CASE WHEN d.decided_at IS NULL
+                               THEN c.label IS DISTINCT FROM d.label
+                               ELSE NOT {exact} END""",
+                )
+            )
+        if news:
+            conn.execute(
+                f"""INSERT INTO "{task}".human_labels
+                    SELECT d.record_id, d.label, d.annotator, d.decided_at, d.source_file,
+                           d.imported_at
+                    FROM _decisions d WHERE NOT {exact}"""
+            )
         imported = _count(conn, task) - before
         conn.unregister("_decisions")
     return ImportReport(
