@@ -354,6 +354,25 @@ def test_a_pandas_integer_id_column_with_a_gap_keeps_its_ids(tmp_path: Path) -> 
     ]
 
 
+def test_a_header_that_does_not_match_the_spec_fields_shows_in_the_detail(
+    tmp_path: Path,
+) -> None:
+    drop = _drop_with(tmp_path, "part.csv", "ticket;body\nt1;hello\n")
+    row = _only_row(drop)
+    assert (row["error"], row["detail"]) == (
+        MISSING_ID,
+        "field 'id' absent; the record has ticket;body",
+    )
+    drop = _drop_with(
+        tmp_path, "other.jsonl", '{"id": "a", "body": "x"}\n{"id": "b", "text": " "}\n'
+    )
+    rows = [r for r in _rows(drop) if r["source_file"] == "other.jsonl"]
+    assert [(r["error"], r["detail"]) for r in rows] == [
+        (MISSING_TEXT, "field 'text' absent; the record has id, body"),
+        (MISSING_TEXT, "field 'text'"),  # present but blank
+    ]
+
+
 def test_a_bool_id_says_why_it_is_refused(tmp_path: Path) -> None:
     row = _only_row(_drop_with(tmp_path, "part.jsonl", '{"id": true, "text": "x"}\n'))
     assert (row["error"], row["detail"]) == (

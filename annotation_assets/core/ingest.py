@@ -363,6 +363,16 @@ def _scalar_id(value: Any) -> tuple[str | None, str | None, str | None]:
     return text, None, None
 
 
+def _absent(record: dict[str, Any], field: str) -> str:
+    """When `field` is not in the record at all, which fields it has: a header or key that
+    does not match the spec's `fields:` mapping shows on every row."""
+    if field in record:
+        return ""
+    names = [str(k)[:40] for k in list(record)[:8]]
+    more = ", ..." if len(record) > 8 else ""
+    return f" absent; the record has {', '.join(names) or 'no fields'}{more}"
+
+
 def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
     out: dict[str, Any] = {
         "source_file": source_file,
@@ -384,9 +394,10 @@ def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
     text = record.get(fields.text)
     if id_error:
         out["error"] = id_error
-        out["detail"] = f"field {fields.id!r}" + (f": {why}" if why else "")
+        out["detail"] = f"field {fields.id!r}" + (f": {why}" if why else _absent(record, fields.id))
     elif text is None or (isinstance(text, str) and not text.strip()):
-        out["error"], out["detail"] = MISSING_TEXT, f"field {fields.text!r}"
+        out["error"] = MISSING_TEXT
+        out["detail"] = f"field {fields.text!r}{_absent(record, fields.text)}"
     elif not isinstance(text, str):
         out["error"], out["detail"] = INVALID_TEXT, f"{type(text).__name__} in {fields.text!r}"
     else:
