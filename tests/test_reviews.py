@@ -601,6 +601,16 @@ def test_bad_rows_are_reported_by_line_while_valid_rows_are_imported(
     assert {r[4] for r in _human_labels(conn)} == {"mixed.csv"}
 
 
+def test_labels_in_another_case_are_the_tasks_labels(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    (a, *_), (b, *_) = _pending(conn)[:2]
+    path = _csv(tmp_path / "case.csv", [(a, "Positive", "alice"), (b, "NEGATIVE", "alice")])
+    report = _import(conn, path)
+    assert (report.imported, report.errors) == (2, [])
+    assert {r[:2] for r in _human_labels(conn)} == {(a, "positive"), (b, "negative")}
+
+
 def test_label_studio_row_errors_name_the_task(
     conn: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:

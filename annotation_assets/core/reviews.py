@@ -476,6 +476,18 @@ def import_decisions(
     errors = list(parsed.errors)
     frame = parsed.rows
     labels = set(spec.label_names)
+    by_case: dict[str, list[str]] = {}
+    for name in spec.label_names:
+        by_case.setdefault(name.casefold(), []).append(name)
+    # a label typed in another case ("Urgent") is the task's label when only one matches
+    frame = frame.assign(
+        label=[
+            given
+            if given in labels or len(by_case.get(given.casefold(), [])) != 1
+            else by_case[given.casefold()][0]
+            for given in frame["label"].tolist()
+        ]
+    )
     bad_label = ~frame["label"].isin(labels)
     for at, rid, label in frame.loc[bad_label, ["where", "record_id", "label"]].itertuples(
         index=False
