@@ -103,6 +103,14 @@ def cmd_run(runner: Runner, args: argparse.Namespace) -> int:
         drop_id = runner.stage_s3_drop(args.task, args.drop)
     else:
         drop_id = runner.stage_drop(args.task, Path(args.drop))
+    from annotation_assets.core.ingest import list_drop_files
+
+    if not list_drop_files(runner.home.drop_dir(args.task, drop_id)):
+        print(
+            f"annotate: note: drop {drop_id} holds no files (hidden and _marker files do not"
+            " count)",
+            file=sys.stderr,
+        )
     _print_summary(runner.run_drop(args.task, drop_id))
     return 0
 

@@ -209,6 +209,17 @@ def test_review_export_takes_its_format_from_the_file_name_unless_given(
     assert p.returncode == 0 and isinstance(json.loads((tmp_path / "x.csv").read_text()), list)
 
 
+def test_an_empty_drop_runs_with_zero_counts_and_a_note(cli: Cli, tmp_path: Path) -> None:
+    empty = tmp_path / "in" / "empty-drop"
+    empty.mkdir(parents=True)
+    (empty / ".DS_Store").write_text("x")
+    p = cli("run", "reviews", "--drop", str(empty))
+    assert p.returncode == 0, p.stderr
+    summary = _last_json(p.stdout)
+    assert (summary["ingested"], summary["final_rows"]) == (0, 0)
+    assert "drop empty-drop holds no files" in p.stderr
+
+
 def test_export_before_any_run_is_refused(cli: Cli, tmp_path: Path) -> None:
     assert "run a drop first" in _one_line_error(cli("export", "reviews", "--out", str(tmp_path)))
 
