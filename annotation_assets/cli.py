@@ -211,6 +211,18 @@ def _status_rows(runner: Runner, tasks: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _other_tasks(runner: Runner, tasks: Sequence[str]) -> list[str]:
+    """Tasks whose tables the warehouse holds but that are not among `tasks` (specs from
+    another tasks folder)."""
+    if not runner.warehouse.exists():
+        return []
+    with runner.warehouse.connect() as conn:
+        found = conn.execute(
+            "SELECT DISTINCT schema_name FROM duckdb_tables() WHERE table_name = 'drops'"
+        ).fetchall()
+    return sorted(name for (name,) in found if name not in tasks)
+
+
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:
     """A drop summary with its by_source counts as by_<source> columns, for tables."""
     return {**summary, **{f"by_{k}": v for k, v in summary["by_source"].items()}}
@@ -239,7 +251,16 @@ def cmd_status(runner: Runner, args: argparse.Namespace) -> int:
     rows = _status_rows(runner, tasks)
     print(f"home: {runner.home.root}")
     if not rows:
-        print("no drops have been run yet")
+        others = _other_tasks(runner, tasks)
+        print(
+            f"no drops of the tasks in {runner.tasks_dir} have been run yet"
+            + (
+                f"; the warehouse also holds tasks {', '.join(others)} (is --tasks or"
+                " $ANNOTATION_TASKS the folder of their specs?)"
+                if others
+                else ""
+            )
+        )
         return 0
     print(_table(rows, STATUS_COLUMNS))
     return 0
@@ -263,11 +284,14 @@ def cmd_demo(runner: Runner, args: argparse.Namespace) -> int:
     cols = (*STATUS_COLUMNS, "by_rule", "by_model", "by_heavy", "by_human")
     print(_table(rows, cols))
     home = runner.home.root
+    reports = "".join(
+        f"Quality report: {home / 'exports' / t / 'quality_report.html'}\n" for t in tasks
+    )
     print(
         "\nNext steps:\n"
         f"  annotate --home {home} review export {tasks[0]} --out queue.json\n"
         f"  annotate --home {home} export {tasks[0]} --out {home / 'exports'}\n"
-        f"Quality report: {home / 'exports' / tasks[0] / 'quality_report.html'}\n"
+        f"{reports}"
         "Open the Dagster UI on the same home:\n"
         f"  ANNOTATION_HOME={home} DAGSTER_HOME={home / 'dagster'} "
         f"{Path(sys.executable).parent / 'dagster'} dev -m definitions -d {PROJECT_ROOT}\n"

@@ -128,6 +128,19 @@ def test_status_of_a_fresh_home_says_nothing_ran(cli: Cli) -> None:
     assert "no drops" in p.stdout
 
 
+def test_status_with_another_tasks_folder_names_the_tasks_the_warehouse_holds(
+    cli: Cli, drop: Path, tmp_path: Path
+) -> None:
+    cli("run", "reviews", "--drop", str(drop))
+    other = tmp_path / "other-tasks"
+    other.mkdir()
+    spec = (cli.tasks / "reviews.yaml").read_text() if cli.tasks else ""
+    (other / "tickets.yaml").write_text(spec.replace("name: reviews", "name: tickets"))
+    p = Cli(cli.home, other, None)("status")
+    assert p.returncode == 0, p.stderr
+    assert "the warehouse also holds tasks reviews" in p.stdout
+
+
 @pytest.mark.parametrize("name", ["bad name", "bad$id", "x" * 129])
 def test_a_drop_id_outside_the_allowed_characters_is_refused(
     cli: Cli, tmp_path: Path, name: str
