@@ -9,6 +9,7 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = "annotation_home"
+TELEMETRY_OFF = "telemetry:\n  enabled: false\n"  # a new home's dagster/dagster.yaml
 # DuckDB's own default is 80% of the machine's memory; a bounded buffer pool makes large
 # drops spill sorts, joins and temp tables to `<warehouse>.tmp/` instead of growing the process
 DEFAULT_MEMORY_LIMIT = "256MB"
@@ -127,7 +128,11 @@ class Home:
     def create(self) -> "Home":
         for folder in (self.drops, self.reviews, self.exports, self.models, self.dagster):
             folder.mkdir(parents=True, exist_ok=True)
-        (self.dagster / "dagster.yaml").touch(exist_ok=True)
+        instance = self.dagster / "dagster.yaml"
+        if not instance.exists():
+            # An offline pipeline's own instance: no usage statistics, and no telemetry notice
+            # on the first run's stderr. Edit the file to turn them back on.
+            instance.write_text(TELEMETRY_OFF, encoding="utf-8")
         return self
 
 

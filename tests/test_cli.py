@@ -122,6 +122,13 @@ def test_status_lists_each_drop(cli: Cli, drop: Path) -> None:
     assert cli("status", "reviews").returncode == 0
 
 
+def test_a_first_run_prints_no_telemetry_notice(cli: Cli, drop: Path) -> None:
+    p = cli("run", "reviews", "--drop", str(drop))
+    assert p.returncode == 0, p.stderr
+    assert "Telemetry" not in p.stderr and "Welcome to Dagster" not in p.stderr
+    assert "enabled: false" in (cli.home / "dagster" / "dagster.yaml").read_text()
+
+
 def test_status_of_a_fresh_home_says_nothing_ran(cli: Cli) -> None:
     p = cli("status")
     assert p.returncode == 0
