@@ -125,6 +125,17 @@ def test_malformed_spec_gives_one_line_error_naming_file_and_field(
     assert "\n" not in message
 
 
+def test_a_misspelt_rule_key_shows_both_the_missing_and_the_unknown_key(tmp_path: Path) -> None:
+    rule = {"name": "r", "type": "regex", "patern": "x", "label": "positive", "confidence": 0.9}
+    path = _write(tmp_path / "t.yaml", {**MINIMAL, "rules": [rule]})
+
+    message = _spec_error(path)
+
+    assert "rules[0].pattern: Field required" in message
+    assert "rules[0].patern: Extra inputs are not permitted" in message
+    assert "\n" not in message
+
+
 def test_regex_error_says_why_re2_refused_it(tmp_path: Path) -> None:
     path = _write(tmp_path / "t.yaml", {**MINIMAL, "rules": [LOOKBEHIND_RULE]})
 

@@ -327,6 +327,9 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
+SPEC_ERRORS_SHOWN = 3
+
+
 def parse_task_spec(data: Any, *, source: str = "<spec>") -> TaskSpec:
     """Validates a parsed YAML document; raises SpecError naming the source and field."""
     if not isinstance(data, dict):
@@ -334,11 +337,18 @@ def parse_task_spec(data: Any, *, source: str = "<spec>") -> TaskSpec:
     try:
         return TaskSpec.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        extra = f" ({len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-        where = f"{_field_path(tuple(first['loc']))}: " if first["loc"] else ""
-        raise SpecError(f"{source}: {where}{msg}{extra}") from None
+        # Up to three problems on the one line: a misspelt key shows as the key it should be
+        # ("Field required") and as the key it is ("Extra inputs are not permitted").
+        errors = err.errors()
+        shown = []
+        for error in errors[:SPEC_ERRORS_SHOWN]:
+            msg = str(error["msg"]).removeprefix("Value error, ")
+            where = f"{_field_path(tuple(error['loc']))}: " if error["loc"] else ""
+            shown.append(f"{where}{msg}")
+        extra = (
+            f" ({len(errors) - SPEC_ERRORS_SHOWN} more)" if len(errors) > SPEC_ERRORS_SHOWN else ""
+        )
+        raise SpecError(f"{source}: {'; '.join(shown)}{extra}") from None
 
 
 def load_task_spec(path: Path) -> TaskSpec:
