@@ -73,10 +73,16 @@ class Home:
             if not isinstance(loaded, dict):
                 raise HomeConfigError(f"{self.config_file}: must be a YAML mapping")
             section = loaded.get("warehouse", {}) or {}
-        if not isinstance(section, dict) or set(section) - {"backend", "path", "memory_limit"}:
+        if not isinstance(section, dict):
             raise HomeConfigError(
                 f"{self.config_file}: warehouse: expected a mapping with backend, path"
-                " and memory_limit"
+                f" and memory_limit, got {type(section).__name__}"
+            )
+        unknown = sorted(str(k) for k in set(section) - {"backend", "path", "memory_limit"})
+        if unknown:
+            raise HomeConfigError(
+                f"{self.config_file}: warehouse: unknown key {', '.join(unknown)}"
+                " (known: backend, path, memory_limit)"
             )
         backend = os.environ.get("ANNOTATION_WAREHOUSE_BACKEND") or section.get("backend")
         backend = str(backend or "duckdb")

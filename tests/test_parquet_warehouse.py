@@ -193,6 +193,7 @@ def test_the_pipeline_runs_on_a_parquet_warehouse_in_s3(
     [
         ("warehouse: {backend: sqlite}\n", "backend must be duckdb or parquet"),
         ("warehouse: [parquet]\n", "expected a mapping"),
+        ("warehouse: {memroy_limit: 1GB}\n", "unknown key memroy_limit"),
         ("warehouse: {backend: duckdb, path: 's3://b/p/'}\n", "needs a local file path"),
         ("warehouse: {backend: parquet\n", "not valid YAML"),
         ("warehouse: {memory_limit: lots}\n", "memory_limit must be a size"),
