@@ -373,6 +373,13 @@ def test_a_header_that_does_not_match_the_spec_fields_shows_in_the_detail(
     ]
 
 
+def test_a_repeated_csv_column_keeps_every_value(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.csv", "id,text,text,note,text.1\na,first,second,n,x\n")
+    row = _only_row(drop)
+    assert (row["record_id"], row["text"], row["error"]) == ("a", "first", None)
+    assert json.loads(row["meta"]) == {"text.2": "second", "note": "n", "text.1": "x"}
+
+
 def test_a_bool_id_says_why_it_is_refused(tmp_path: Path) -> None:
     row = _only_row(_drop_with(tmp_path, "part.jsonl", '{"id": true, "text": "x"}\n'))
     assert (row["error"], row["detail"]) == (

@@ -221,13 +221,34 @@ def _csv_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
                 yield _Row(start, chunk, error=reason, detail=detail)
                 continue
             if header is None:
-                header = fields
+                header = _unique_columns(fields)
                 continue
             if len(fields) != len(header):
                 detail = f"{len(fields)} fields, header has {len(header)}"
                 yield _Row(start, chunk, error=MALFORMED_CSV, detail=detail)
                 continue
             yield _Row(start, chunk, record=dict(zip(header, fields, strict=True)))
+
+
+def _unique_columns(names: list[str]) -> list[str]:
+    """A CSV header with repeated names told apart as pandas does: the first `text` stays
+    `text`, the next ones become `text.1`, `text.2`, ... (kept in the record's meta)."""
+    seen: dict[str, int] = {}
+    taken = set(names)
+    out = []
+    for name in names:
+        if name not in seen:
+            seen[name] = 0
+            out.append(name)
+            continue
+        while True:
+            seen[name] += 1
+            candidate = f"{name}.{seen[name]}"
+            if candidate not in taken:
+                break
+        taken.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def _csv_records(
