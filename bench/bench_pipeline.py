@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+
 SPEC_PATH = ROOT / "tasks" / "product_reviews.yaml"
 DEFAULT_OUT = ROOT / "bench" / "out"
 DEFAULT_SIZES = (10_000, 100_000)
@@ -629,17 +631,15 @@ def run_child(size: int, args: argparse.Namespace) -> dict[str, Any] | None:
         cmd += ["--encoder-baseline-sample", str(args.encoder_baseline_sample)]
     if args.encoder:
         cmd += ["--encoder", str(Path(args.encoder).resolve())]
-    print(f"[bench] size {size:,}: {' '.join(cmd)}", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    for line in reversed(proc.stdout.splitlines()):
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get("mark") == RESULT_MARK:
-            return data
-    print(f"size {size:,}: the child failed (exit {proc.returncode}), no result", flush=True)
-    return None
+    data, status = harness.run_child(
+        Path(cmd[1]),
+        cmd[2:],
+        RESULT_MARK,
+        lambda line: print(f"[bench] size {size:,}: {line}", file=sys.stderr, flush=True),
+    )
+    if data is None:
+        print(f"size {size:,}: the child failed (exit {status}), no result", flush=True)
+    return data
 
 
 def _positive_int(value: str) -> int:
@@ -693,21 +693,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     for line in target_lines(results, scale):
         print(line, flush=True)
-    report = {
-        "bench": RESULT_MARK,
-        "started": started.isoformat(),
-        "host": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
-        "sizes": args.sizes,
-        "results": results,
-        "scaling": scale,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench_pipeline-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    path = harness.write_report(
+        args.out, RESULT_MARK, started, {"sizes": args.sizes, "results": results, "scaling": scale}
+    )
     print(f"results written to {path}", flush=True)
     return 0 if len(results) == len(args.sizes) else 1
 

@@ -30,10 +30,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pipeline import _python_labeling_functions  # noqa: E402
+from harness import run_child, write_report  # noqa: E402
 
 SPEC_PATH = ROOT / "tasks" / "product_reviews.yaml"
 DEFAULT_OUT = ROOT / "bench" / "out"
@@ -173,17 +171,10 @@ def run_baseline(home: Path, drop_id: str) -> dict[str, Any]:
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
-    _log(" ".join(cmd[2:]))
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, check=False)
-    for line in reversed(proc.stdout.splitlines()):
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get("mark") == MARK:
-            return data
-    raise RuntimeError(f"child {args} failed (exit {proc.returncode})")
+    result, status = run_child(Path(__file__), args, MARK, _log)
+    if result is None:
+        raise RuntimeError(f"child {args} failed (exit {status})")
+    return result
 
 
 def measure(size: int, seed: int) -> dict[str, Any]:
@@ -276,19 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         data = measure(size, args.seed)
         results.append(data)
         print(format_table(data) + "\n", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"bench_rules-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    report = {
-        "bench": MARK,
-        "started": started.isoformat(),
-        "host": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
-        "results": results,
-    }
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    path = write_report(args.out, MARK, started, {"results": results})
     print(f"results written to {path}", flush=True)
     return 0
 

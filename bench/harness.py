@@ -1,0 +1,58 @@
+"""What the benches share: running a measurement in a child process (so its peak RSS is its
+own) and writing the results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def marked_result(stdout: str, mark: str) -> dict[str, Any] | None:
+    """The last stdout line that is a JSON object with `"mark": mark` (library output may
+    come before it), or None."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("mark") == mark:
+            return data
+    return None
+
+
+def run_child(
+    script: Path, args: list[str], mark: str, log: Callable[[str], None]
+) -> tuple[dict[str, Any] | None, int]:
+    """Runs `python script *args` from the project root; its marked result (None when the
+    child printed none) and its exit status."""
+    cmd = [sys.executable, str(script.resolve()), *args]
+    log(" ".join(cmd[1:]))
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, check=False)
+    return marked_result(proc.stdout, mark), proc.returncode
+
+
+def write_report(out: Path, bench: str, started: datetime, fields: dict[str, Any]) -> Path:
+    """Writes `<out>/<bench>-<started>.json`: the bench, its start, the host and `fields`."""
+    report = {
+        "bench": bench,
+        "started": started.isoformat(),
+        "host": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
+        **fields,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{bench}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    return path
