@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import run_child, write_report  # noqa: E402
+from harness import child_result, peak_rss_mib, write_report  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "out"
 DEFAULT_SIZES = (50_000, 100_000, 200_000)
@@ -46,11 +45,6 @@ MARK = "bench_dedup"
 
 def _log(message: str) -> None:
     print(f"[bench_dedup] {message}", file=sys.stderr, flush=True)
-
-
-def _peak_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _min_equal() -> int:
@@ -141,7 +135,7 @@ def run_side(folder: Path, side: str) -> dict[str, Any]:
         "cpu_s": cpu_s,
         "matched": int((best >= 0).sum()),
         "candidate_pairs": candidates,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
@@ -149,10 +143,7 @@ def run_side(folder: Path, side: str) -> dict[str, Any]:
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    result, status = run_child(Path(__file__), args, MARK, _log)
-    if result is None:
-        raise RuntimeError(f"child {args} failed (exit {status})")
-    return result
+    return child_result(Path(__file__), args, MARK, _log)
 
 
 def measure(size: int, seed: int) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pipeline import _python_labeling_functions  # noqa: E402
-from harness import run_child, write_report  # noqa: E402
+from harness import child_result, peak_rss_mib, write_report  # noqa: E402
 
 SPEC_PATH = ROOT / "tasks" / "product_reviews.yaml"
 DEFAULT_OUT = ROOT / "bench" / "out"
@@ -56,11 +55,6 @@ TARGET = 30.0
 
 def _log(message: str) -> None:
     print(f"[bench_rules] {message}", file=sys.stderr, flush=True)
-
-
-def _peak_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _spec() -> Any:
@@ -143,7 +137,7 @@ def run_ours(home: Path, drop_id: str) -> dict[str, Any]:
         "stage_s": stage_s,
         "stage_cpu_s": stage_cpu,
         "stage_records": result.n_records,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
@@ -163,7 +157,7 @@ def run_baseline(home: Path, drop_id: str) -> dict[str, Any]:
         "records": len(texts),
         "seconds": seconds,
         "cpu_s": cpu_s,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
@@ -171,10 +165,7 @@ def run_baseline(home: Path, drop_id: str) -> dict[str, Any]:
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    result, status = run_child(Path(__file__), args, MARK, _log)
-    if result is None:
-        raise RuntimeError(f"child {args} failed (exit {status})")
-    return result
+    return child_result(Path(__file__), args, MARK, _log)
 
 
 def measure(size: int, seed: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -38,6 +39,22 @@ def run_child(
     log(" ".join(cmd[1:]))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, check=False)
     return marked_result(proc.stdout, mark), proc.returncode
+
+
+def child_result(
+    script: Path, args: list[str], mark: str, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """`run_child`'s result; a child that printed none is an error."""
+    result, status = run_child(script, args, mark, log)
+    if result is None:
+        raise RuntimeError(f"child {args} failed (exit {status})")
+    return result
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def write_report(out: Path, bench: str, started: datetime, fields: dict[str, Any]) -> Path:
