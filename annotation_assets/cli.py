@@ -129,7 +129,8 @@ def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
     if is_s3_url(out):
         return _export_to_s3(runner, spec, out, mode)
     if Path(out).exists() and not Path(out).is_dir():
-        raise UsageError(f"--out {out} is a file; export writes into a folder")
+        named = "--out" if args.out else f"the sink of {spec.name}"
+        raise UsageError(f"{named} {out} is a file; export writes into a folder")
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -220,7 +221,12 @@ def _other_tasks(runner: Runner, tasks: Sequence[str]) -> list[str]:
         found = conn.execute(
             "SELECT DISTINCT schema_name FROM duckdb_tables() WHERE table_name = 'drops'"
         ).fetchall()
-    return sorted(name for (name,) in found if name not in tasks)
+        return sorted(
+            name
+            for (name,) in found
+            if name not in tasks
+            and conn.execute(f'SELECT count(*) FROM "{name}".drops').fetchone() != (0,)
+        )
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:
@@ -250,8 +256,11 @@ def cmd_status(runner: Runner, args: argparse.Namespace) -> int:
     tasks = [runner.spec(args.task).name] if args.task else sorted(runner.specs)
     rows = _status_rows(runner, tasks)
     print(f"home: {runner.home.root}")
+    if not rows and args.task:
+        print(f"no drops of {tasks[0]} have been run yet")
+        return 0
     if not rows:
-        others = _other_tasks(runner, tasks)
+        others = _other_tasks(runner, sorted(runner.specs))
         print(
             f"no drops of the tasks in {runner.tasks_dir} have been run yet"
             + (
@@ -363,15 +372,13 @@ def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
     folder = runner.home.reviews / spec.name
     with warehouse.connect() as conn:
-        kept, arriving = _kept_name(conn, spec.name, folder, f"{digest}-{source.name}")
-        report = reviews.import_decisions(
-            conn, spec, parsed, source_file=kept.name, new_file=arriving
-        )
+        kept = _kept_name(conn, spec.name, folder, f"{digest}-{source.name}", source)
+        report = reviews.import_decisions(conn, spec, parsed, source_file=kept.name, new_file=True)
     for error in report.errors:
         print(f"annotate: {source.name}: {error}", file=sys.stderr)
     if report.imported + report.already_imported == 0:
         raise UsageError(f"no valid decisions in {source.name} ({len(report.errors)} errors)")
-    if report.imported or not arriving:
+    if report.imported:
         reviews.keep_copy(source, kept)
     drops = runner.apply_reviews(spec.name)
     with warehouse.connect() as conn:
@@ -400,14 +407,15 @@ def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
 
 
 def _kept_name(
-    conn: "duckdb.DuckDBPyConnection", task: str, folder: Path, name: str
-) -> tuple[Path, bool]:
-    """Where a decisions file is kept in the reviews folder (which the human_labels asset
-    replays), and whether it arrives as a new file. Each import that adds votes is kept under
-    its own name (`<digest>-<name>`, then `<digest>-2-<name>`, ...), so a file equal to an
-    earlier one still counts (an annotator going back to an earlier label). A name the
-    warehouse knows but the folder lacks is an import killed before it kept its copy: the
-    copy is completed under that name instead."""
+    conn: "duckdb.DuckDBPyConnection", task: str, folder: Path, name: str, source: Path
+) -> Path:
+    """The name a decisions file arrives under in the reviews folder (which the human_labels
+    asset replays): `<digest>-<name>`, then `<digest>-2-<name>`, ..., the first the warehouse
+    has no votes from, so a file equal to an earlier one still counts (an annotator going
+    back to an earlier label). A name the warehouse knows but the folder lacks is the copy an
+    import killed before keeping it: it is completed on the way."""
+    from annotation_assets.core import reviews
+
     digest, _, rest = name.partition("-")
     used = {
         r[0]
@@ -420,10 +428,10 @@ def _kept_name(
     candidate, k = name, 1
     while candidate in used:
         if not (folder / candidate).exists():
-            return folder / candidate, False
+            reviews.keep_copy(source, folder / candidate)
         k += 1
         candidate = f"{digest}-{k}-{rest}"
-    return folder / candidate, True
+    return folder / candidate
 
 
 def cmd_review(runner: Runner, args: argparse.Namespace) -> int:
@@ -441,6 +449,16 @@ COMMANDS = {
 }
 
 
+def _check_home(root: Path) -> None:
+    """A home must be a folder, or a path whose nearest existing part is a folder."""
+    for part in (root, *root.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "is a file" if part == root else f"lies under the file {part}"
+                raise UsageError(f"the home {root} {what}, not a folder")
+            return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from annotation_assets.progress import show_on_console
 
@@ -448,8 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_on_console(True)
     runner = Runner(resolve_home(args.home), resolve_tasks_dir(args.tasks), verbose=args.verbose)
     try:
-        if runner.home.root.exists() and not runner.home.root.is_dir():
-            raise UsageError(f"the home {runner.home.root} is a file, not a folder")
+        _check_home(runner.home.root)
         return COMMANDS[args.command](runner, args)
     except (UsageError, SpecError, HomeConfigError, S3Error) as err:
         print(f"annotate: error: {err}", file=sys.stderr)

@@ -138,7 +138,9 @@ class Home:
         if not instance.exists():
             # An offline pipeline's own instance: no usage statistics, and no telemetry notice
             # on the first run's stderr. Edit the file to turn them back on.
-            instance.write_text(TELEMETRY_OFF, encoding="utf-8")
+            tmp = instance.with_name(f".dagster.yaml.{os.getpid()}.tmp")
+            tmp.write_text(TELEMETRY_OFF, encoding="utf-8")
+            os.replace(tmp, instance)  # whole or absent: a kill cannot leave it empty
         return self
 
 

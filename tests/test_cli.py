@@ -146,6 +146,15 @@ def test_status_with_another_tasks_folder_names_the_tasks_the_warehouse_holds(
     p = Cli(cli.home, other, None)("status")
     assert p.returncode == 0, p.stderr
     assert "the warehouse also holds tasks reviews" in p.stdout
+    # one task of the right folder that has not run: no hint about the folder
+    both = tmp_path / "both-tasks"
+    both.mkdir()
+    (both / "reviews.yaml").write_text(spec)
+    (both / "tickets.yaml").write_text(spec.replace("name: reviews", "name: tickets"))
+    p = Cli(cli.home, both, None)("status", "tickets")
+    assert p.returncode == 0, p.stderr
+    assert "no drops of tickets have been run yet" in p.stdout
+    assert "also holds" not in p.stdout
 
 
 @pytest.mark.parametrize("name", ["bad name", "bad$id", "x" * 129])
@@ -195,7 +204,6 @@ def test_output_paths_that_cannot_be_written_are_refused_in_one_line(
     file.write_text("x")
     line = _one_line_error(cli("review", "export", "reviews", "--out", str(folder)))
     assert "is a folder" in line
-    assert not list(tmp_path.glob(".*.tmp"))  # nothing left beside the folder
     line = _one_line_error(cli("review", "export", "reviews", "--out", str(file / "q.json")))
     assert "cannot write" in line
     assert "is a file" in _one_line_error(cli("export", "reviews", "--out", str(file)))
@@ -204,15 +212,17 @@ def test_output_paths_that_cannot_be_written_are_refused_in_one_line(
     assert file.read_text() == "x"
 
 
+@pytest.mark.parametrize("under", [False, True])
 @pytest.mark.parametrize("command", [["status"], ["run", "reviews", "--drop", "DROP"]])
-def test_a_home_that_is_a_file_is_refused(
-    tmp_path: Path, drop: Path, tasks_dir: Callable[..., Path], command: list[str]
+def test_a_home_that_is_a_file_or_lies_under_one_is_refused(
+    tmp_path: Path, drop: Path, tasks_dir: Callable[..., Path], command: list[str], under: bool
 ) -> None:
-    home = tmp_path / "home-file"
-    home.write_text("not a folder")
+    file = tmp_path / "home-file"
+    file.write_text("not a folder")
+    home = file / "sub" if under else file
     argv = [str(drop) if a == "DROP" else a for a in command]
     line = _one_line_error(Cli(home, tasks_dir(), None)(*argv))
-    assert "is a file, not a folder" in line
+    assert ("lies under the file" if under else "is a file, not a folder") in line
 
 
 def test_review_export_takes_its_format_from_the_file_name_unless_given(

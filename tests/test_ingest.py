@@ -29,6 +29,7 @@ from annotation_assets.core.ingest import (
     UNREADABLE_FILE,
     UNSUPPORTED_FILE,
     FieldMap,
+    has_surrogates,
     iter_raw_chunks,
     list_drop_files,
 )
@@ -378,6 +379,14 @@ def test_a_repeated_csv_column_keeps_every_value(tmp_path: Path) -> None:
     row = _only_row(drop)
     assert (row["record_id"], row["text"], row["error"]) == ("a", "first", None)
     assert json.loads(row["meta"]) == {"text.2": "second", "note": "n", "text.1": "x"}
+
+
+def test_a_key_with_a_lone_surrogate_in_the_detail_is_made_storable(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.jsonl", '{"\\ud800": 1, "text": "no id"}\n')
+    row = _only_row(drop)
+    assert row["error"] == MISSING_ID
+    assert not has_surrogates(row["detail"]) and "absent" in row["detail"]
+    row["detail"].encode("utf-8")
 
 
 def test_a_bool_id_says_why_it_is_refused(tmp_path: Path) -> None:

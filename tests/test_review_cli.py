@@ -111,14 +111,19 @@ def test_an_annotator_going_back_to_an_earlier_label_through_the_cli_ends_there(
     record = next(csv.DictReader(queue.open(encoding="utf-8")))["record_id"]
     decisions = tmp_path / "v.csv"  # one file, edited between imports
     counts = []
-    for label in ["negative", "positive", "negative", "negative"]:
+    folder = cli.home / "reviews" / TASK
+    for i, label in enumerate(["negative", "positive", "negative", "negative"]):
         decisions.write_text(f"record_id,label,annotator\n{record},{label},alice\n")
         p = cli("review", "import", TASK, str(decisions))
         assert p.returncode == 0, p.stderr
         counts.append((_last_json(p.stdout)["imported"], _last_json(p.stdout)["already_imported"]))
+        if i == 0:  # as if the import had been killed before it kept its copy
+            (kept_first,) = folder.iterdir()
+            kept_first.unlink()
     assert counts == [(1, 0), (1, 0), (1, 0), (0, 1)]  # the last one repeats her current vote
-    kept = sorted(p.name for p in (cli.home / "reviews" / TASK).iterdir())
+    kept = sorted(p.name for p in folder.iterdir())
     assert len(kept) == 3 and sum(name.endswith("-2-v.csv") for name in kept) == 1
+    assert kept_first.exists()  # completed by the third import, which then arrived as -2
     out = tmp_path / "out"
     assert cli("export", TASK, "--out", str(out)).returncode == 0
     rows = [json.loads(line) for line in (out / f"{TASK}.jsonl").read_text().splitlines()]

@@ -660,6 +660,43 @@ def test_importing_the_same_file_twice_imports_nothing_the_second_time(
     assert _human_labels(conn) == table
 
 
+def test_replaying_a_kept_file_never_changes_a_vote_even_if_its_rows_were_skipped(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # A home from before per-file matching: x.csv and y.csv both said neutral, and y.csv's
+    # row was skipped as a repeat but the file kept; z.csv then said positive.
+    record = _pending(conn)[0][0]
+    for name, label in [("x.csv", "neutral"), ("z.csv", "positive")]:
+        parsed = parse_decisions(_csv(tmp_path / name, [(record, label, "alice")]))
+        assert reviews.import_decisions(conn, SPEC, parsed, source_file=name).imported == 1
+    y = parse_decisions(_csv(tmp_path / "y.csv", [(record, "neutral", "alice")]))
+    replay = reviews.import_decisions(conn, SPEC, y, source_file="y.csv")
+    assert (replay.imported, replay.already_imported) == (0, 1)
+    votes = reconcile.latest_votes(reviews.decisions_frame(conn, TASK))
+    assert votes.loc[votes["record_id"] == record, "label"].tolist() == ["positive"]
+
+
+def test_decision_ids_are_read_as_drop_ids_are(tmp_path: Path) -> None:
+    export = [
+        {"data": {"record_id": 10.0}, "annotations": [_annotation(["positive"], 1)]},
+        {"data": {"record_id": 7}, "annotations": [_annotation(["positive"], 1)]},
+        {"data": {"record_id": 2.5}, "annotations": [_annotation(["positive"], 1)]},
+    ]
+    parsed = parse_decisions(_json(tmp_path / "ids.json", export))
+    assert parsed.rows["record_id"].tolist() == ["10", "7"]
+    assert parsed.errors == ["task 3: record_id: float 2.5 is not a whole number"]
+
+
+def test_a_decisions_csv_header_is_read_as_a_drops(tmp_path: Path) -> None:
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text("record_id,label,label\nr1,positive,negative\n")
+    assert parse_decisions(repeated).rows["label"].tolist() == ["positive"]
+    broken = tmp_path / "broken-header.csv"
+    broken.write_text('"record_id,label\nr1,positive\n')
+    with pytest.raises(ReviewFileError, match="line 1: the header line is unreadable"):
+        parse_decisions(broken)
+
+
 def test_an_annotator_who_goes_back_to_an_earlier_label_is_heard(
     conn: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:

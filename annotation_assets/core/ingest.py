@@ -221,7 +221,7 @@ def _csv_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
                 yield _Row(start, chunk, error=reason, detail=detail)
                 continue
             if header is None:
-                header = _unique_columns(fields)
+                header = unique_columns(fields)
                 continue
             if len(fields) != len(header):
                 detail = f"{len(fields)} fields, header has {len(header)}"
@@ -230,7 +230,7 @@ def _csv_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
             yield _Row(start, chunk, record=dict(zip(header, fields, strict=True)))
 
 
-def _unique_columns(names: list[str]) -> list[str]:
+def unique_columns(names: list[str]) -> list[str]:
     """A CSV header with repeated names told apart as pandas does: the first `text` stays
     `text`, the next ones become `text.1`, `text.2`, ... (kept in the record's meta)."""
     seen: dict[str, int] = {}
@@ -389,7 +389,7 @@ def _absent(record: dict[str, Any], field: str) -> str:
     does not match the spec's `fields:` mapping shows on every row."""
     if field in record:
         return ""
-    names = [str(k)[:40] for k in list(record)[:8]]
+    names = [without_surrogates(str(k))[:40] for k in list(record)[:8]]
     more = ", ..." if len(record) > 8 else ""
     return f" absent; the record has {', '.join(names) or 'no fields'}{more}"
 

@@ -16,7 +16,7 @@ from xml.sax.saxutils import quoteattr
 import duckdb
 import pandas as pd
 
-from annotation_assets.core.ingest import csv_field_rows
+from annotation_assets.core.ingest import csv_field_rows, id_text, unique_columns
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.core.tables import scalar, transaction
 
@@ -26,7 +26,8 @@ IMAGE_NAME = "image"
 DEFAULT_IMAGE_URL_PREFIX = "/data/local-files/?d="
 QUEUE_CSV_COLUMNS = ["record_id", "text", "suggested_label", "confidence", "drop_id", "reason"]
 DECISION_COLUMNS = ["record_id", "label", "annotator", "decided_at"]
-MAX_DECISION_LINE_BYTES = 1_000_000  # a decision row longer than this is an error
+MAX_DECISION_LINE_BYTES = 1_000_000  # a longer decision record is an error (as is a field
+# over the csv module's limit, 131072 characters)
 
 
 class ReviewFileError(ValueError):
@@ -232,7 +233,7 @@ def write_queue(
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
@@ -355,7 +356,12 @@ def _row(
     *,
     where: str,
 ) -> dict[str, Any]:
-    if record_id is None or str(record_id).strip() == "":
+    if not isinstance(record_id, str):  # as drops take ids: 10 and 10.0 are "10"
+        record_id, problem = id_text(record_id)
+        if problem:
+            errors.append(f"{where} {n}: record_id: {problem}")
+            return {}
+    if record_id is None or record_id.strip() == "":
         errors.append(f"{where} {n}: missing record_id")
         return {}
     if not isinstance(label, str) or not label.strip():
@@ -381,10 +387,13 @@ def _csv_rows(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     errors: list[str] = []
     for n, _, fields, problem in csv_field_rows(lines, MAX_DECISION_LINE_BYTES):
         if problem is not None or fields is None:
-            errors.append(f"line {n}: {problem[1] if problem else 'no fields'}")
+            why = problem[1] if problem else "no fields"
+            if header is None:
+                raise ReviewFileError(f"line {n}: the header line is unreadable ({why})")
+            errors.append(f"line {n}: {why}")
             continue
         if header is None:
-            header = [h.strip() for h in fields]
+            header = unique_columns([h.strip() for h in fields])
             missing = {"record_id", "label"} - set(header)
             if missing:
                 raise ReviewFileError(
@@ -465,13 +474,14 @@ def import_decisions(
     and annotator per file) and inserts the new ones in one transaction.
 
     A row with a time (`decided_at`) is skipped when the same decision at the same time is
-    there already, from any file. A row without one is skipped when this `source_file` gave it
-    before: importing a kept file again is a no-op, while another file may repeat an earlier
-    vote, so an annotator who goes back to an earlier label (A, then B, then A) is heard.
+    there already, from any file. A row without one is skipped when the same decision without
+    a time is there, from any file: replaying kept files is a no-op.
 
-    `new_file` is for a file arriving (`annotate review import`): when every valid row only
-    repeats what is there (a timed row already present, an untimed one equal to the annotator's
-    current vote for the record), nothing is inserted and the report says so."""
+    `new_file` is for a file arriving under a name of its own (`annotate review import`): when
+    every valid row only repeats what is there (a timed row already present, an untimed one
+    equal to the annotator's current vote for the record), nothing is inserted; otherwise
+    every row is, untimed ones matched within this file only, so an annotator who goes back
+    to an earlier label (A, then B, then A) is heard."""
     task = spec.name
     errors = list(parsed.errors)
     frame = parsed.rows
@@ -516,11 +526,14 @@ def import_decisions(
     frame["source_file"] = source_file
     frame["imported_at"] = datetime.now(UTC).replace(tzinfo=None)
     frame["decided_at"] = pd.to_datetime(frame["decided_at"])
+    # An untimed row of an arriving file is matched within that file only (its name is new,
+    # so none is); a replayed file's untimed rows are matched in any file, as they always
+    # were, so replaying what a warehouse holds never changes a vote.
+    same_file = "AND h.source_file = d.source_file" if new_file else ""
     exact = f"""EXISTS (
         SELECT 1 FROM "{task}".human_labels h
         WHERE h.record_id = d.record_id AND h.label = d.label AND h.annotator = d.annotator
-          AND (CASE WHEN d.decided_at IS NULL
-                    THEN h.decided_at IS NULL AND h.source_file = d.source_file
+          AND (CASE WHEN d.decided_at IS NULL THEN h.decided_at IS NULL {same_file}
                     ELSE h.decided_at = d.decided_at END))"""
     with transaction(conn):
         conn.register("_decisions", frame)
