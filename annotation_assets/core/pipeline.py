@@ -1435,13 +1435,14 @@ def label_by_model(
         if spec.is_image:
             # Ingest records every image's file; a record without one (a table edited by
             # hand) gets no heavy vote instead of stopping the stage.
+            root = item_root or Path(".")
             files = frame["file"].iloc[unsure].tolist()
             named = np.array([isinstance(f, str) and f != "" for f in files], dtype=bool)
             unsure = unsure[named]
+            image_paths = [str(root / f) for f, ok in zip(files, named, strict=True) if ok]
         if len(unsure):
             if spec.is_image:
-                root = item_root or Path(".")
-                items = [str(root / f) for f in frame["file"].iloc[unsure]]
+                items = image_paths
             else:
                 items = (
                     texts.reindex(unsure).tolist()
