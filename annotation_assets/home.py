@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from annotation_assets.core.files import write_atomically
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = "annotation_home"
 TELEMETRY_OFF = "telemetry:\n  enabled: false\n"  # a new home's dagster/dagster.yaml
@@ -138,9 +140,7 @@ class Home:
         if not instance.exists():
             # An offline pipeline's own instance: no usage statistics, and no telemetry notice
             # on the first run's stderr. Edit the file to turn them back on.
-            tmp = instance.with_name(f".dagster.yaml.{os.getpid()}.tmp")
-            tmp.write_text(TELEMETRY_OFF, encoding="utf-8")
-            os.replace(tmp, instance)  # whole or absent: a kill cannot leave it empty
+            write_atomically(instance, TELEMETRY_OFF)  # a kill cannot leave it empty
         return self
 
 

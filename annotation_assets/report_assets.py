@@ -1,12 +1,11 @@
 """The quality_report asset: one self-contained HTML report per task, with its key plots in
 the asset's metadata."""
 
-import os
-import tempfile
 from pathlib import Path
 
 import dagster as dg
 
+from annotation_assets.core.files import write_atomically
 from annotation_assets.core.report import collect_report_data, key_plots_markdown, render_report
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.home import Home
@@ -16,21 +15,6 @@ from resources import Warehouse
 
 def report_path(home: Home, task: str) -> Path:
     return home.exports / task / "quality_report.html"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Writes to a temporary file beside `path`, then renames it over `path`, so a reader
-    never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_quality_report_asset(spec: TaskSpec, home: Home) -> dg.AssetsDefinition:

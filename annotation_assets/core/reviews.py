@@ -16,6 +16,7 @@ from xml.sax.saxutils import quoteattr
 import duckdb
 import pandas as pd
 
+from annotation_assets.core.files import write_atomically
 from annotation_assets.core.ingest import csv_field_rows, id_text, unique_columns
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.core.tables import scalar, transaction
@@ -223,22 +224,13 @@ def write_queue(
                 image_url(spec.name, d, f, image_prefix)
                 for d, f in zip(queue["drop_id"], queue["file"], strict=True)
             ]
-        _atomic_write(out, frame.to_csv(index=False))
+        write_atomically(out, frame.to_csv(index=False))
         return [out]
     tasks = label_studio_tasks(queue, votes, spec=spec, image_prefix=image_prefix)
-    _atomic_write(out, json.dumps(tasks, ensure_ascii=False, indent=1))
+    write_atomically(out, json.dumps(tasks, ensure_ascii=False, indent=1))
     config = out.with_name(f"{out.stem}.label_config.xml")
-    _atomic_write(config, label_studio_config(spec))
+    write_atomically(config, label_studio_config(spec))
     return [out, config]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def keep_copy(source: Path, kept: Path) -> None:
