@@ -1,10 +1,11 @@
 """The shared vectorized helpers against plain Python loops."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annotation_assets.core.arrays import equal_key_pairs, find_sorted, ramps
+from annotation_assets.core.arrays import TooManyPairs, equal_key_pairs, find_sorted, ramps
 
 small_ints = st.lists(st.integers(min_value=-5, max_value=5), max_size=30)
 
@@ -41,3 +42,7 @@ def test_equal_key_pairs_is_the_equi_join(keys: list[int], wanted: list[int]) ->
         (a, b) for a, w in enumerate(wanted) for b, k in enumerate(sorted_keys.tolist()) if w == k
     ]
     assert list(zip(i.tolist(), j.tolist(), strict=True)) == expected
+    if expected:
+        assert equal_key_pairs(sorted_keys, np.array(wanted), limit=len(expected))[0].size
+        with pytest.raises(TooManyPairs):
+            equal_key_pairs(sorted_keys, np.array(wanted, dtype=np.int64), limit=len(expected) - 1)

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import zlib
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFile
 
+from annotation_assets.core import images as images_module
+from annotation_assets.core.arrays import TooManyPairs
 from annotation_assets.core.images import (
     CORRUPT_IMAGE,
     DECOMPRESSION_BOMB,
@@ -303,6 +306,87 @@ def test_banded_search_matches_all_pairs_reference(max_distance: int) -> None:
     if max_distance <= 6:
         assert _band_plan(max_distance, 1500, 1500) is not None  # the banded path is tested
     assert _near(new, old, max_distance) == _reference(new, old, max_distance)
+
+
+def _near_copies(rng: np.random.Generator, centers: list[int], n: int, most_bits: int) -> list[int]:
+    """n hashes, each a random center with up to `most_bits` random bits flipped."""
+    out = []
+    for _ in range(n):
+        h = centers[int(rng.integers(0, len(centers)))]
+        for bit in rng.choice(64, size=int(rng.integers(0, most_bits + 1)), replace=False):
+            h ^= 1 << int(bit)
+        out.append(h)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_crowded_drops_split_the_search_and_match_the_reference(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dense clusters (every member within 6 bits of the others) among scattered hashes, with
+    # limits small enough that the search of kept images splits groups several levels deep.
+    monkeypatch.setattr(images_module, "_SMALL_GROUP", 16)
+    monkeypatch.setattr(images_module, "_CLOSE_PAIRS_PER_SEARCH", 200)
+    rng = np.random.default_rng(seed)
+    centers = [int(c) for c in rng.integers(0, 2**63, size=8, dtype=np.uint64)]
+    scattered = [int(h) for h in rng.integers(0, 2**63, size=300, dtype=np.uint64)]
+    new = _near_copies(rng, centers[:6], 500, 3) + scattered
+    rng.shuffle(new)
+    old = _near_copies(rng, centers[4:], 40, 4) + scattered[:20]
+    for d in (3, 6, 9):
+        assert _near(new, old, d) == _reference(new, old, d)
+        assert _near(new, [], d) == _reference(new, [], d)
+
+
+@pytest.mark.parametrize("max_distance", [0, 2, 6, 12])
+@pytest.mark.parametrize("part", [7, None])
+def test_close_pairs_lists_each_close_pair_once(
+    max_distance: int, part: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if part is not None:  # candidates met in parts of at most 7 (but one band key's)
+        monkeypatch.setattr(images_module, "_CANDIDATES_PER_PART", part)
+    rng = np.random.default_rng(max_distance)
+    centers = [int(c) for c in rng.integers(0, 2**63, size=20, dtype=np.uint64)]
+    query = np.array(_near_copies(rng, centers, 800, 8), dtype=np.uint64)
+    pool = np.array(_near_copies(rng, centers, 700, 8), dtype=np.uint64)
+    assert images_module._band_plan(max_distance, query.size, pool.size) is not None
+    qi, pi, dist = images_module._close_pairs(query, pool, max_distance)
+    expected = {
+        (q, p, (int(a) ^ int(b)).bit_count())
+        for q, a in enumerate(query)
+        for p, b in enumerate(pool)
+        if (int(a) ^ int(b)).bit_count() <= max_distance
+    }
+    found = list(zip(qi.tolist(), pi.tolist(), dist.tolist(), strict=True))
+    assert len(found) == len(set(found)) and set(found) == expected
+    if len(expected) > 1:
+        with pytest.raises(TooManyPairs):
+            images_module._close_pairs(query, pool, max_distance, limit=len(expected) - 1)
+
+
+def test_near_copies_of_one_picture_hold_few_pairs_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 3,000 distinct hashes within 6 bits of each other: 4.5M close pairs among them, but
+    # only one is kept, so no search holds more than its limit.
+    monkeypatch.setattr(images_module, "_SMALL_GROUP", 64)
+    monkeypatch.setattr(images_module, "_CLOSE_PAIRS_PER_SEARCH", 20_000)
+    held: list[int] = []
+    search = images_module._close_pairs
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        found = search(*args, **kwargs)
+        held.append(found[0].size)
+        return found
+
+    monkeypatch.setattr(images_module, "_close_pairs", counting)
+    rng = np.random.default_rng(3)
+    masks = [sum(1 << b for b in bits) for r in range(4) for bits in combinations(range(64), r)]
+    new = [A ^ masks[i] for i in rng.choice(len(masks), size=3000, replace=False)]
+    pairs = _near(new, [])
+    assert pairs == _reference(new, [], 6)
+    assert {kept for _, kept, _ in pairs} == {"n0"}
+    assert max(held) <= 20_000
 
 
 def test_hundred_thousand_by_hundred_thousand_is_fast() -> None:

@@ -5,14 +5,21 @@ import numpy as np
 import numpy.typing as npt
 
 
+class TooManyPairs(Exception):
+    """A search met more pairs than the limit it was given."""
+
+
 def equal_key_pairs(
-    sorted_keys: np.ndarray, wanted: np.ndarray
+    sorted_keys: np.ndarray, wanted: np.ndarray, *, limit: int | None = None
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """Every (i, j) with wanted[i] == sorted_keys[j], for an ascending `sorted_keys`: the
-    indices into `wanted` and into `sorted_keys`, grouped by i (a vectorized equi-join)."""
+    indices into `wanted` and into `sorted_keys`, grouped by i (a vectorized equi-join).
+    Raises TooManyPairs, before making them, when there are more than `limit`."""
     lo = np.searchsorted(sorted_keys, wanted, side="left")
     hits = np.searchsorted(sorted_keys, wanted, side="right") - lo
     total = int(hits.sum())
+    if limit is not None and total > limit:
+        raise TooManyPairs(f"{total} pairs, more than {limit}")
     if not total:
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty

@@ -45,7 +45,7 @@ import numpy.typing as npt
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from annotation_assets.core.arrays import equal_key_pairs
+from annotation_assets.core.arrays import TooManyPairs, equal_key_pairs
 from annotation_assets.core.ingest import (
     BAD_NAME,
     INVALID_ID,
@@ -469,6 +469,7 @@ def _popcount(x: Hashes) -> npt.NDArray[np.intp]:
 class _Band:
     shift: int
     width: int
+    radius: int
     flips: Hashes  # every mask of at most `radius` bits within the band
 
 
@@ -499,7 +500,7 @@ def _band_plan(max_distance: int, n_query: int, n_pool: int) -> list[_Band] | No
         flips = [0]
         for r in range(1, radius + 1):
             flips.extend(sum(1 << b for b in bits) for bits in combinations(range(width), r))
-        plan.append(_Band(shift, width, np.array(flips, dtype=np.uint64)))
+        plan.append(_Band(shift, width, radius, np.array(flips, dtype=np.uint64)))
         shift += width
     return plan
 
@@ -511,13 +512,21 @@ def _band_values(hashes: Hashes, band: _Band) -> Hashes:
 
 _QUERIES_PER_BLOCK = 1 << 20
 _PAIRS_PER_BLOCK = 1 << 22
+_CANDIDATES_PER_PART = 1 << 24
+# Close pairs one search of a group of new images may collect before the group is split in
+# halves (see _kept_values); groups of at most _SMALL_GROUP images are always searched whole.
+_CLOSE_PAIRS_PER_SEARCH = 1 << 22
+_SMALL_GROUP = 2048
 
 
 def _close_pairs(
-    query: Hashes, pool: Hashes, max_distance: int
+    query: Hashes, pool: Hashes, max_distance: int, *, limit: int | None = None
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """All (query index, pool index, distance) with Hamming distance <= max_distance."""
+    """All (query index, pool index, distance) with Hamming distance <= max_distance, each
+    once. With `limit`, raises TooManyPairs as soon as more than `limit` close pairs are met,
+    before holding them."""
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    n_found = 0
     plan = _band_plan(max_distance, query.size, pool.size) if query.size and pool.size else None
     if not query.size or not pool.size:
         pass
@@ -526,6 +535,9 @@ def _close_pairs(
         for start in range(0, query.size, rows):
             dist = _popcount(query[start : start + rows, None] ^ pool[None, :])
             qi, pi = np.nonzero(dist <= max_distance)
+            n_found += qi.size
+            if limit is not None and n_found > limit:
+                raise TooManyPairs(f"more than {limit} close pairs")
             found.append((qi + start, pi, dist[qi, pi]))
     else:
         sorted_bands = []
@@ -536,24 +548,85 @@ def _close_pairs(
         rows = max(1, _QUERIES_PER_BLOCK // max(band.flips.size for band in plan))
         for start in range(0, query.size, rows):
             block = query[start : start + rows]
-            codes = []
-            for band, (order, sorted_values) in zip(plan, sorted_bands, strict=True):
+            for b, (band, (order, sorted_values)) in enumerate(
+                zip(plan, sorted_bands, strict=True)
+            ):
                 wanted = (_band_values(block, band)[:, None] ^ band.flips[None, :]).ravel()
-                which, positions = equal_key_pairs(sorted_values, wanted)
-                if not which.size:
-                    continue
-                pi = order[positions]
-                qi = which // band.flips.size
-                close = _popcount(block[qi] ^ pool[pi]) <= max_distance
-                codes.append(qi[close].astype(np.int64) * pool.size + pi[close])
-            if codes:  # a close pair may share several bands: count it once
-                qi, pi = np.divmod(np.unique(np.concatenate(codes)), pool.size)
-                found.append((qi + start, pi, _popcount(block[qi] ^ pool[pi])))
+                for which, positions in _band_pairs(sorted_values, wanted):
+                    pi = order[positions]
+                    qi = which // band.flips.size
+                    dist = _popcount(block[qi] ^ pool[pi])
+                    close = np.flatnonzero(dist <= max_distance)
+                    qi, pi, dist = qi[close], pi[close], dist[close]
+                    if b:  # a pair close within an earlier band was found there
+                        differ = block[qi] ^ pool[pi]
+                        here = np.ones(qi.size, dtype=bool)
+                        for earlier in plan[:b]:
+                            here &= _popcount(_band_values(differ, earlier)) > earlier.radius
+                        qi, pi, dist = qi[here], pi[here], dist[here]
+                    n_found += qi.size
+                    if limit is not None and n_found > limit:
+                        raise TooManyPairs(f"more than {limit} close pairs")
+                    found.append((qi + start, pi, dist))
     if not found:
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty, empty
     qi, pi, dist = (np.concatenate(parts).astype(np.intp) for parts in zip(*found, strict=True))
     return qi, pi, dist
+
+
+def _band_pairs(
+    sorted_values: Hashes, wanted: Hashes
+) -> Iterator[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+    """`equal_key_pairs(sorted_values, wanted)` in parts of at most _CANDIDATES_PER_PART pairs
+    (but a single wanted value's), so a crowded band key is never held all at once."""
+    try:
+        limit = _CANDIDATES_PER_PART if wanted.size > 1 else None
+        pairs = equal_key_pairs(sorted_values, wanted, limit=limit)
+    except TooManyPairs:
+        half = wanted.size // 2
+        for offset, part in ((0, wanted[:half]), (half, wanted[half:])):
+            for which, positions in _band_pairs(sorted_values, part):
+                yield which + offset, positions
+        return
+    if pairs[0].size:
+        yield pairs
+
+
+def _kept_values(hashes: Hashes, group: npt.NDArray[np.intp], max_distance: int) -> np.ndarray:
+    """Of the hashes at `group` (indices, in the order their images first appear), those of
+    kept images: every one with no kept one before it within `max_distance` bits.
+
+    Kept hashes lie more than `max_distance` apart, so an image has few kept neighbours
+    however many near copies of it a drop holds, while the close pairs among all its images
+    can be quadratic (a drop of ten thousand slightly different placeholders). So a group
+    is resolved from all its close pairs only while they are few; otherwise its later half
+    is first thinned against the kept images of its earlier half."""
+    if group.size == 0:
+        return group
+    at = hashes[group]
+    try:
+        limit = None if group.size <= _SMALL_GROUP else _CLOSE_PAIRS_PER_SEARCH
+        qi, pi, _ = _close_pairs(at, at, max_distance, limit=limit)
+    except TooManyPairs:
+        half = group.size // 2
+        earlier = _kept_values(hashes, group[:half], max_distance)
+        later = group[half:]
+        if earlier.size:
+            hit, _, _ = _close_pairs(hashes[later], hashes[earlier], max_distance)
+            later = np.delete(later, hit)
+        return np.concatenate([earlier, _kept_values(hashes, later, max_distance)])
+    before = pi < qi
+    qi, pi = qi[before], pi[before]
+    keep = np.ones(group.size, dtype=bool)
+    if qi.size:
+        order = np.lexsort((pi, qi))
+        qi, pi = qi[order], pi[order]
+        heads = np.flatnonzero(np.append(True, qi[1:] != qi[:-1]))
+        ends = np.append(heads[1:], qi.size)
+        for q, a, b in zip(qi[heads].tolist(), heads.tolist(), ends.tolist(), strict=True):
+            keep[q] = not keep[pi[a:b]].any()  # the earlier ones are decided already
+    return group[keep]
 
 
 def hamming_near_duplicates(
@@ -570,14 +643,16 @@ def hamming_near_duplicates(
     Same semantics as ``dedup.near_duplicate_pairs``: the kept image is an old one or an
     earlier new one that was not itself a duplicate; the closest wins, old ones first on
     ties, then the earliest. Candidates come from multi-index hashing over bands of the 64
-    bits (see ``_band_plan``), so 100k x 100k images take seconds, not all pairs."""
+    bits (see ``_band_plan``), so 100k x 100k images take seconds, not all pairs; the kept
+    images are found first (``_kept_values``), so many near copies of one picture cost
+    about one search each, not one per pair of them."""
     new = _as_hashes(new_hashes, new_keys, "new_hashes")
     old = _as_hashes(old_hashes, old_keys, "old_hashes")
     if not 0 <= max_distance < 64:
         raise ValueError(f"max_distance must be in [0, 63], got {max_distance}")
     if not new.size:
         return []
-    values, inverse = np.unique(new, return_inverse=True)
+    values, first, inverse = np.unique(new, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
 
     # Best old match per distinct new hash: closest, then earliest old record.
@@ -594,27 +669,37 @@ def hamming_near_duplicates(
         best_old[vi[head]] = first_old[head]
         best_old_dist[vi[head]] = dist[head]
 
-    # Distinct new hashes close to each other (or repeated) decide in record order.
-    ai, bi, dist = _close_pairs(values, values, max_distance)
-    counts = np.bincount(inverse, minlength=values.size)
-    near = {int(v): [(0, int(v))] for v in np.flatnonzero(counts > 1)}
-    for a, b, d in zip(ai.tolist(), bi.tolist(), dist.tolist(), strict=True):
-        if a != b:
-            near.setdefault(a, [(0, a)] if counts[a] > 1 else []).append((d, b))
-    first_kept = np.full(values.size, -1, dtype=np.intp)
+    # The kept new images. A later image of a kept hash is a copy of its first one; a hash
+    # not kept is matched among its kept neighbours, closest first, then the earliest.
+    by_first = np.argsort(first, kind="stable")
+    kept = _kept_values(values, by_first[best_old[by_first] < 0], max_distance)
+    is_kept = np.zeros(values.size, dtype=bool)
+    is_kept[kept] = True
+    others = np.flatnonzero(~is_kept)
+    vi, ki, dist = _close_pairs(values[others], values[kept], max_distance)
+    vi, kept_at = others[vi], first[kept[ki]]
+    order = np.lexsort((kept_at, dist, vi))
+    vi, kept_at, dist = vi[order], kept_at[order], dist[order]
+    bounds = np.searchsorted(vi, np.arange(values.size + 1)).tolist()
+    near_at, near_dist = kept_at.tolist(), dist.tolist()
 
+    records = np.arange(new.size)
+    duplicates = ~(is_kept[inverse] & (first[inverse] == records))
     out: list[tuple[str, str, int]] = []
-    for i, v in enumerate(inverse.tolist()):
-        old_dist = int(best_old_dist[v])
-        match, match_dist = -1, old_dist
-        for d, u in near.get(v, ()):
-            k = int(first_kept[u])
-            if k >= 0 and (d < match_dist or (d == match_dist and match >= 0 and k < match)):
-                match, match_dist = k, d
+    for i, v in zip(records[duplicates].tolist(), inverse[duplicates].tolist(), strict=True):
+        if is_kept[v]:
+            out.append((new_keys[i], new_keys[int(first[v])], 0))
+            continue
+        match, match_dist = -1, int(best_old_dist[v])
+        for j in range(bounds[v], bounds[v + 1]):
+            if near_at[j] < i:  # the best kept image before this one
+                if near_dist[j] < match_dist:
+                    match, match_dist = near_at[j], near_dist[j]
+                break
         if match >= 0:
             out.append((new_keys[i], new_keys[match], match_dist))
         elif best_old[v] >= 0:
-            out.append((new_keys[i], old_keys[best_old[v]], old_dist))
-        elif v in near and first_kept[v] < 0:
-            first_kept[v] = i
+            out.append((new_keys[i], old_keys[best_old[v]], match_dist))
+        else:  # pragma: no cover - an image not kept is within reach of a kept one
+            raise AssertionError(f"image {new_keys[i]!r} is neither kept nor a duplicate")
     return out
