@@ -1,11 +1,15 @@
 """The shared vectorized helpers against plain Python loops."""
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annotation_assets.core.arrays import TooManyPairs, equal_key_pairs, find_sorted, ramps
+from annotation_assets.core.arrays import (
+    equal_key_pair_parts,
+    equal_key_pairs,
+    find_sorted,
+    ramps,
+)
 
 small_ints = st.lists(st.integers(min_value=-5, max_value=5), max_size=30)
 
@@ -42,7 +46,19 @@ def test_equal_key_pairs_is_the_equi_join(keys: list[int], wanted: list[int]) ->
         (a, b) for a, w in enumerate(wanted) for b, k in enumerate(sorted_keys.tolist()) if w == k
     ]
     assert list(zip(i.tolist(), j.tolist(), strict=True)) == expected
-    if expected:
-        assert equal_key_pairs(sorted_keys, np.array(wanted), limit=len(expected))[0].size
-        with pytest.raises(TooManyPairs):
-            equal_key_pairs(sorted_keys, np.array(wanted, dtype=np.int64), limit=len(expected) - 1)
+
+
+@given(small_ints, small_ints, st.integers(1, 12))
+@settings(max_examples=200, deadline=None)
+def test_equal_key_pair_parts_cut_the_join_in_order(
+    keys: list[int], wanted: list[int], most: int
+) -> None:
+    sorted_keys = np.array(sorted(keys), dtype=np.int64)
+    asked = np.array(wanted, dtype=np.int64)
+    parts = list(equal_key_pair_parts(sorted_keys, asked, most))
+    i, j = equal_key_pairs(sorted_keys, asked)
+    assert all(p[0].size for p in parts)
+    joined = [(a, b) for p in parts for a, b in zip(p[0].tolist(), p[1].tolist(), strict=True)]
+    assert joined == list(zip(i.tolist(), j.tolist(), strict=True))
+    for which, _ in parts:  # over `most` only when one wanted value has that many on its own
+        assert which.size <= most or len(set(which.tolist())) == 1

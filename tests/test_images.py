@@ -15,7 +15,6 @@ import pytest
 from PIL import Image, ImageFile
 
 from annotation_assets.core import images as images_module
-from annotation_assets.core.arrays import TooManyPairs
 from annotation_assets.core.images import (
     CORRUPT_IMAGE,
     DECOMPRESSION_BOMB,
@@ -360,7 +359,7 @@ def test_close_pairs_lists_each_close_pair_once(
     found = list(zip(qi.tolist(), pi.tolist(), dist.tolist(), strict=True))
     assert len(found) == len(set(found)) and set(found) == expected
     if len(expected) > 1:
-        with pytest.raises(TooManyPairs):
+        with pytest.raises(images_module.TooManyPairs):
             images_module._close_pairs(query, pool, max_distance, limit=len(expected) - 1)
 
 

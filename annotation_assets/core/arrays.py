@@ -1,30 +1,49 @@
 """Small vectorized helpers shared by the near-duplicate indexes, the rules and the set-wise
 scorer."""
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 
 
-class TooManyPairs(Exception):
-    """A search met more pairs than the limit it was given."""
-
-
 def equal_key_pairs(
-    sorted_keys: np.ndarray, wanted: np.ndarray, *, limit: int | None = None
+    sorted_keys: np.ndarray, wanted: np.ndarray
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """Every (i, j) with wanted[i] == sorted_keys[j], for an ascending `sorted_keys`: the
-    indices into `wanted` and into `sorted_keys`, grouped by i (a vectorized equi-join).
-    Raises TooManyPairs, before making them, when there are more than `limit`."""
+    indices into `wanted` and into `sorted_keys`, grouped by i (a vectorized equi-join)."""
     lo = np.searchsorted(sorted_keys, wanted, side="left")
     hits = np.searchsorted(sorted_keys, wanted, side="right") - lo
-    total = int(hits.sum())
-    if limit is not None and total > limit:
-        raise TooManyPairs(f"{total} pairs, more than {limit}")
-    if not total:
+    return _pairs_of(lo, hits, 0)
+
+
+def equal_key_pair_parts(
+    sorted_keys: np.ndarray, wanted: np.ndarray, most: int
+) -> Iterator[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+    """`equal_key_pairs(sorted_keys, wanted)` in consecutive parts of at most `most` pairs
+    (a wanted value with more makes a part of its own), so a crowded key is never held whole
+    beside the rest; parts without pairs are skipped."""
+    lo = np.searchsorted(sorted_keys, wanted, side="left")
+    hits = np.searchsorted(sorted_keys, wanted, side="right") - lo
+    ends = np.cumsum(hits)
+    start = 0
+    while start < wanted.size:
+        before = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, before + most, side="right")))
+        if int(ends[stop - 1]) > before:
+            yield _pairs_of(lo[start:stop], hits[start:stop], start)
+        start = stop
+
+
+def _pairs_of(
+    lo: np.ndarray, hits: np.ndarray, offset: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    if not int(hits.sum()):
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty
     positions = np.repeat(lo, hits) + ramps(hits)
-    return np.repeat(np.arange(wanted.size), hits).astype(np.intp), positions.astype(np.intp)
+    which = np.repeat(np.arange(offset, offset + hits.size), hits)
+    return which.astype(np.intp), positions.astype(np.intp)
 
 
 def find_sorted(sorted_keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

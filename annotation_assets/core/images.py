@@ -45,7 +45,7 @@ import numpy.typing as npt
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from annotation_assets.core.arrays import TooManyPairs, equal_key_pairs
+from annotation_assets.core.arrays import equal_key_pair_parts
 from annotation_assets.core.ingest import (
     BAD_NAME,
     INVALID_ID,
@@ -512,11 +512,15 @@ def _band_values(hashes: Hashes, band: _Band) -> Hashes:
 
 _QUERIES_PER_BLOCK = 1 << 20
 _PAIRS_PER_BLOCK = 1 << 22
-_CANDIDATES_PER_PART = 1 << 24
+_CANDIDATES_PER_PART = 1 << 22
 # Close pairs one search of a group of new images may collect before the group is split in
 # halves (see _kept_values); groups of at most _SMALL_GROUP images are always searched whole.
-_CLOSE_PAIRS_PER_SEARCH = 1 << 22
-_SMALL_GROUP = 2048
+_CLOSE_PAIRS_PER_SEARCH = 1 << 20
+_SMALL_GROUP = 1024
+
+
+class TooManyPairs(Exception):
+    """A search met more close pairs than the limit it was given."""
 
 
 def _close_pairs(
@@ -552,7 +556,9 @@ def _close_pairs(
                 zip(plan, sorted_bands, strict=True)
             ):
                 wanted = (_band_values(block, band)[:, None] ^ band.flips[None, :]).ravel()
-                for which, positions in _band_pairs(sorted_values, wanted):
+                for which, positions in equal_key_pair_parts(
+                    sorted_values, wanted, _CANDIDATES_PER_PART
+                ):
                     pi = order[positions]
                     qi = which // band.flips.size
                     dist = _popcount(block[qi] ^ pool[pi])
@@ -573,24 +579,6 @@ def _close_pairs(
         return empty, empty, empty
     qi, pi, dist = (np.concatenate(parts).astype(np.intp) for parts in zip(*found, strict=True))
     return qi, pi, dist
-
-
-def _band_pairs(
-    sorted_values: Hashes, wanted: Hashes
-) -> Iterator[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
-    """`equal_key_pairs(sorted_values, wanted)` in parts of at most _CANDIDATES_PER_PART pairs
-    (but a single wanted value's), so a crowded band key is never held all at once."""
-    try:
-        limit = _CANDIDATES_PER_PART if wanted.size > 1 else None
-        pairs = equal_key_pairs(sorted_values, wanted, limit=limit)
-    except TooManyPairs:
-        half = wanted.size // 2
-        for offset, part in ((0, wanted[:half]), (half, wanted[half:])):
-            for which, positions in _band_pairs(sorted_values, part):
-                yield which + offset, positions
-        return
-    if pairs[0].size:
-        yield pairs
 
 
 def _kept_values(hashes: Hashes, group: npt.NDArray[np.intp], max_distance: int) -> np.ndarray:
