@@ -26,7 +26,6 @@ import json
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import child_result, peak_rss_mib, write_report  # noqa: E402
+from harness import child_result, measure_sizes, peak_rss_mib  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "out"
 DEFAULT_SIZES = (50_000, 100_000, 200_000)
@@ -204,15 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"mark": MARK, **child}), flush=True)
         return 0
 
-    started = datetime.now(UTC)
-    results = []
-    for size in args.sizes:
-        data = measure(size, args.seed)
-        results.append(data)
-        print(format_table(data) + "\n", flush=True)
-    path = write_report(args.out, MARK, started, {"results": results})
-    print(f"results written to {path}", flush=True)
-    return 0
+    return measure_sizes(
+        args.sizes, lambda size: measure(size, args.seed), format_table, args.out, MARK
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import json
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import child_result, peak_rss_mib, run_child, write_report  # noqa: E402
+from harness import child_result, measure_sizes, peak_rss_mib, run_child  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "out"
 DEFAULT_SIZES = (20_000, 50_000, 100_000)
@@ -215,15 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"mark": MARK, **child}), flush=True)
         return 0
 
-    started = datetime.now(UTC)
-    results = []
-    for size in args.sizes:
-        data = measure(size, args.crowd, args.pictures, args.seed)
-        results.append(data)
-        print(format_table(data) + "\n", flush=True)
-    path = write_report(args.out, MARK, started, {"results": results})
-    print(f"results written to {path}", flush=True)
-    return 0
+    return measure_sizes(
+        args.sizes,
+        lambda size: measure(size, args.crowd, args.pictures, args.seed),
+        format_table,
+        args.out,
+        MARK,
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import resource
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +73,23 @@ def write_report(out: Path, bench: str, started: datetime, fields: dict[str, Any
     path = out / f"{bench}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
     return path
+
+
+def measure_sizes(
+    sizes: list[int],
+    measure: Callable[[int], dict[str, Any]],
+    format_table: Callable[[dict[str, Any]], str],
+    out: Path,
+    bench: str,
+) -> int:
+    """A bench's main loop: measures each size, prints its table as it comes, and writes
+    every result to `<out>/<bench>-<start>.json`."""
+    started = datetime.now(UTC)
+    results = []
+    for size in sizes:
+        data = measure(size)
+        results.append(data)
+        print(format_table(data) + "\n", flush=True)
+    path = write_report(out, bench, started, {"results": results})
+    print(f"results written to {path}", flush=True)
+    return 0
