@@ -1484,6 +1484,21 @@ def _text_content(g: _Gen) -> Iterator[Case]:
             bad=nbad,
             reasons=reasons,
         )
+    # Openers that never close, one line of 800k characters: linear cleanup, then too long.
+    for label, opener in {
+        "unclosed-comments": "<!--",
+        "unclosed-styles": "<style",
+        "escaped-comments": "&lt;!--",
+    }.items():
+        text = opener * (800_000 // len(opener))
+        yield _case(
+            "text_content",
+            label,
+            files=(("part.jsonl", _jsonl([json.dumps({"id": g.uid(), "text": text}).encode()])),),
+            rows=1,
+            bad=1,
+            reasons=_reasons(pipeline.TEXT_TOO_LONG),
+        )
     for label, raw in (("nan", b"NaN"), ("inf", b"Infinity"), ("big-int", b"1" * 400)):
         line = b'{"id": "' + g.uid().encode() + b'", "text": "' + g.text().encode()
         line += b'", "title": ' + raw + b"}"

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
 import unicodedata
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from annotation_assets.core.normalize import (
+    _without_hidden,
     dedup_key,
     html_to_text,
     normalize_text,
@@ -157,3 +159,32 @@ def test_normalize_text_of_any_code_points_is_storable_clean_and_stable(raw: str
     assert not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
     assert normalize_text(text) == text
     assert dedup_key(text) == dedup_key(normalize_text(text))
+
+
+# What _without_hidden removes, as one regular expression (which searches again from every
+# opener that never closes: quadratic on a line of them).
+_HIDDEN_DEFINITION = re.compile(
+    r"<!--.*?-->|<(script|style|noscript|template)\b[^>]*>.*?(?:</\1\s*>|\Z)",
+    re.IGNORECASE | re.DOTALL,
+)
+_HIDDEN_FRAGMENTS = st.sampled_from(
+    ["<!--", "-->", "<!-->", "-", ">", "<", "a", " ", "\n", "x>", "<b>", "<scripts"]
+    + [f"<{n}" for n in ("script", "SCRIPT", "Style", "noscript", "template")]
+    + [f"</{n}{s}>" for n in ("script", "STYLE", "noscript", "template") for s in ("", " ", "\n")]
+)
+
+
+@given(st.lists(_HIDDEN_FRAGMENTS, max_size=16).map("".join))
+@settings(max_examples=2000)
+def test_hidden_content_is_what_the_regular_expression_defines(raw: str) -> None:
+    assert _without_hidden(raw) == _HIDDEN_DEFINITION.sub(" ", raw)
+
+
+def test_openers_that_never_close_are_scanned_once() -> None:
+    # A million characters of each: the regular expression above takes minutes to hours.
+    for opener in ("<!--", "<!---", "<style", "<script a=", "&lt;!--", "<!-- great product "):
+        raw = opener * (1_000_000 // len(opener))
+        assert _without_hidden(raw) == raw
+        assert normalize_text(raw) == normalize_text(normalize_text(raw))
+    closed = "<!-- a --> b " * 50_000 + "<!--"
+    assert normalize_text(closed) == " ".join(["b"] * 50_000) + " <!--"
