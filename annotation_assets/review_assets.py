@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from annotation_assets import metadata as md
@@ -33,34 +34,42 @@ def _finite(value: float) -> float | None:
     return float(value) if isinstance(value, float | int) and math.isfinite(value) else None
 
 
+# Annotator pairs whose Cohen's kappa the summary lists: all of them up to this many, else
+# this many with the lowest kappa (a crowd of annotators has tens of thousands of pairs).
+PAIRS_LISTED = 20
+
+
 def agreement_summary(
     votes: pd.DataFrame, model_vs_human: tuple[list[str], list[str]]
 ) -> dict[str, Any]:
     """Inter-annotator and model-vs-human agreement over the latest vote per annotator."""
-    annotators = sorted(votes["annotator"].unique().tolist()) if not votes.empty else []
-    units = reviews.units_by_record(votes, annotators)
-    overlapping = [u for u in units if sum(v is not None for v in u) >= 2]
-    pairs = agreement.pairwise_cohens_kappa(reviews.annotator_ratings(votes))
+    ratings = reviews.annotator_ratings(votes)
+    overlapping = [u for u in reviews.labels_by_record(ratings) if len(u) >= 2]
+    kappas = {
+        f"{a} vs {b}": _finite(k) for (a, b), k in agreement.pairwise_cohens_kappa(ratings).items()
+    }
+    n_pairs = len(kappas)
+    finite = [k for k in kappas.values() if k is not None]
+    if n_pairs > PAIRS_LISTED:
+        lowest = sorted(kappas, key=lambda p: (kappas[p] is None, kappas[p] or 0.0))
+        kappas = {p: kappas[p] for p in lowest[:PAIRS_LISTED]}
     out: dict[str, Any] = {
-        "annotators": len(annotators),
+        "annotators": len(ratings),
         "records_with_2plus_votes": len(overlapping),
-        "krippendorff_alpha": _finite(agreement.krippendorff_alpha_nominal(units))
+        "krippendorff_alpha": _finite(agreement.krippendorff_alpha_nominal(overlapping))
         if overlapping
         else None,
-        "pairwise_cohens_kappa": {f"{a} vs {b}": _finite(k) for (a, b), k in pairs.items()},
+        "annotator_pairs": n_pairs,
+        "pairwise_kappa_median": float(np.median(finite)) if finite else None,
+        "pairwise_cohens_kappa": kappas,
         "per_class_agreement": {
             str(k): _finite(v) for k, v in agreement.per_class_agreement(overlapping).items()
         }
         if overlapping
         else {},
     }
-    sizes = {sum(v is not None for v in u) for u in overlapping}
-    if len(sizes) == 1:
-        out["fleiss_kappa"] = _finite(
-            agreement.fleiss_kappa_from_ratings(
-                [[v for v in u if v is not None] for u in overlapping]
-            )
-        )
+    if len({len(u) for u in overlapping}) == 1:
+        out["fleiss_kappa"] = _finite(agreement.fleiss_kappa_from_ratings(overlapping))
     model, human = model_vs_human
     out["model_vs_human_kappa"] = _finite(agreement.cohens_kappa(model, human)) if model else None
     out["model_vs_human_n"] = len(model)

@@ -107,6 +107,31 @@ def test_pairwise_cohens_kappa() -> None:
     assert result[("ann", "bob")] == pytest.approx(cohens_kappa(["x", "y", "x"], ["x", "y", "y"]))
 
 
+@given(
+    st.dictionaries(
+        st.sampled_from(["ann", "bob", "cat", "dan", "eve"]),
+        st.dictionaries(st.integers(0, 6), st.one_of(st.none(), st.sampled_from("xyz"))),
+        max_size=5,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_pairwise_cohens_kappa_is_every_pair_on_its_shared_items(
+    ratings: dict[str, dict[int, str | None]],
+) -> None:
+    expected = {}
+    for first, second in itertools.combinations(ratings, 2):
+        r1, r2 = ratings[first], ratings[second]
+        shared = [i for i in r1 if r2.get(i) is not None and r1[i] is not None]
+        if shared:
+            expected[(first, second)] = cohens_kappa(
+                [r1[i] for i in shared], [r2[i] for i in shared]
+            )
+    result = pairwise_cohens_kappa(ratings)
+    assert list(result) == list(expected)  # same pairs, in the order of `ratings`
+    for pair, kappa in expected.items():
+        assert result[pair] == pytest.approx(kappa, nan_ok=True)
+
+
 def test_fleiss_kappa_wikipedia_example() -> None:
     assert fleiss_kappa(FLEISS_WIKIPEDIA) == pytest.approx(0.2099, abs=5e-4)
 
@@ -221,3 +246,36 @@ def test_cohens_kappa_symmetric_and_bounded(a: list[str | None], b: list[str | N
     else:
         assert k1 == pytest.approx(k2)
         assert -1.0 <= k1 <= 1.0 + 1e-12
+
+
+def test_agreement_summary_of_a_crowd_lists_the_lowest_pairs() -> None:
+    import pandas as pd
+
+    from annotation_assets.review_assets import PAIRS_LISTED, agreement_summary
+
+    # 30 annotators, each record labeled by 3 of them: 90 pairs share records.
+    rng = np.random.default_rng(0)
+    rows = []
+    for record in range(600):
+        for annotator in rng.choice(30, size=3, replace=False):
+            label = "x" if rng.random() < 0.7 + annotator / 100 else "y"
+            rows.append(
+                {"record_id": f"r{record}", "label": label, "annotator": f"a{annotator:02d}"}
+            )
+    votes = pd.DataFrame(rows).assign(decided_at=pd.NaT, imported_at=pd.Timestamp("2026-01-01"))
+    summary = agreement_summary(votes, ([], []))
+    pairs = pairwise_cohens_kappa(
+        {
+            a: dict(zip(g["record_id"], g["label"], strict=True))
+            for a, g in votes.groupby("annotator", sort=False)
+        }
+    )
+    assert summary["annotators"] == 30 and summary["annotator_pairs"] == len(pairs) > PAIRS_LISTED
+    listed = summary["pairwise_cohens_kappa"]
+    assert len(listed) == PAIRS_LISTED
+    assert sorted(listed.values()) == sorted(pairs.values())[:PAIRS_LISTED]
+    assert summary["pairwise_kappa_median"] == pytest.approx(float(np.median(list(pairs.values()))))
+    units = votes.groupby("record_id")["label"].apply(list).tolist()
+    assert summary["records_with_2plus_votes"] == 600
+    assert summary["krippendorff_alpha"] == pytest.approx(krippendorff_alpha_nominal(units))
+    assert summary["fleiss_kappa"] == pytest.approx(fleiss_kappa_from_ratings(units))

@@ -62,20 +62,26 @@ def pairwise_cohens_kappa(
 
     ``ratings[annotator][item]`` is a label (None = not labeled). Keys are ``(a, b)`` with
     ``a`` before ``b`` in the iteration order of ``ratings``; pairs sharing no item labeled
-    by both are omitted.
-    """
-    result: dict[tuple[str, str], float] = {}
-    for first, second in itertools.combinations(ratings, 2):
-        r1, r2 = ratings[first], ratings[second]
-        shared = [
-            item for item in r1 if item in r2 and r1[item] is not None and r2[item] is not None
-        ]
-        if not shared:
-            continue
-        result[(first, second)] = cohens_kappa(
-            [r1[item] for item in shared], [r2[item] for item in shared]
-        )
-    return result
+    by both are omitted. Pairs are found through the items, so a crowd of annotators who
+    each label a few items costs the votes per item squared, not the annotators squared."""
+    order = {annotator: i for i, annotator in enumerate(ratings)}
+    by_item: dict[Hashable, list[tuple[str, Hashable]]] = {}
+    for annotator, labeled in ratings.items():
+        for item, label in labeled.items():
+            if label is not None:
+                by_item.setdefault(item, []).append((annotator, label))
+    shared: dict[tuple[str, str], tuple[list[Hashable], list[Hashable]]] = {}
+    for votes in by_item.values():
+        for (first, x), (second, y) in itertools.combinations(votes, 2):
+            if order[first] > order[second]:
+                first, second, x, y = second, first, y, x
+            a, b = shared.setdefault((first, second), ([], []))
+            a.append(x)
+            b.append(y)
+    return {
+        pair: cohens_kappa(*shared[pair])
+        for pair in sorted(shared, key=lambda p: (order[p[0]], order[p[1]]))
+    }
 
 
 def fleiss_kappa(counts: np.ndarray) -> float:

@@ -621,12 +621,16 @@ def plot_agreement(data: ReportData) -> Figure | None:
     }
     pairwise = summary.get("pairwise_cohens_kappa", {})
     overall |= {f"kappa {k}": float(v) for k, v in pairwise.items() if v is not None}
+    n_pairs = summary.get("annotator_pairs") or len(pairwise)
     fig = _figure(9.0, 3.2)
     left, right = fig.subplots(1, 2)
     left.barh(list(overall), list(overall.values()), color="#4c72b0")
     left.axvline(0, color="black", linewidth=0.6)
     left.set_xlim(min(-0.05, *overall.values()) if overall else -0.05, 1.0)
-    left.set_title("agreement coefficients", fontsize=10)
+    shown = (
+        "" if n_pairs <= len(pairwise) else f" (kappa: lowest {len(pairwise)} of {n_pairs} pairs)"
+    )
+    left.set_title(f"agreement coefficients{shown}", fontsize=10)
     left.tick_params(labelsize=8)
     right.bar(list(per_class), list(per_class.values()), color="#55a868")
     right.set_ylim(0, 1.0)
@@ -953,7 +957,16 @@ def _agreement_section(data: ReportData, pngs: Mapping[str, str]) -> str:
             ["Krippendorff's alpha (nominal)", summary.get("krippendorff_alpha")],
             ["Fleiss' kappa", summary.get("fleiss_kappa")],
         ]
-        rows += [[f"Cohen's kappa {k}", x] for k, x in summary["pairwise_cohens_kappa"].items()]
+        pairwise = summary["pairwise_cohens_kappa"]
+        n_pairs = summary.get("annotator_pairs") or len(pairwise)
+        if n_pairs > len(pairwise):
+            rows += [
+                ["annotator pairs with shared records", n_pairs],
+                ["median pairwise Cohen's kappa", summary.get("pairwise_kappa_median")],
+            ]
+            rows += [[f"Cohen's kappa {k} (among the lowest)", x] for k, x in pairwise.items()]
+        else:
+            rows += [[f"Cohen's kappa {k}", x] for k, x in pairwise.items()]
         rows += [[f"specific agreement: {k}", x] for k, x in summary["per_class_agreement"].items()]
         parts.append(_table(["metric", "value"], rows, table_id="agreement-table"))
     if summary is not None and summary.get("model_vs_human_n"):

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -589,9 +589,12 @@ def annotator_ratings(votes: pd.DataFrame) -> dict[str, dict[str, str]]:
     return out
 
 
-def units_by_record(votes: pd.DataFrame, annotators: Sequence[str]) -> list[list[str | None]]:
-    """Reliability data for Krippendorff's alpha: one row per record, one column per
-    annotator, None where that annotator did not label the record."""
-    ratings = annotator_ratings(votes)
-    records = sorted({r for per in ratings.values() for r in per})
-    return [[ratings.get(a, {}).get(r) for a in annotators] for r in records]
+def labels_by_record(ratings: Mapping[str, Mapping[str, str]]) -> list[list[str]]:
+    """Reliability data for Krippendorff's alpha, sparse: per record that has votes, the
+    label of each annotator who labeled it (`annotator_ratings`; the metrics ignore who was
+    missing), annotators in name order."""
+    by_record: dict[str, list[str]] = {}
+    for annotator in sorted(ratings):
+        for record, label in ratings[annotator].items():
+            by_record.setdefault(record, []).append(label)
+    return [by_record[r] for r in sorted(by_record)]
