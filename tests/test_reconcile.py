@@ -4,6 +4,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from annotation_assets.core.reconcile import (
     AWAITING,
@@ -174,3 +176,69 @@ def test_no_votes_give_no_decisions() -> None:
     decisions = reconcile_votes(_votes())
 
     assert decisions.empty and list(decisions.columns) == DECISION_COLUMNS
+
+
+def _reconcile_one_by_one(
+    votes: pd.DataFrame,
+    annotators_per_record: int,
+    min_agreement: float,
+    adjudicators: frozenset[str],
+) -> list[tuple[Any, ...]]:
+    """The reconciliation rules applied record by record, as plain Python."""
+    from collections import Counter
+
+    from annotation_assets.core.reconcile import latest_votes
+
+    out = []
+    for record_id, group in latest_votes(votes).groupby("record_id", sort=True):
+        annotators = sorted(group["annotator"].tolist())
+        judged = group[group["annotator"].isin(adjudicators)]
+        if not judged.empty:
+            label = judged.sort_values("when", kind="stable")["label"].iloc[-1]
+            out.append((record_id, label, 1.0, len(group), annotators, DECIDED))
+            continue
+        labels = group["label"].tolist()
+        if len(labels) < annotators_per_record:
+            out.append((record_id, None, 0.0, len(labels), annotators, AWAITING))
+            continue
+        ranked = Counter(labels).most_common()
+        share = ranked[0][1] / len(labels)
+        tie = len(ranked) > 1 and ranked[1][1] == ranked[0][1]
+        label = ranked[0][0] if share >= min_agreement and not tie else None
+        out.append(
+            (record_id, label, share, len(labels), annotators, DECIDED if label else CONTESTED)
+        )
+    return out
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["r1", "r2", "r3", "r4"]),
+            st.sampled_from(["ann", "bob", "cat", "boss"]),
+            st.sampled_from(["pos", "neg", "neu"]),
+            st.one_of(st.none(), st.sampled_from(["2026-01-01 10:00", "2026-01-01 11:00"])),
+        ),
+        max_size=25,
+    ),
+    st.integers(1, 4),
+    st.sampled_from([0.5, 0.6, 0.75, 1.0]),
+    st.sampled_from([frozenset(), frozenset({"boss"}), frozenset({"boss", "cat"})]),
+)
+@settings(max_examples=300, deadline=None)
+def test_reconcile_votes_follows_the_rules_record_by_record(
+    rows: list[tuple[str, str, str, str | None]],
+    per_record: int,
+    min_agreement: float,
+    adjudicators: frozenset[str],
+) -> None:
+    votes = _votes(*rows)
+    got = reconcile_votes(
+        votes,
+        annotators_per_record=per_record,
+        min_agreement=min_agreement,
+        adjudicators=adjudicators,
+    )
+    assert list(got.columns) == DECISION_COLUMNS
+    expected = _reconcile_one_by_one(votes, per_record, min_agreement, adjudicators)
+    assert [tuple(r) for r in got.itertuples(index=False)] == expected
