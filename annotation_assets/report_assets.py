@@ -6,7 +6,14 @@ from pathlib import Path
 import dagster as dg
 
 from annotation_assets.core.files import write_atomically
-from annotation_assets.core.report import collect_report_data, key_plots_markdown, render_report
+from annotation_assets.core.report import (
+    REPORT_DPI,
+    UI_DPI,
+    collect_report_data,
+    key_plots_markdown,
+    plot_pngs_at,
+    render_report,
+)
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.home import Home
 from annotation_assets.review_assets import agreement_summary
@@ -34,8 +41,9 @@ def build_quality_report_asset(spec: TaskSpec, home: Home) -> dg.AssetsDefinitio
         warehouse.ensure_task(task)
         with warehouse.connect() as conn:
             data = collect_report_data(conn, spec, summarize_agreement=agreement_summary)
-        write_atomically(path, render_report(data))
-        plots = key_plots_markdown(data)
+        pngs = plot_pngs_at(data, (REPORT_DPI, UI_DPI))
+        write_atomically(path, render_report(data, pngs[REPORT_DPI]))
+        plots = key_plots_markdown(data, dpi=UI_DPI, pngs=pngs[UI_DPI])
         review_rate = data.review_rate
         return dg.MaterializeResult(
             metadata={

@@ -21,6 +21,8 @@ from annotation_assets.core.report import (
     ReportData,
     collect_report_data,
     key_plots_markdown,
+    plot_pngs,
+    plot_pngs_at,
     render_report,
 )
 from annotation_assets.core.spec import TaskSpec, load_task_spec, parse_task_spec
@@ -232,6 +234,21 @@ def test_without_human_decisions_the_calibration_section_says_so(unreviewed: Dep
     assert data.model is not None and data.model["version"] in calibration
     assert NO_OVERLAP in _section(page, "agreement")
     assert 'id="plot-threshold_what_if"' in page
+
+
+def test_plots_drawn_once_are_saved_at_each_resolution(reviewed: Deployment) -> None:
+    import struct
+
+    data = _data(reviewed)
+    both = plot_pngs_at(data, (100, 60))
+    assert set(both[100]) == set(both[60]) == set(plot_pngs(data, dpi=60)) == set(PLOTS)
+
+    def width(png: str) -> int:
+        return int(struct.unpack(">I", base64.b64decode(png)[16:20])[0])
+
+    for name in PLOTS:  # the same figure: 60/100 of the width, within a pixel of rounding
+        assert abs(width(both[60][name]) - width(both[100][name]) * 0.6) <= 1
+    assert render_report(data, both[100]) == render_report(data, plot_pngs(data))
 
 
 def test_an_empty_warehouse_still_renders_every_section(tmp_path: Path) -> None:

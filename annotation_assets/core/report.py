@@ -457,7 +457,6 @@ def _figure(width: float = 7.5, height: float = 3.4) -> Figure:
 def _png(fig: Figure, *, dpi: int) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
-    fig.clear()
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -726,13 +725,25 @@ _PLOTTERS: dict[str, Callable[[ReportData], Figure | None]] = {
 }
 
 
-def plot_pngs(data: ReportData, *, dpi: int = 100) -> dict[str, str]:
+REPORT_DPI, UI_DPI = 100, 60
+
+
+def plot_pngs(data: ReportData, *, dpi: int = REPORT_DPI) -> dict[str, str]:
     """Base64 PNG of every plot that has data to show, by plot name."""
-    out = {}
+    return plot_pngs_at(data, (dpi,))[dpi]
+
+
+def plot_pngs_at(data: ReportData, dpis: Sequence[int]) -> dict[int, dict[str, str]]:
+    """`plot_pngs` at each of `dpis`, every figure drawn once (drawing, not saving, is what
+    costs: the report page and the UI's small copies would otherwise draw each twice)."""
+    out: dict[int, dict[str, str]] = {dpi: {} for dpi in dpis}
     for name, plot in _PLOTTERS.items():
         fig = plot(data)
-        if fig is not None:
-            out[name] = _png(fig, dpi=dpi)
+        if fig is None:
+            continue
+        for dpi in dpis:
+            out[dpi][name] = _png(fig, dpi=dpi)
+        fig.clear()
     return out
 
 
@@ -1076,9 +1087,10 @@ def _what_if_section(data: ReportData, pngs: Mapping[str, str]) -> str:
     return "".join(parts)
 
 
-def render_report(data: ReportData) -> str:
-    """The quality report as one self-contained HTML page."""
-    pngs = plot_pngs(data)
+def render_report(data: ReportData, pngs: Mapping[str, str] | None = None) -> str:
+    """The quality report as one self-contained HTML page (`pngs`: the plots, from
+    `plot_pngs`, when already drawn)."""
+    pngs = plot_pngs(data) if pngs is None else pngs
     sections = {
         "summary": _summary_section(data),
         "class_distribution": _class_section(data, pngs),
@@ -1125,10 +1137,12 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], kinds: Seque
     return "\n".join(lines)
 
 
-def key_plots_markdown(data: ReportData, *, dpi: int = 60) -> dict[str, str]:
+def key_plots_markdown(
+    data: ReportData, *, dpi: int = UI_DPI, pngs: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Small markdown versions of the key figures for the Dagster UI: tables, and PNG images
-    as data URIs (each entry well under 200 KB)."""
-    pngs = plot_pngs(data, dpi=dpi)
+    as data URIs (each entry well under 200 KB; `pngs`: the plots at `dpi`, when drawn)."""
+    pngs = plot_pngs(data, dpi=dpi) if pngs is None else pngs
 
     def image(name: str, alt: str) -> str:
         return f"![{alt}](data:image/png;base64,{pngs[name]})\n\n" if name in pngs else ""
