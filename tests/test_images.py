@@ -363,29 +363,57 @@ def test_close_pairs_lists_each_close_pair_once(
             images_module._close_pairs(query, pool, max_distance, limit=len(expected) - 1)
 
 
+@pytest.mark.parametrize("old_copies", [0, 1500])
 def test_near_copies_of_one_picture_hold_few_pairs_at_once(
-    monkeypatch: pytest.MonkeyPatch,
+    old_copies: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 3,000 distinct hashes within 6 bits of each other: 4.5M close pairs among them, but
-    # only one is kept, so no search holds more than its limit.
+    # 3,000 distinct new hashes within 6 bits of each other (4.5M close pairs among them, one
+    # kept), and maybe 1,500 old ones too (a threshold raised since they were kept): every
+    # search meets its candidates in parts of at most its limit, returns at most its limit of
+    # close pairs, and one that gives up does so before meeting all its candidates.
+    limit = 20_000
     monkeypatch.setattr(images_module, "_SMALL_GROUP", 64)
-    monkeypatch.setattr(images_module, "_CLOSE_PAIRS_PER_SEARCH", 20_000)
-    held: list[int] = []
-    search = images_module._close_pairs
+    monkeypatch.setattr(images_module, "_CLOSE_PAIRS_PER_SEARCH", limit)
+    search, parts = images_module._close_pairs, images_module.equal_key_pair_parts
+    met = [0]
+    searching: list[int | None] = [None]
+    gave_up: list[tuple[int, int]] = []
+    returned: list[int] = []
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        found = search(*args, **kwargs)
-        held.append(found[0].size)
+    def counting_parts(sorted_keys: Any, wanted: Any, most: int) -> Any:
+        for which, positions in parts(sorted_keys, wanted, most):
+            most_held = searching[0] or images_module._CANDIDATES_PER_PART
+            assert which.size <= most_held or np.unique(which).size == 1
+            met[0] += which.size
+            yield which, positions
+
+    def counting_search(*args: Any, limit: int | None = None) -> Any:
+        met[0], searching[0] = 0, limit
+        try:
+            found = search(*args, limit=limit)
+        except images_module.TooManyPairs:
+            before = met[0]
+            met[0], searching[0] = 0, None
+            search(*args)
+            gave_up.append((before, met[0]))
+            raise
+        if limit is not None:
+            returned.append(found[0].size)
         return found
 
-    monkeypatch.setattr(images_module, "_close_pairs", counting)
+    monkeypatch.setattr(images_module, "_close_pairs", counting_search)
+    monkeypatch.setattr(images_module, "equal_key_pair_parts", counting_parts)
     rng = np.random.default_rng(3)
     masks = [sum(1 << b for b in bits) for r in range(4) for bits in combinations(range(64), r)]
-    new = [A ^ masks[i] for i in rng.choice(len(masks), size=3000, replace=False)]
-    pairs = _near(new, [])
-    assert pairs == _reference(new, [], 6)
-    assert {kept for _, kept, _ in pairs} == {"n0"}
-    assert max(held) <= 20_000
+    chosen = rng.choice(len(masks), size=3000 + old_copies, replace=False)
+    new = [A ^ masks[i] for i in chosen[:3000]]
+    old = [A ^ masks[i] for i in chosen[3000:]]
+    pairs = _near(new, old)
+    assert pairs == _reference(new, old, 6)
+    if not old:
+        assert {kept for _, kept, _ in pairs} == {"n0"}
+    assert gave_up and all(before < everything for before, everything in gave_up)
+    assert max(returned) <= limit
 
 
 def test_hundred_thousand_by_hundred_thousand_is_fast() -> None:

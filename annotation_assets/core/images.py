@@ -550,15 +550,16 @@ def _close_pairs(
             order = np.argsort(values, kind="stable")
             sorted_bands.append((order, values[order]))
         rows = max(1, _QUERIES_PER_BLOCK // max(band.flips.size for band in plan))
+        # Candidates are met in parts no larger than the limit (but one band key's holders),
+        # so a search that gives up has held about twice its limit at most.
+        part = _CANDIDATES_PER_PART if limit is None else min(_CANDIDATES_PER_PART, limit)
         for start in range(0, query.size, rows):
             block = query[start : start + rows]
             for b, (band, (order, sorted_values)) in enumerate(
                 zip(plan, sorted_bands, strict=True)
             ):
                 wanted = (_band_values(block, band)[:, None] ^ band.flips[None, :]).ravel()
-                for which, positions in equal_key_pair_parts(
-                    sorted_values, wanted, _CANDIDATES_PER_PART
-                ):
+                for which, positions in equal_key_pair_parts(sorted_values, wanted, part):
                     pi = order[positions]
                     qi = which // band.flips.size
                     dist = _popcount(block[qi] ^ pool[pi])
@@ -581,8 +582,41 @@ def _close_pairs(
     return qi, pi, dist
 
 
+def _best_old(
+    values: Hashes, old: Hashes, max_distance: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Per hash in `values`: the closest old image within `max_distance` (the earliest on a
+    tie; -1 if none) and its distance (64 if none). Old images are other drops' kept ones,
+    which lie more than `max_distance` apart, but not always (a threshold raised since, or
+    drops kept before this search existed): values are searched in halves while one search
+    would hold more than its limit of close pairs, each half reduced to its best at once."""
+    best = np.full(values.size, -1, dtype=np.intp)
+    best_dist = np.full(values.size, 64, dtype=np.intp)
+    if not old.size:
+        return best, best_dist
+    old_values, old_first = np.unique(old, return_index=True)
+    pending = [(0, values.size)]
+    while pending:
+        lo, hi = pending.pop()
+        limit = None if hi - lo == 1 else _CLOSE_PAIRS_PER_SEARCH
+        try:
+            vi, oi, dist = _close_pairs(values[lo:hi], old_values, max_distance, limit=limit)
+        except TooManyPairs:
+            mid = (lo + hi) // 2
+            pending += [(mid, hi), (lo, mid)]
+            continue
+        first_old = old_first[oi]
+        order = np.lexsort((first_old, dist, vi))
+        vi, first_old, dist = vi[order] + lo, first_old[order], dist[order]
+        head = np.ones(vi.size, dtype=bool)
+        head[1:] = vi[1:] != vi[:-1]
+        best[vi[head]] = first_old[head]
+        best_dist[vi[head]] = dist[head]
+    return best, best_dist
+
+
 def _kept_values(hashes: Hashes, group: npt.NDArray[np.intp], max_distance: int) -> np.ndarray:
-    """Of the hashes at `group` (indices, in the order their images first appear), those of
+    """The indices in `group` (into `hashes`, in the order their images first appear) of
     kept images: every one with no kept one before it within `max_distance` bits.
 
     Kept hashes lie more than `max_distance` apart, so an image has few kept neighbours
@@ -643,19 +677,7 @@ def hamming_near_duplicates(
     values, first, inverse = np.unique(new, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
 
-    # Best old match per distinct new hash: closest, then earliest old record.
-    best_old = np.full(values.size, -1, dtype=np.intp)
-    best_old_dist = np.full(values.size, 64, dtype=np.intp)
-    if old.size:
-        old_values, old_first = np.unique(old, return_index=True)
-        vi, oi, dist = _close_pairs(values, old_values, max_distance)
-        first_old = old_first[oi]
-        order = np.lexsort((first_old, dist, vi))
-        vi, first_old, dist = vi[order], first_old[order], dist[order]
-        head = np.ones(vi.size, dtype=bool)
-        head[1:] = vi[1:] != vi[:-1]
-        best_old[vi[head]] = first_old[head]
-        best_old_dist[vi[head]] = dist[head]
+    best_old, best_old_dist = _best_old(values, old, max_distance)
 
     # The kept new images. A later image of a kept hash is a copy of its first one; a hash
     # not kept is matched among its kept neighbours, closest first, then the earliest.
