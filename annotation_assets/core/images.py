@@ -513,8 +513,8 @@ def _band_values(hashes: Hashes, band: _Band) -> Hashes:
 _QUERIES_PER_BLOCK = 1 << 20
 _PAIRS_PER_BLOCK = 1 << 22
 _CANDIDATES_PER_PART = 1 << 22
-# Close pairs one search of a group of new images may collect before the group is split in
-# halves (see _kept_values); groups of at most _SMALL_GROUP images are always searched whole.
+# Close pairs one search may collect before its new images are split in halves (see
+# _kept_values and _best_old); groups of at most _SMALL_GROUP images are searched whole.
 _CLOSE_PAIRS_PER_SEARCH = 1 << 20
 _SMALL_GROUP = 1024
 
