@@ -169,6 +169,8 @@ _HIDDEN_DEFINITION = re.compile(
 )
 _HIDDEN_FRAGMENTS = st.sampled_from(
     ["<!--", "-->", "<!-->", "-", ">", "<", "a", " ", "\n", "x>", "<b>", "<scripts"]
+    # letters that case-insensitive matching equates with s, i and k
+    + ["<\u017fcript", "<scr\u0130pt", "<scr\u0131pt", "</\u017ftyle>", "<noſcript", "\u212a"]
     + [f"<{n}" for n in ("script", "SCRIPT", "Style", "noscript", "template")]
     + [f"</{n}{s}>" for n in ("script", "STYLE", "noscript", "template") for s in ("", " ", "\n")]
 )
@@ -188,3 +190,12 @@ def test_openers_that_never_close_are_scanned_once() -> None:
         assert normalize_text(raw) == normalize_text(normalize_text(raw))
     closed = "<!-- a --> b " * 50_000 + "<!--"
     assert normalize_text(closed) == " ".join(["b"] * 50_000) + " <!--"
+
+
+def test_letters_that_match_s_and_i_case_insensitively_open_but_do_not_close_elements() -> None:
+    # "ſ" (long s) and "İ"/"ı" match s and i without case; lowering them does not give the
+    # tag name back. They open an element; its closing tag must be spelt as the opener was.
+    assert normalize_text("keep <\u017fcript>hidden</script> gone") == "keep"
+    assert normalize_text("keep <scr\u0130pt>hidden") == "keep"
+    assert normalize_text("a <script>x</\u017fcript> b") == "a"
+    assert normalize_text("a &lt;\u017ftyle&gt;x&lt;/\u017ftyle&gt; b") == "a b"

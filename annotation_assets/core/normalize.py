@@ -18,12 +18,13 @@ __all__ = ["dedup_key", "html_to_text", "normalize_text", "normalize_texts"]
 
 _MAX_PASSES = 16
 
-# Where hidden content starts: a comment, or an element whose content is never shown.
+# Hidden content: a comment, or an element whose content is never shown (to its closing tag,
+# or to the end). Matched only where _without_hidden knows it ends, which keeps it linear.
+_HIDDEN_RE = re.compile(
+    r"<!--.*?-->|<(script|style|noscript|template)\b[^>]*>.*?(?:</\1\s*>|\Z)",
+    re.IGNORECASE | re.DOTALL,
+)
 _HIDDEN_START_RE = re.compile(r"<!--|<(script|style|noscript|template)\b", re.IGNORECASE)
-_HIDDEN_END_RES = {
-    name: re.compile(rf"</{name}\s*>", re.IGNORECASE)
-    for name in ("script", "style", "noscript", "template")
-}
 _BLOCK_TAG_RE = re.compile(
     r"</?(?:address|article|aside|blockquote|body|br|caption|center|dd|details|dialog|div|dl|dt"
     r"|fieldset|figcaption|figure|footer|form|h[1-6]|head|header|hr|html|li|main|nav|ol|option"
@@ -44,10 +45,13 @@ def _without_hidden(raw: str) -> str:
     """`raw` with each comment (`<!--` to the next `-->`) and each script, style, noscript or
     template element (its opening tag to its closing tag, or to the end) replaced by a space.
 
-    Scanned left to right in linear time: a comment that never closes means no later one
-    does, and an opening tag with no `>` after it means no later one has one either, so
-    neither is searched for again (a regular expression would search once per opener: a line
-    of a million unclosed `<!--` took about half an hour)."""
+    Exactly `_HIDDEN_RE.sub(" ", raw)`, scanned left to right in linear time: a comment that
+    never closes means no later one does, and an opening tag with no `>` after it means no
+    later one has one either, so neither is searched for again (the expression alone would
+    search once per opener: a line of a million unclosed `<!--` took about half an hour). An
+    element is matched by the expression itself, anchored at its opener, so its closing tag
+    is found as the expression finds it (a backreference: `ſ` opens `<ſcript>` but does not
+    close `</script>`)."""
     out: list[str] = []
     pos = 0
     comments_close = tags_close = True
@@ -62,9 +66,9 @@ def _without_hidden(raw: str) -> str:
         elif name is not None and tags_close:
             opened = raw.find(">", at.end())
             tags_close = opened >= 0
-            if tags_close:
-                closing = _HIDDEN_END_RES[name.lower()].search(raw, opened + 1)
-                end = closing.end() if closing else len(raw)
+            if tags_close:  # with a ">" to come, the element matches here (to its end at worst)
+                whole = _HIDDEN_RE.match(raw, at.start())
+                end = whole.end() if whole else -1
         if end < 0:
             at = _HIDDEN_START_RE.search(raw, at.start() + 1)
             continue
