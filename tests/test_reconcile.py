@@ -206,7 +206,14 @@ def _reconcile_one_by_one(
         tie = len(ranked) > 1 and ranked[1][1] == ranked[0][1]
         label = ranked[0][0] if share >= min_agreement and not tie else None
         out.append(
-            (record_id, label, share, len(labels), annotators, DECIDED if label else CONTESTED)
+            (
+                record_id,
+                label,
+                share,
+                len(labels),
+                annotators,
+                CONTESTED if label is None else DECIDED,
+            )
         )
     return out
 
