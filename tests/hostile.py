@@ -1429,6 +1429,19 @@ def _damaged_gzip(g: _Gen) -> Iterator[Case]:
     )
 
 
+def _one_text(g: _Gen, label: str, text: Any, reasons: frozenset[str]) -> Case:
+    """A drop of one JSON line whose text field is `text`, quarantined for one of `reasons`."""
+    line = json.dumps({"id": g.uid(), "text": text}).encode()
+    return _case(
+        "text_content",
+        label,
+        files=(("part.jsonl", _jsonl([line])),),
+        rows=1,
+        bad=1,
+        reasons=reasons,
+    )
+
+
 def _text_content(g: _Gen) -> Iterator[Case]:
     empty = _reasons(pipeline.EMPTY_TEXT, ing.MISSING_TEXT)  # Unicode spaces count as missing
     for label, text in {
@@ -1443,14 +1456,7 @@ def _text_content(g: _Gen) -> Iterator[Case]:
         "nbsp": "\xa0\xa0",
         "lone-surrogates": "\udfff\ud800",
     }.items():
-        yield _case(
-            "text_content",
-            label,
-            files=(("part.jsonl", _jsonl([json.dumps({"id": g.uid(), "text": text}).encode()])),),
-            rows=1,
-            bad=1,
-            reasons=empty,
-        )
+        yield _one_text(g, label, text, empty)
     for label, value in {
         "number": 12.5,
         "int": 7,
@@ -1458,14 +1464,7 @@ def _text_content(g: _Gen) -> Iterator[Case]:
         "object": {"t": "x"},
         "true": True,
     }.items():
-        yield _case(
-            "text_content",
-            f"invalid-{label}",
-            files=(("part.jsonl", _jsonl([json.dumps({"id": g.uid(), "text": value}).encode()])),),
-            rows=1,
-            bad=1,
-            reasons=_reasons(ing.INVALID_TEXT),
-        )
+        yield _one_text(g, f"invalid-{label}", value, _reasons(ing.INVALID_TEXT))
     surrogate: dict[str, tuple[dict[str, Any], int, frozenset[str]]] = {
         "text-lone-high": ({"text": g.text() + " \ud83d then"}, 0, frozenset()),
         "text-lone-low": ({"text": g.text() + " \udc00 then"}, 0, frozenset()),
@@ -1491,14 +1490,7 @@ def _text_content(g: _Gen) -> Iterator[Case]:
         "escaped-comments": "&lt;!--",
     }.items():
         text = opener * (800_000 // len(opener))
-        yield _case(
-            "text_content",
-            label,
-            files=(("part.jsonl", _jsonl([json.dumps({"id": g.uid(), "text": text}).encode()])),),
-            rows=1,
-            bad=1,
-            reasons=_reasons(pipeline.TEXT_TOO_LONG),
-        )
+        yield _one_text(g, label, text, _reasons(pipeline.TEXT_TOO_LONG))
     for label, raw in (("nan", b"NaN"), ("inf", b"Infinity"), ("big-int", b"1" * 400)):
         line = b'{"id": "' + g.uid().encode() + b'", "text": "' + g.text().encode()
         line += b'", "title": ' + raw + b"}"
