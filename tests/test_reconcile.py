@@ -184,9 +184,9 @@ def _reconcile_one_by_one(
     min_agreement: float,
     adjudicators: frozenset[str],
 ) -> list[tuple[Any, ...]]:
-    """The reconciliation rules applied record by record, as plain Python."""
-    from collections import Counter
-
+    """The reconciliation rules applied record by record: the latest vote per annotator,
+    an adjudicator's alone, else `agreement.majority_vote` of the record's labels."""
+    from annotation_assets.core.agreement import majority_vote
     from annotation_assets.core.reconcile import latest_votes
 
     out = []
@@ -201,10 +201,7 @@ def _reconcile_one_by_one(
         if len(labels) < annotators_per_record:
             out.append((record_id, None, 0.0, len(labels), annotators, AWAITING))
             continue
-        ranked = Counter(labels).most_common()
-        share = ranked[0][1] / len(labels)
-        tie = len(ranked) > 1 and ranked[1][1] == ranked[0][1]
-        label = ranked[0][0] if share >= min_agreement and not tie else None
+        label, share = majority_vote(labels, min_agreement=min_agreement, min_votes=1)
         out.append(
             (
                 record_id,

@@ -29,9 +29,10 @@ def reconcile_votes(
     labels tie for the top) or awaiting_votes (fewer than annotators_per_record). A vote by
     an adjudicator decides the record on its own (the adjudicators' latest vote).
 
-    Grouped operations over all records at once: every stage of every drop reconciles all of
-    a task's votes, so a Python step per record would make a re-score after a review import
-    cost the drops times the votes in interpreter time."""
+    The majority is `agreement.majority_vote` of each record's labels (tests hold it to
+    that), computed as grouped operations over all records at once: every stage of every drop
+    reconciles all of a task's votes, so a Python step per record would make a re-score after
+    a review import cost the drops times the votes in interpreter time."""
     latest = latest_votes(votes)  # sorted by record, annotator, time
     if latest.empty:
         return pd.DataFrame(columns=DECISION_COLUMNS)
