@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from annotation_assets.core import parquet_tables
+from annotation_assets.core import parquet_tables, reviews
 from annotation_assets.core.parquet_tables import LocalStore, ParquetTables, S3Store
 from annotation_assets.core.s3 import S3Url
 from annotation_assets.home import Home, HomeConfigError
@@ -92,6 +92,21 @@ def test_shared_tables_get_new_rows_as_part_files_and_are_compacted(tmp_path: Pa
     with tables.connect() as conn:
         keys = conn.execute("SELECT dedup_key FROM t.embeddings ORDER BY dedup_key").fetchall()
     assert sorted(k for (k,) in keys) == sorted(f"key{k}" for k in range(n))
+
+
+def test_replayed_review_files_are_seen_by_another_worker(tmp_path: Path) -> None:
+    with _tables(tmp_path).connect() as conn:
+        reviews.record_replayed(conn, "t", "batch.csv", "ab12", 3)
+        reviews.record_replayed(conn, "t", "batch.csv", "ab12", 3)  # noted once
+    other = ParquetTables(LocalStore(tmp_path))  # a second worker on the same root
+    with other.connect() as conn:
+        assert reviews.replayed_files(conn, "t") == {("batch.csv", "ab12"): 3}
+        reviews.record_replayed(conn, "t", "batch.csv", "cd34", 4)
+    with _tables(tmp_path).connect() as conn:
+        assert reviews.replayed_files(conn, "t") == {
+            ("batch.csv", "ab12"): 3,
+            ("batch.csv", "cd34"): 4,
+        }
 
 
 def test_a_block_keeps_what_it_committed_and_drops_what_it_rolled_back(tmp_path: Path) -> None:

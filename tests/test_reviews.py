@@ -903,6 +903,55 @@ def test_human_labels_asset_imports_the_reviews_folder_and_reports_agreement(
     assert again["dagster/row_count"] == 8
 
 
+def test_a_file_whose_rows_were_all_valid_is_not_replayed_until_its_bytes_change(
+    deployment: Deployment, conn: duckdb.DuckDBPyConnection
+) -> None:
+    records = [p[0] for p in _pending(conn)[:3]]
+    # a record that is not in the warehouse yet: its row is an error until it arrives
+    late = conn.execute(
+        f"SELECT * REPLACE ('late-1' AS record_id) FROM {TASK}.normalized_records LIMIT 1"
+    ).fetchdf()
+    conn.close()
+    folder = deployment.home.reviews / TASK
+    _csv(folder / "clean.csv", [(r, "positive", "alice") for r in records[:2]])
+    _csv(folder / "early.csv", [(records[2], "negative", "bob"), ("late-1", "positive", "bob")])
+
+    files = _materialization(_import_job(deployment))["files"]
+    assert files == {
+        "clean.csv": {"imported": 2, "already_imported": 0, "row_errors": 0},
+        "early.csv": {"imported": 1, "already_imported": 0, "row_errors": 1},
+    }
+    # the clean file is skipped by its bytes; the one with an error is replayed
+    files = _materialization(_import_job(deployment))["files"]
+    assert files == {
+        "clean.csv": {"unchanged": True, "rows": 2},
+        "early.csv": {"imported": 0, "already_imported": 1, "row_errors": 1},
+    }
+
+    # the late record arrives: the replay imports its row, and then skips the file too
+    with duckdb.connect(str(deployment.home.warehouse)) as db:
+        db.register("late", late)
+        db.execute(f"INSERT INTO {TASK}.normalized_records SELECT * FROM late")
+    files = _materialization(_import_job(deployment))["files"]
+    assert files["early.csv"] == {"imported": 1, "already_imported": 1, "row_errors": 0}
+    # a file changed in place (same name, other bytes) is replayed
+    _csv(folder / "clean.csv", [(r, "negative", "alice") for r in records[:2]])
+    files = _materialization(_import_job(deployment))["files"]
+    assert files == {
+        "clean.csv": {"imported": 2, "already_imported": 0, "row_errors": 0},
+        "early.csv": {"unchanged": True, "rows": 2},
+    }
+    with duckdb.connect(str(deployment.home.warehouse)) as db:
+        votes = db.execute(
+            f"SELECT source_file, count(*) FROM {TASK}.human_labels GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        ledger = db.execute(
+            f"SELECT file, rows FROM {TASK}.review_files ORDER BY replayed_at"
+        ).fetchall()
+    assert votes == [("clean.csv", 4), ("early.csv", 2)]
+    assert ledger == [("clean.csv", 2), ("early.csv", 2), ("clean.csv", 2)]
+
+
 def test_agreement_check_passes_when_annotators_agree(
     deployment: Deployment, conn: duckdb.DuckDBPyConnection
 ) -> None:

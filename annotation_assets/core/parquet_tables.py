@@ -8,7 +8,8 @@ that file, so this backend keeps every table as Parquet under a root (a local fo
 <root>/<task>/_task                              marks a task's tables as created
 <root>/<task>/<table>/drop=<drop_id>.parquet     tables keyed by drop: one file per partition
 <root>/<task>/<table>/part-<uuid>.parquet        shared append-only tables (embeddings,
-                                                 model_versions, human_labels)
+                                                 model_versions, human_labels,
+                                                 review_files)
 ```
 
 `connect()` gives the pipeline the same SQL surface as the DuckDB file: an in-memory DuckDB
@@ -47,6 +48,7 @@ APPEND_ONLY: dict[str, tuple[str, ...]] = {
     "embeddings": ("encoder", "dedup_key"),
     "model_versions": ("version",),
     "human_labels": ("record_id", "label", "annotator", "decided_at"),
+    "review_files": ("file", "sha256"),
 }
 TASK_MARKER = "_task"
 COMPACT_AFTER = 16  # part files of a shared table before they are merged into one

@@ -418,13 +418,20 @@ def _csv_rows(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, errors
 
 
-def parse_decisions(path: Path) -> ParsedDecisions:
-    """Reads a decisions file (format by content: a JSON list is a Label Studio export,
-    anything else must be CSV). Row-level problems are collected, not raised."""
+def read_decisions(path: Path) -> bytes:
+    """A decisions file's bytes; an unreadable file is a ReviewFileError."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as err:
         raise ReviewFileError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def parse_decisions(path: Path, raw: bytes | None = None) -> ParsedDecisions:
+    """Reads a decisions file (format by content: a JSON list is a Label Studio export,
+    anything else must be CSV); `raw`, when given, is its bytes, already read. Row-level
+    problems are collected, not raised."""
+    if raw is None:
+        raw = read_decisions(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -560,6 +567,32 @@ def import_decisions(
         imported=imported,
         already_imported=len(frame) - imported,
         errors=sorted(errors, key=_position),
+    )
+
+
+def replayed_files(conn: duckdb.DuckDBPyConnection, task: str) -> dict[tuple[str, str], int]:
+    """(name, sha256) of each decision file already replayed with every row valid, mapped
+    to its number of rows."""
+    rows = conn.execute(f'SELECT file, sha256, max(rows) FROM "{task}".review_files GROUP BY ALL')
+    return {(name, digest): int(n) for name, digest, n in rows.fetchall()}
+
+
+def record_replayed(
+    conn: duckdb.DuckDBPyConnection, task: str, name: str, digest: str, rows: int
+) -> None:
+    """Notes that the file `name` with content hash `digest` was replayed and every row was
+    valid (imported or there already), so replaying those bytes again would change nothing.
+    Written after the import committed: a crash in between only costs one more replay."""
+    conn.execute(
+        f'INSERT INTO "{task}".review_files SELECT $name, $digest, $rows, $at '
+        f'WHERE NOT EXISTS (SELECT 1 FROM "{task}".review_files'
+        " WHERE file = $name AND sha256 = $digest)",
+        {
+            "name": name,
+            "digest": digest,
+            "rows": rows,
+            "at": datetime.now(UTC).replace(tzinfo=None),
+        },
     )
 
 

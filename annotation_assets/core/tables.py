@@ -102,6 +102,14 @@ TABLES: dict[str, dict[str, str]] = {
         "source_file": "VARCHAR NOT NULL",
         "imported_at": "TIMESTAMP NOT NULL",
     },
+    # Decision files of reviews/<task>/ whose every row was valid when the human_labels asset
+    # replayed them: replaying one again (same name, same bytes) would change nothing.
+    "review_files": {
+        "file": "VARCHAR NOT NULL",
+        "sha256": "VARCHAR NOT NULL",
+        "rows": "BIGINT NOT NULL",
+        "replayed_at": "TIMESTAMP NOT NULL",
+    },
     "hitl_pending": {
         "drop_id": "VARCHAR NOT NULL",
         "record_id": "VARCHAR NOT NULL",
