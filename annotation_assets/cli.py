@@ -116,6 +116,8 @@ def cmd_run(runner: Runner, args: argparse.Namespace) -> int:
 
 
 def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
+    import duckdb
+
     from annotation_assets.core.export import balanced_selection, export_coco, export_jsonl
     from annotation_assets.core.s3 import is_s3_url
 
@@ -138,10 +140,16 @@ def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
     with _warehouse_for(runner, spec.name).connect() as conn:
         keep, balance = balanced_selection(conn, spec, mode)
         keep_ids = None if mode == "none" else keep
-        if spec.is_image:
-            path, rows = export_coco(conn, spec, Path(out), keep_ids=keep_ids)
-        else:
-            path, rows = export_jsonl(conn, spec.name, Path(out), keep_ids=keep_ids)
+        try:
+            if spec.is_image:
+                path, rows = export_coco(conn, spec, Path(out), keep_ids=keep_ids)
+            else:
+                path, rows = export_jsonl(conn, spec.name, Path(out), keep_ids=keep_ids)
+        except (OSError, duckdb.IOException) as err:
+            # an unwritable folder, a full disk, a folder where the file goes
+            reason = err.strerror if isinstance(err, OSError) else None
+            reason = reason or str(err).splitlines()[0]
+            raise UsageError(f"cannot write the export into {out}: {reason}") from None
     print(json.dumps({"task": spec.name, "path": str(path), "rows": rows, "balance": balance}))
     return 0
 

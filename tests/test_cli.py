@@ -210,6 +210,12 @@ def test_output_paths_that_cannot_be_written_are_refused_in_one_line(
     line = _one_line_error(cli("export", "reviews", "--out", str(file / "sub")))
     assert "cannot make the folder" in line
     assert file.read_text() == "x"
+    # a folder where the export file goes: refused in one line, no temporary file left
+    blocked = tmp_path / "blocked"
+    (blocked / "reviews.jsonl").mkdir(parents=True)
+    line = _one_line_error(cli("export", "reviews", "--out", str(blocked)))
+    assert f"cannot write the export into {blocked}" in line and "directory" in line
+    assert sorted(p.name for p in blocked.iterdir()) == ["reviews.jsonl"]
 
 
 @pytest.mark.parametrize("under", [False, True])

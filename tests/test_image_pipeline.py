@@ -194,6 +194,15 @@ def test_coco_export_loads_in_pycocotools_and_review_round_trip_reaches_it(
     assert cli("export", TASK, "--out", str(again)).returncode == 0
     first_ids = sorted(i["id"] for i in images)
     assert first_ids == sorted(COCO(str(again / f"{TASK}.coco.json")).getImgIds())
+    blocked = tmp_path / "blocked"
+    (blocked / f"{TASK}.coco.json").mkdir(parents=True)  # a folder where the file goes
+    p = cli("export", TASK, "--out", str(blocked))
+    assert p.returncode != 0
+    assert (
+        p.stderr.strip()
+        == f"annotate: error: cannot write the export into {blocked}: Is a directory"
+    )
+    assert [f.name for f in blocked.iterdir()] == [f"{TASK}.coco.json"]
 
 
 def test_an_image_record_without_a_file_gets_no_heavy_vote_and_the_rest_are_scored(

@@ -76,11 +76,18 @@ def export_jsonl(
     )
     try:
         with _folder_lock(out_dir):
-            # DuckDB's own temporary file (tmp_<name>) would be visible and shared: we have one.
-            conn.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT json, USE_TMP_FILE false)")
-            rows = int(scalar(conn, f"SELECT count(*) FROM ({query})"))
-            _fsync(tmp)
-            os.replace(tmp, final)
+            try:
+                # DuckDB's own temporary file (tmp_<name>) would be visible and shared: we
+                # have one.
+                conn.execute(
+                    f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT json, USE_TMP_FILE false)"
+                )
+                rows = int(scalar(conn, f"SELECT count(*) FROM ({query})"))
+                _fsync(tmp)
+                os.replace(tmp, final)
+            except Exception:
+                tmp.unlink(missing_ok=True)  # still ours: the folder is locked
+                raise
     finally:
         if keep_ids is not None:
             conn.unregister("_keep")
