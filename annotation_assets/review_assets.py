@@ -93,7 +93,7 @@ def build_human_labels_asset(spec: TaskSpec, home: Home) -> dg.AssetsDefinition:
         warehouse.ensure_task(task)
         files: dict[str, Any] = {}
         with warehouse.connect() as conn:
-            replayed = reviews.replayed_files(conn, task)
+            replayed = reviews.replayed_files(conn, spec)
             for path in review_files(home, task):
                 try:
                     raw = reviews.read_decisions(path)
@@ -118,7 +118,7 @@ def build_human_labels_asset(spec: TaskSpec, home: Home) -> dg.AssetsDefinition:
                 if not report.errors:
                     # rows with errors (an id not ingested yet, a label the spec lacks) may
                     # import later, so only a file without any is not replayed again
-                    reviews.record_replayed(conn, task, path.name, digest, len(parsed.rows))
+                    reviews.record_replayed(conn, spec, path.name, digest, len(parsed.rows))
             votes = reviews.decisions_frame(conn, task)
             decisions = human_decisions(conn, spec)
             conn.register("_decided", decisions[decisions["status"] == reconcile.DECIDED])

@@ -17,6 +17,7 @@ import pytest
 from annotation_assets.core import parquet_tables, reviews
 from annotation_assets.core.parquet_tables import LocalStore, ParquetTables, S3Store
 from annotation_assets.core.s3 import S3Url
+from annotation_assets.core.spec import parse_task_spec
 from annotation_assets.home import Home, HomeConfigError
 from resources import Warehouse
 from tests.conftest import S3Bucket, review_records
@@ -94,19 +95,50 @@ def test_shared_tables_get_new_rows_as_part_files_and_are_compacted(tmp_path: Pa
     assert sorted(k for (k,) in keys) == sorted(f"key{k}" for k in range(n))
 
 
+T_SPEC = parse_task_spec({"name": "t", "kind": "text_classification", "labels": ["a", "b"]})
+
+
 def test_replayed_review_files_are_seen_by_another_worker(tmp_path: Path) -> None:
     with _tables(tmp_path).connect() as conn:
-        reviews.record_replayed(conn, "t", "batch.csv", "ab12", 3)
-        reviews.record_replayed(conn, "t", "batch.csv", "ab12", 3)  # noted once
+        reviews.record_replayed(conn, T_SPEC, "batch.csv", "ab12", 3)
+        reviews.record_replayed(conn, T_SPEC, "batch.csv", "ab12", 3)  # noted once
     other = ParquetTables(LocalStore(tmp_path))  # a second worker on the same root
     with other.connect() as conn:
-        assert reviews.replayed_files(conn, "t") == {("batch.csv", "ab12"): 3}
-        reviews.record_replayed(conn, "t", "batch.csv", "cd34", 4)
+        assert reviews.replayed_files(conn, T_SPEC) == {("batch.csv", "ab12"): 3}
+        reviews.record_replayed(conn, T_SPEC, "batch.csv", "cd34", 4)
     with _tables(tmp_path).connect() as conn:
-        assert reviews.replayed_files(conn, "t") == {
+        assert reviews.replayed_files(conn, T_SPEC) == {
             ("batch.csv", "ab12"): 3,
             ("batch.csv", "cd34"): 4,
         }
+        assert conn.execute("SELECT count(*) FROM t.review_files").fetchone() == (2,)
+
+
+def test_an_annotator_returning_to_an_earlier_label_is_kept_by_every_worker(
+    tmp_path: Path,
+) -> None:
+    tables = _tables(tmp_path)
+    with tables.connect() as conn:
+        conn.execute(
+            "INSERT INTO t.normalized_records (drop_id, row_num, record_id, text, dedup_key,"
+            " source_file, ingested_at) VALUES ('d1', 0, 'r1', 'x', 'k', 'f', now())"
+        )
+    for n, label in enumerate(["a", "b", "a"]):  # untimed votes, each from a file of its own
+        path = tmp_path / f"vote{n}.csv"
+        path.write_text(f"record_id,label,annotator\nr1,{label},alice\n")
+        with tables.connect() as conn:
+            report = reviews.import_decisions(
+                conn, T_SPEC, reviews.parse_decisions(path), source_file=path.name, new_file=True
+            )
+            assert report.imported == 1
+    for worker in (tables, ParquetTables(LocalStore(tmp_path))):
+        with worker.connect() as conn:
+            votes = conn.execute(
+                "SELECT label, source_file FROM t.human_labels ORDER BY imported_at"
+            ).fetchall()
+            latest = reviews.annotator_ratings(reviews.decisions_frame(conn, "t"))
+        assert votes == [("a", "vote0.csv"), ("b", "vote1.csv"), ("a", "vote2.csv")]
+        assert latest == {"alice": {"r1": "a"}}
 
 
 def test_a_block_keeps_what_it_committed_and_drops_what_it_rolled_back(tmp_path: Path) -> None:

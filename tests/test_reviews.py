@@ -37,10 +37,11 @@ QUEUE_HEADER = ["record_id", "text", "suggested_label", "confidence", "drop_id",
 # ---------------------------------------------------------------------------------- fixtures
 
 
-def _write_tasks(folder: Path) -> Path:
+def _write_tasks(folder: Path, **overrides: Any) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     data = json.loads(json.dumps(BASE_SPEC))
     data["review"] = dict(REVIEW)
+    data.update(overrides)
     (folder / f"{TASK}.yaml").write_text(yaml.safe_dump(data))
     return folder
 
@@ -904,7 +905,7 @@ def test_human_labels_asset_imports_the_reviews_folder_and_reports_agreement(
 
 
 def test_a_file_whose_rows_were_all_valid_is_not_replayed_until_its_bytes_change(
-    deployment: Deployment, conn: duckdb.DuckDBPyConnection
+    deployment: Deployment, conn: duckdb.DuckDBPyConnection, tmp_path: Path, tiny_encoder_dir: Path
 ) -> None:
     records = [p[0] for p in _pending(conn)[:3]]
     # a record that is not in the warehouse yet: its row is an error until it arrives
@@ -950,6 +951,18 @@ def test_a_file_whose_rows_were_all_valid_is_not_replayed_until_its_bytes_change
         ).fetchall()
     assert votes == [("clean.csv", 4), ("early.csv", 2)]
     assert ledger == [("clean.csv", 2), ("early.csv", 2), ("clean.csv", 2)]
+
+    # other labels in the spec (a label added, or one renamed, which changes which rows are
+    # valid and what they name): every file is replayed
+    labels = ["negative", "neutral", "positive", "mixed"]
+    renamed = Deployment(
+        deployment.home, _write_tasks(tmp_path / "renamed", labels=labels), tiny_encoder_dir
+    )
+    files = _materialization(_import_job(renamed))["files"]
+    assert files == {
+        "clean.csv": {"imported": 0, "already_imported": 2, "row_errors": 0},
+        "early.csv": {"imported": 0, "already_imported": 2, "row_errors": 0},
+    }
 
 
 def test_agreement_check_passes_when_annotators_agree(

@@ -44,16 +44,28 @@ from annotation_assets.core import s3
 from annotation_assets.core.tables import PARTITIONED, TABLES, create_statements
 
 DROP_KEYED = frozenset(PARTITIONED | {"drops", "stage_timings"})
+# Shared tables and the columns that identify a row. human_labels is a log: every column
+# but none of them alone (an annotator may return to an earlier label, untimed, from another
+# file). Written back in this order: human_labels before review_files, so a block killed
+# between the two leaves votes without their file's note (one more replay), never the reverse.
 APPEND_ONLY: dict[str, tuple[str, ...]] = {
     "embeddings": ("encoder", "dedup_key"),
     "model_versions": ("version",),
-    "human_labels": ("record_id", "label", "annotator", "decided_at"),
-    "review_files": ("file", "sha256"),
+    "human_labels": (
+        "record_id",
+        "label",
+        "annotator",
+        "decided_at",
+        "source_file",
+        "imported_at",
+    ),
+    "review_files": ("file", "sha256", "labels"),
 }
 TASK_MARKER = "_task"
 COMPACT_AFTER = 16  # part files of a shared table before they are merged into one
 
 assert DROP_KEYED | APPEND_ONLY.keys() == TABLES.keys(), "every table needs a layout"
+assert list(APPEND_ONLY).index("human_labels") < list(APPEND_ONLY).index("review_files")
 
 
 class FileStore(Protocol):

@@ -1,6 +1,7 @@
 """Human review files: the queue going out (Label Studio tasks or CSV) and decisions coming back
 (Label Studio JSON / JSON-MIN exports or CSV `record_id,label,annotator`)."""
 
+import hashlib
 import io
 import json
 import os
@@ -570,26 +571,38 @@ def import_decisions(
     )
 
 
-def replayed_files(conn: duckdb.DuckDBPyConnection, task: str) -> dict[tuple[str, str], int]:
-    """(name, sha256) of each decision file already replayed with every row valid, mapped
-    to its number of rows."""
-    rows = conn.execute(f'SELECT file, sha256, max(rows) FROM "{task}".review_files GROUP BY ALL')
+def labels_digest(spec: TaskSpec) -> str:
+    """A digest of the spec's label names: whether a decision row is valid, and which label
+    it names, depends on them."""
+    return hashlib.sha256(json.dumps(spec.label_names).encode()).hexdigest()[:16]
+
+
+def replayed_files(conn: duckdb.DuckDBPyConnection, spec: TaskSpec) -> dict[tuple[str, str], int]:
+    """(name, sha256) of each decision file already replayed with every row valid under the
+    spec's current labels, mapped to its number of rows."""
+    rows = conn.execute(
+        f'SELECT file, sha256, max(rows) FROM "{spec.name}".review_files'
+        " WHERE labels = $labels GROUP BY ALL",
+        {"labels": labels_digest(spec)},
+    )
     return {(name, digest): int(n) for name, digest, n in rows.fetchall()}
 
 
 def record_replayed(
-    conn: duckdb.DuckDBPyConnection, task: str, name: str, digest: str, rows: int
+    conn: duckdb.DuckDBPyConnection, spec: TaskSpec, name: str, digest: str, rows: int
 ) -> None:
     """Notes that the file `name` with content hash `digest` was replayed and every row was
-    valid (imported or there already), so replaying those bytes again would change nothing.
-    Written after the import committed: a crash in between only costs one more replay."""
+    valid (imported or there already) under the spec's labels, so replaying those bytes
+    again would change nothing. Written after the import committed: a crash in between only
+    costs one more replay."""
     conn.execute(
-        f'INSERT INTO "{task}".review_files SELECT $name, $digest, $rows, $at '
-        f'WHERE NOT EXISTS (SELECT 1 FROM "{task}".review_files'
-        " WHERE file = $name AND sha256 = $digest)",
+        f'INSERT INTO "{spec.name}".review_files SELECT $name, $digest, $labels, $rows, $at '
+        f'WHERE NOT EXISTS (SELECT 1 FROM "{spec.name}".review_files'
+        " WHERE file = $name AND sha256 = $digest AND labels = $labels)",
         {
             "name": name,
             "digest": digest,
+            "labels": labels_digest(spec),
             "rows": rows,
             "at": datetime.now(UTC).replace(tzinfo=None),
         },

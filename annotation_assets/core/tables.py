@@ -103,10 +103,12 @@ TABLES: dict[str, dict[str, str]] = {
         "imported_at": "TIMESTAMP NOT NULL",
     },
     # Decision files of reviews/<task>/ whose every row was valid when the human_labels asset
-    # replayed them: replaying one again (same name, same bytes) would change nothing.
+    # replayed them under the spec's labels (`labels`: a digest of their names): replaying
+    # one again (same name, same bytes, same labels) would change nothing.
     "review_files": {
         "file": "VARCHAR NOT NULL",
         "sha256": "VARCHAR NOT NULL",
+        "labels": "VARCHAR NOT NULL",
         "rows": "BIGINT NOT NULL",
         "replayed_at": "TIMESTAMP NOT NULL",
     },
