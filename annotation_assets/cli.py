@@ -116,9 +116,12 @@ def cmd_run(runner: Runner, args: argparse.Namespace) -> int:
 
 
 def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
-    import duckdb
-
-    from annotation_assets.core.export import balanced_selection, export_coco, export_jsonl
+    from annotation_assets.core.export import (
+        ExportWriteError,
+        balanced_selection,
+        export_coco,
+        export_jsonl,
+    )
     from annotation_assets.core.s3 import is_s3_url
 
     spec = runner.spec(args.task)
@@ -145,11 +148,8 @@ def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
                 path, rows = export_coco(conn, spec, Path(out), keep_ids=keep_ids)
             else:
                 path, rows = export_jsonl(conn, spec.name, Path(out), keep_ids=keep_ids)
-        except (OSError, duckdb.IOException) as err:
-            # an unwritable folder, a full disk, a folder where the file goes
-            reason = err.strerror if isinstance(err, OSError) else None
-            reason = reason or str(err).splitlines()[0]
-            raise UsageError(f"cannot write the export into {out}: {reason}") from None
+        except ExportWriteError as err:  # a folder where the file goes, a full disk, ...
+            raise UsageError(str(err)) from None
     print(json.dumps({"task": spec.name, "path": str(path), "rows": rows, "balance": balance}))
     return 0
 
@@ -170,10 +170,13 @@ def _export_to_s3(runner: Runner, spec: TaskSpec, out: str, mode: str) -> int:
         with _warehouse_for(runner, spec.name).connect() as conn:
             keep, balance = export.balanced_selection(conn, spec, mode)
             keep_ids = None if mode == "none" else keep
-            if spec.is_image:
-                path, rows = export.export_coco(conn, spec, Path(tmp), keep_ids=keep_ids)
-            else:
-                path, rows = export.export_jsonl(conn, spec.name, Path(tmp), keep_ids=keep_ids)
+            try:
+                if spec.is_image:
+                    path, rows = export.export_coco(conn, spec, Path(tmp), keep_ids=keep_ids)
+                else:
+                    path, rows = export.export_jsonl(conn, spec.name, Path(tmp), keep_ids=keep_ids)
+            except export.ExportWriteError as err:  # the local staging folder (TMPDIR)
+                raise UsageError(f"{err} (staging the S3 export)") from None
             lineage = export.dataset_lineage(conn, spec.name)
         manifest = export.publish_to_s3(
             client,

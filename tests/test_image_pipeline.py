@@ -198,10 +198,8 @@ def test_coco_export_loads_in_pycocotools_and_review_round_trip_reaches_it(
     (blocked / f"{TASK}.coco.json").mkdir(parents=True)  # a folder where the file goes
     p = cli("export", TASK, "--out", str(blocked))
     assert p.returncode != 0
-    assert (
-        p.stderr.strip()
-        == f"annotate: error: cannot write the export into {blocked}: Is a directory"
-    )
+    expected = f"cannot write {blocked / (TASK + '.coco.json')}: Is a directory"
+    assert p.stderr.strip() == f"annotate: error: {expected}"
     assert [f.name for f in blocked.iterdir()] == [f"{TASK}.coco.json"]
 
 

@@ -75,7 +75,7 @@ def export_jsonl(
         " ORDER BY d.seq, f.source_file, f.line_no NULLS LAST, f.id"
     )
     try:
-        with _folder_lock(out_dir):
+        with _folder_lock(out_dir) as locked:
             try:
                 # DuckDB's own temporary file (tmp_<name>) would be visible and shared: we
                 # have one.
@@ -85,24 +85,42 @@ def export_jsonl(
                 rows = int(scalar(conn, f"SELECT count(*) FROM ({query})"))
                 _fsync(tmp)
                 os.replace(tmp, final)
-            except Exception:
-                tmp.unlink(missing_ok=True)  # still ours: the folder is locked
-                raise
+            except (OSError, duckdb.Error) as err:
+                if locked:  # the temporary file is ours alone: remove it
+                    with suppress(OSError):
+                        tmp.unlink(missing_ok=True)
+                raise ExportWriteError(final, err) from err
     finally:
         if keep_ids is not None:
             conn.unregister("_keep")
     return final, rows
 
 
+class ExportWriteError(Exception):
+    """An export file that could not be written (a folder where it goes, no permission, a
+    full disk); the message is one line naming the file."""
+
+    def __init__(self, path: Path, err: BaseException) -> None:
+        if isinstance(err, OSError):
+            reason = err.strerror or str(err)
+        else:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        super().__init__(f"cannot write {path}: {reason}")
+
+
 @contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
+def _folder_lock(folder: Path) -> Iterator[bool]:
     """An exclusive lock on a folder for writers that share names in it (flock on the folder
-    itself, so nothing is added to it). Where the file system cannot lock folders, none."""
+    itself, so nothing is added to it); yields whether it is held (some file systems, NFS
+    among them, cannot lock folders)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
-        with suppress(OSError):
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+            locked = True
+        except OSError:
+            locked = False
+        yield locked
     finally:
         os.close(fd)
 
@@ -149,7 +167,10 @@ def export_coco(
     dataset = coco_dataset(rows, labels=spec.label_names, task=task, description=spec.description)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{task}.coco.json"
-    write_coco(path, dataset)
+    try:
+        write_coco(path, dataset)
+    except OSError as err:
+        raise ExportWriteError(path, err) from err
     return path, len(rows)
 
 
