@@ -71,6 +71,9 @@ class Runner:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 instance = dg.DagsterInstance.get()
+                if drop_interrupted_event_index(instance):
+                    instance.dispose()
+                    instance = dg.DagsterInstance.get()  # creates the index again
                 fail_abandoned_runs(instance)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -194,6 +197,31 @@ class Runner:
     def summary(self, task: str, drop_id: str) -> dict[str, Any]:
         with self.warehouse.connect() as conn:
             return pipeline.drop_counts(conn, task, drop_id)
+
+
+def drop_interrupted_event_index(instance: dg.DagsterInstance) -> bool:
+    """Deletes the SQLite event-log index of a local instance whose creation was interrupted
+    (a process killed while Dagster created its tables); returns whether it did.
+
+    Dagster creates that index, and reindexes the runs' own event files into it, only when
+    the file does not exist: once a kill has left it with some of its tables (without
+    `dynamic_partitions`, say), every later process fails. An index missing tables cannot
+    have held what lives only there (partitions, which need their table), and what it
+    indexes is rebuilt from the per-run files when it is created again."""
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqliteEventLogStorage):
+        return False
+    index = Path(storage.path_for_shard("index"))
+    if not index.exists():
+        return False
+    if all(storage.has_table(name) for name in SqlEventLogStorageMetadata.tables):
+        return False
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        index.with_name(index.name + suffix).unlink(missing_ok=True)
+    return True
 
 
 def fail_abandoned_runs(instance: dg.DagsterInstance) -> int:

@@ -743,3 +743,30 @@ def test_spill_files_of_a_killed_run_are_removed_by_the_next_run_that_spills(
         conn.execute(_SPILL_SORT.format(n=2_000_000)).fetchall()
         assert [p.name for p in spill_dir.iterdir() if p.name.startswith(dead)] == []
     assert not spill_dir.exists() or not any(spill_dir.iterdir())
+
+
+def test_an_event_index_left_half_created_by_a_kill_is_created_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+    from sqlalchemy import create_engine
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # Runner.instance sets it; undone after
+    home = Home(tmp_path / "home").create()
+    instance = Runner(home, tmp_path).instance
+    index = Path(instance.event_log_storage.path_for_shard("index"))  # type: ignore[attr-defined]
+    instance.dispose()
+    # what a kill during Dagster's first table creation leaves: some tables, no version stamp
+    for suffix in ("", "-wal", "-shm"):
+        index.with_name(index.name + suffix).unlink(missing_ok=True)
+    engine = create_engine(f"sqlite:///{index}")
+    SqlEventLogStorageMetadata.tables["event_logs"].create(engine)
+    engine.dispose()
+
+    instance = Runner(home, tmp_path).instance
+    instance.add_dynamic_partitions("t_drops", ["d1"])
+    instance.dispose()
+    # a whole index is kept from then on
+    instance = Runner(home, tmp_path).instance
+    assert instance.get_dynamic_partitions("t_drops") == ["d1"]
+    instance.dispose()
