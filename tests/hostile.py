@@ -399,6 +399,160 @@ def _json_syntax(g: _Gen) -> Iterator[Case]:
     )
 
 
+def _scrapy_feed(items: Sequence[bytes]) -> bytes:
+    """A JSON array as Scrapy's JSON feed export lays it out: one element per line."""
+    return b"[\n" + b",\n".join(items) + b"\n]"
+
+
+def _indented_array(items: Sequence[bytes]) -> bytes:
+    """A JSON array as `json.dump(..., indent=2)` lays it out, each element's text (which may
+    be broken) put in place of an indented object."""
+    marks = [f"@@{i}@@" for i in range(len(items))]
+    text = json.dumps([{"_": m} for m in marks], indent=2).encode()
+    for mark, item in zip(marks, items, strict=True):
+        text = text.replace(f'{{\n    "_": "{mark}"\n  }}'.encode(), item)
+    return text
+
+
+# Reasons a broken element of a JSON array may give: text that does not parse, or pieces of it
+# that parse to values which are not records.
+_JSON_ELEMENT_REASONS = _reasons(
+    ing.MALFORMED_JSON, ing.NOT_AN_OBJECT, ing.MISSING_ID, ing.MISSING_TEXT, ing.INVALID_UTF8
+)
+
+
+def _json_files(g: _Gen) -> Iterator[Case]:
+    """`.json` files: JSON arrays (Scrapy's feed, minified, indented) and values one after
+    another, whole and damaged. The records around a damaged element must come through."""
+    for layout, build in (("scrapy", _scrapy_feed), ("indented", _indented_array)):
+        for i, line in enumerate(_BROKEN_JSON):
+            line = line.replace(b'"X"', json.dumps(g.uid()).encode())
+            line = line.replace(b'"Y"', json.dumps(g.uid()).encode())
+            before, after = g.record(), g.record()
+            yield _case(
+                "json_file",
+                f"{layout}-broken-{i}",
+                files=(("items.json", build([_dumps(before), line, _dumps(after)])),),
+                rows=None,
+                bad=None,
+                reasons=_JSON_ELEMENT_REASONS,
+                duplicates=None,
+                ids=(before["id"], after["id"]),
+            )
+        for i, item in enumerate(_NOT_OBJECTS):
+            kept = g.record()
+            yield _case(
+                "json_file",
+                f"{layout}-not-object-{i}",
+                files=(("items.json", build([item, _dumps(kept)])),),
+                rows=2,
+                bad=1,
+                reasons=_reasons(ing.NOT_AN_OBJECT),
+                ids=(kept["id"],),
+            )
+    for i in range(40):
+        records = [
+            g.record(note=g.rng.choice(["", "café ☕", "naïve — “quotes”"])) for _ in range(5)
+        ]
+        items = [json.dumps(r, ensure_ascii=bool(i % 2)).encode() for r in records]
+        whole = _scrapy_feed(items) if i % 3 else _indented_array(items)
+        cut = g.rng.randrange(2, len(whole))
+        body = whole[:cut]
+        whole_before = [r["id"] for r, item in zip(records, items, strict=True) if item in body]
+        yield _case(
+            "json_file",
+            f"truncated-{cut}-of-{len(whole)}-{i}",
+            files=(("items.json", body),),
+            rows=None,
+            bad=None,
+            reasons=_reasons(ing.MALFORMED_JSON, ing.INVALID_UTF8),
+            ids=tuple(whole_before),
+        )
+    layouts = {
+        "minified": lambda rs: json.dumps(rs).encode(),
+        "indented": lambda rs: json.dumps(rs, indent=2).encode(),
+        "indented-tabs": lambda rs: json.dumps(rs, indent="\t").encode(),
+        "scrapy": lambda rs: _scrapy_feed([_dumps(r) for r in rs]),
+        "json-lines": lambda rs: _jsonl([_dumps(r) for r in rs]),
+        "concatenated": lambda rs: b"".join(_dumps(r) for r in rs),
+        "bom-crlf": lambda rs: (
+            b"\xef\xbb\xbf" + json.dumps(rs, indent=1).encode().replace(b"\n", b"\r\n")
+        ),
+        "missing-commas": lambda rs: b"[\n" + b"\n".join(_dumps(r) for r in rs) + b"\n]",
+    }
+    for name, build in layouts.items():
+        records = [g.record() for _ in range(3)]
+        for suffix, wrap in (("json", bytes), ("json.gz", lambda b: gzip.compress(b, mtime=0))):
+            yield _case(
+                "json_file",
+                f"layout-{name}-{suffix}",
+                files=((f"items.{suffix}", wrap(build(records))),),
+                rows=3,
+                bad=0,
+                ids=tuple(r["id"] for r in records),
+            )
+    yield _case(
+        "json_file",
+        "one-pretty-object",
+        files=(("item.json", json.dumps(g.record(), indent=4).encode()),),
+        rows=1,
+        bad=0,
+    )
+    kept = g.record()
+    yield _case(
+        "json_file",
+        "invalid-utf8-element",
+        files=(("items.json", _scrapy_feed([b'{"id": "u1", "text": "caf\xe9"}', _dumps(kept)])),),
+        rows=2,
+        bad=1,
+        reasons=_reasons(ing.INVALID_UTF8),
+        ids=(kept["id"],),
+    )
+    kept = g.record()
+    nul = b'{"id": "n1", "text": "nul \x00 byte"}'
+    yield _case(
+        "json_file",
+        "raw-nul-in-element",
+        files=(("items.json", _scrapy_feed([nul, _dumps(kept)])),),
+        rows=2,
+        bad=1,
+        reasons=_reasons(ing.MALFORMED_JSON),
+        ids=(kept["id"],),
+    )
+    kept = g.record()
+    yield _case(
+        "json_file",
+        "deep-nesting-element",
+        files=(("items.json", _scrapy_feed([b"[" * 50_000 + b"]" * 50_000, _dumps(kept)])),),
+        rows=2,
+        bad=1,
+        reasons=_reasons(ing.MALFORMED_JSON),
+        ids=(kept["id"],),
+    )
+    records = [g.record() for _ in range(2)]
+    minified = json.dumps(records).encode().replace(b'", "text"', b'" "text"', 1)
+    yield _case(
+        "json_file",
+        "minified-damaged",  # no line to pick up at: the rest of the file is one row
+        files=(("items.json", minified),),
+        rows=1,
+        bad=1,
+        reasons=_reasons(ing.MALFORMED_JSON),
+    )
+    yield _case(
+        "json_file",
+        "trailing-text",
+        files=(("items.json", json.dumps([g.record()]).encode() + b"\n<!-- cached -->\n"),),
+        rows=2,
+        bad=1,
+        reasons=_reasons(ing.MALFORMED_JSON),
+    )
+
+
+def _dumps(record: dict[str, Any]) -> bytes:
+    return json.dumps(record).encode()
+
+
 def _csv_quoting(g: _Gen) -> Iterator[Case]:
     def good_rows(n: int) -> list[list[str]]:
         return [[g.uid(), g.text()] for _ in range(n)]
@@ -1046,7 +1200,7 @@ _ODD_NAMES = [
 _REFUSED_NAMES = [
     "notes.jsonl.txt",
     "noext",
-    "data.json",
+    "data.json5",
     "data.jsonl ",
     "data.parquet.gz",
     "data.tsv",
@@ -1239,6 +1393,12 @@ _EMPTY: list[tuple[str, bytes]] = [
     ("empty.jsonl.gz", gzip.compress(b"", mtime=0)),
     ("empty.csv.gz", gzip.compress(b"", mtime=0)),
     ("blank.jsonl.gz", gzip.compress(b"\n\n", mtime=0)),
+    ("empty.json", b""),
+    ("spaces.json", b" \n\t\r\n"),
+    ("empty-array.json", b"[]"),
+    ("empty-array-lines.json", b"[\n]\n"),
+    ("bom.json", b"\xef\xbb\xbf"),
+    ("empty.json.gz", gzip.compress(b"", mtime=0)),
 ]
 
 
@@ -1429,6 +1589,46 @@ def _damaged_gzip(g: _Gen) -> Iterator[Case]:
     )
 
 
+def _corrupt_deflate(g: _Gen) -> Iterator[Case]:
+    """Gzip files whose deflate data is damaged (zlib.error, not an OSError, is raised)."""
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    for name in ("part.jsonl.gz", "part.csv.gz", "part.json.gz", "part.ndjson.gz"):
+        yield _case(
+            "damaged_gzip",
+            f"invalid-block-{name}",
+            files=((name, header + b"\xff\xff\xff\xff"),),
+            rows=1,
+            bad=1,
+            reasons=_reasons(ing.UNREADABLE_FILE),
+            refused=True,
+        )
+    for k in range(12):  # damage inside the stream: the lines before it may come through
+        whole = bytearray(gzip.compress(_jsonl(g.lines(40)), mtime=0))
+        at = 10 + (k * (len(whole) - 20)) // 12
+        whole[at : at + 6] = bytes(g.rng.randrange(256) for _ in range(6))
+        yield _case(
+            "damaged_gzip",
+            f"overwritten-{at}-of-{len(whole)}",
+            files=(("part.jsonl.gz", bytes(whole)),),
+            rows=None,
+            bad=None,
+            reasons=_ANY_LINE_DAMAGE,
+        )
+
+
+# What a line of a damaged stream may come out as, besides the file being unreadable.
+_ANY_LINE_DAMAGE = _reasons(
+    ing.UNREADABLE_FILE,
+    ing.MALFORMED_JSON,
+    ing.INVALID_UTF8,
+    ing.NOT_AN_OBJECT,
+    ing.MISSING_ID,
+    ing.INVALID_ID,
+    ing.MISSING_TEXT,
+    ing.INVALID_TEXT,
+)
+
+
 def _one_text(g: _Gen, label: str, text: Any, reasons: frozenset[str]) -> Case:
     """A drop of one JSON line whose text field is `text`, quarantined for one of `reasons`."""
     line = json.dumps({"id": g.uid(), "text": text}).encode()
@@ -1523,6 +1723,8 @@ def text_cases(seed: int = 0, *, big_line: int = 10_000_000) -> list[Case]:
         _empty_files(g),
         _truncated_parquet(g),
         _damaged_gzip(g),
+        _corrupt_deflate(g),
+        _json_files(g),
         _text_content(g),
     )
     return [case for family in families for case in family]

@@ -202,6 +202,206 @@ def test_marker_and_hidden_files_give_no_rows(tmp_path: Path) -> None:
     assert _rows(drop) == []
 
 
+# ------------------------------------------------------------------ .json files
+
+_JSON_RECORDS = [{"id": f"r{i}", "text": f"review {i}", "stars": i} for i in range(3)]
+
+
+def _json_rows_of(tmp_path: Path, content: bytes | str, name: str = "items.json") -> list[Any]:
+    return [
+        (r["line_no"], r["record_id"], r["error"])
+        for r in _rows(_drop_with(tmp_path, name, content))
+    ]
+
+
+def _scrapy_feed(items: list[str]) -> str:
+    """A JSON array laid out as Scrapy's JSON feed export writes it: one item per line."""
+    return "[\n" + ",\n".join(items) + "\n]"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        _scrapy_feed([json.dumps(r) for r in _JSON_RECORDS]),
+        json.dumps(_JSON_RECORDS),
+        json.dumps(_JSON_RECORDS, indent=2),
+        "\n".join(json.dumps(r) for r in _JSON_RECORDS) + "\n",
+        "\ufeff" + json.dumps(_JSON_RECORDS),
+    ],
+    ids=["scrapy-feed", "minified", "indented", "json-lines", "bom"],
+)
+def test_a_json_file_of_records_is_read_in_any_layout(tmp_path: Path, content: str) -> None:
+    rows = _rows(_drop_with(tmp_path, "items.json", content))
+
+    assert [(r["record_id"], r["text"], r["error"]) for r in rows] == [
+        ("r0", "review 0", None),
+        ("r1", "review 1", None),
+        ("r2", "review 2", None),
+    ]
+    assert [json.loads(r["meta"]) for r in rows] == [{"stars": 0}, {"stars": 1}, {"stars": 2}]
+
+
+def test_json_rows_are_numbered_by_the_line_their_value_starts_on(tmp_path: Path) -> None:
+    assert [n for n, _, _ in _json_rows_of(tmp_path, json.dumps(_JSON_RECORDS, indent=2))] == [
+        2,
+        7,
+        12,
+    ]
+
+
+def test_one_pretty_printed_object_is_one_record(tmp_path: Path) -> None:
+    content = json.dumps(_JSON_RECORDS[0], indent=4)
+
+    assert _json_rows_of(tmp_path, content) == [(1, "r0", None)]
+
+
+@pytest.mark.parametrize("content", ["", "  \n", "[]", "[\n]\n"])
+def test_an_empty_json_file_or_array_gives_no_rows(tmp_path: Path, content: str) -> None:
+    assert _json_rows_of(tmp_path, content) == []
+
+
+def test_a_gzipped_json_file_is_read(tmp_path: Path) -> None:
+    content = gzip.compress(json.dumps(_JSON_RECORDS).encode())
+
+    assert [rid for _, rid, _ in _json_rows_of(tmp_path, content, "items.json.gz")] == [
+        "r0",
+        "r1",
+        "r2",
+    ]
+
+
+def test_a_broken_element_of_a_scrapy_feed_costs_that_element_only(tmp_path: Path) -> None:
+    broken = '{"id": "bad", "text": "unterminated}'
+    items = [json.dumps(_JSON_RECORDS[0]), broken, json.dumps(_JSON_RECORDS[2])]
+    rows = _rows(_drop_with(tmp_path, "items.json", _scrapy_feed(items)))
+
+    assert [(r["line_no"], r["record_id"], r["error"]) for r in rows] == [
+        (2, "r0", None),
+        (3, None, MALFORMED_JSON),
+        (4, "r2", None),
+    ]
+    assert rows[1]["payload"] == broken + ","
+    assert rows[1]["detail"] == "Invalid control character at: line 3 column 38"  # its newline
+
+
+def test_a_broken_element_of_an_indented_array_costs_that_element_only(tmp_path: Path) -> None:
+    content = json.dumps(_JSON_RECORDS, indent=2).replace('"review 1"', '"review 1" oops')
+
+    assert _json_rows_of(tmp_path, content) == [
+        (2, "r0", None),
+        (7, None, MALFORMED_JSON),
+        (12, "r2", None),
+    ]
+
+
+def test_damage_in_a_minified_array_keeps_the_rest_of_the_file_in_one_row(tmp_path: Path) -> None:
+    """Without line starts to pick up at, the elements after the damage cannot be told from
+    objects nested in the broken one: the rest of the file is kept, verbatim, as one row."""
+    content = json.dumps(_JSON_RECORDS).replace('"review 1"', '"review 1" oops')
+    rows = _rows(_drop_with(tmp_path, "items.json", content))
+
+    assert [(r["record_id"], r["error"]) for r in rows] == [("r0", None), (None, MALFORMED_JSON)]
+    assert rows[1]["payload"] == content[content.index('{"id": "r1"') :]
+
+
+def test_a_missing_comma_between_elements_loses_no_record(tmp_path: Path) -> None:
+    content = "[\n" + "\n".join(json.dumps(r) for r in _JSON_RECORDS) + "\n]"
+
+    assert _json_rows_of(tmp_path, content) == [(2, "r0", None), (3, "r1", None), (4, "r2", None)]
+
+
+def test_json_values_that_are_not_objects_are_quarantined(tmp_path: Path) -> None:
+    rows = _rows(
+        _drop_with(tmp_path, "items.json", '[1, "two", null, [3], {"id": "a", "text": "x"}]')
+    )
+
+    assert [(r["error"], r["detail"]) for r in rows] == [
+        (NOT_AN_OBJECT, "int"),
+        (NOT_AN_OBJECT, "str"),
+        (NOT_AN_OBJECT, "NoneType"),
+        (NOT_AN_OBJECT, "list"),
+        (None, None),
+    ]
+
+
+def test_an_element_with_invalid_utf8_is_quarantined_and_the_next_is_read(tmp_path: Path) -> None:
+    items = [b'{"id": "a", "text": "caf\xe9"}', json.dumps(_JSON_RECORDS[1]).encode()]
+    rows = _rows(_drop_with(tmp_path, "items.json", b"[\n" + b",\n".join(items) + b"\n]"))
+
+    assert [(r["record_id"], r["error"]) for r in rows] == [(None, INVALID_UTF8), ("r1", None)]
+    assert rows[0]["payload"] == '{"id": "a", "text": "caf\\xe9"}'
+
+
+@pytest.mark.parametrize("size", [5_000, 300_000])  # within one read of the file, or beyond
+def test_an_element_over_max_line_bytes_is_too_long_and_the_next_is_read(
+    tmp_path: Path, size: int
+) -> None:
+    items = [json.dumps({"id": "big", "text": "x" * size}), json.dumps(_JSON_RECORDS[1])]
+    rows = _rows(_drop_with(tmp_path, "items.json", _scrapy_feed(items)), max_line_bytes=1000)
+
+    assert [(r["record_id"], r["error"]) for r in rows] == [(None, LINE_TOO_LONG), ("r1", None)]
+    assert rows[0]["payload"].startswith(items[0])  # with its comma when not parsed whole
+    assert rows[0]["detail"] == f"{len(rows[0]['payload'])} bytes"
+
+
+def test_deeply_nested_json_element_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    items = ["[" * 100_000 + "]" * 100_000, json.dumps(_JSON_RECORDS[0])]
+
+    assert _json_rows_of(tmp_path, _scrapy_feed(items)) == [
+        (2, None, MALFORMED_JSON),
+        (3, "r0", None),
+    ]
+
+
+def test_a_truncated_array_keeps_its_whole_elements(tmp_path: Path) -> None:
+    content = json.dumps(_JSON_RECORDS, indent=2)[:-30]
+
+    assert _json_rows_of(tmp_path, content) == [
+        (2, "r0", None),
+        (7, "r1", None),
+        (12, None, MALFORMED_JSON),
+    ]
+
+
+def test_text_after_the_array_is_kept_as_malformed(tmp_path: Path) -> None:
+    content = json.dumps(_JSON_RECORDS[:1]) + " trailing words"
+
+    assert _json_rows_of(tmp_path, content) == [(1, "r0", None), (1, None, MALFORMED_JSON)]
+
+
+def test_a_json_feed_larger_than_the_read_buffer_is_read_whole(tmp_path: Path) -> None:
+    records = [{"id": f"r{i}", "text": "x" * 200} for i in range(12_000)]  # about 2.6 MB
+    content = _scrapy_feed([json.dumps(r) for r in records])
+
+    rows = _json_rows_of(tmp_path, content)
+
+    assert rows == [(i + 2, f"r{i}", None) for i in range(12_000)]
+
+
+@pytest.mark.parametrize("name", ["part.jsonl.gz", "part.csv.gz", "part.json.gz"])
+def test_a_corrupt_deflate_stream_is_unreadable_not_a_crash(tmp_path: Path, name: str) -> None:
+    """A gzip member whose deflate data is damaged raises zlib.error (not an OSError)."""
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    drop = _drop_with(tmp_path, name, header + b"\xff\xff\xff\xff")
+
+    row = _only_row(drop)
+
+    assert row["error"] == UNREADABLE_FILE
+    assert "invalid block type" in row["detail"]
+
+
+def test_a_truncated_gzipped_json_feed_keeps_the_elements_before_the_cut(tmp_path: Path) -> None:
+    records = [{"id": f"r{i}", "text": "y" * 50} for i in range(3000)]
+    whole = gzip.compress(_scrapy_feed([json.dumps(r) for r in records]).encode(), mtime=0)
+    rows = _rows(_drop_with(tmp_path, "items.json.gz", whole[: len(whole) // 2]))
+
+    kept = [r["record_id"] for r in rows if r["error"] is None]
+    assert kept == [f"r{i}" for i in range(len(kept))]
+    assert len(kept) > 500
+    assert rows[-1]["error"] == UNREADABLE_FILE
+    assert "EOFError" in rows[-1]["detail"]
+
+
 # ------------------------------------------------------------------ chunking
 
 

@@ -1,5 +1,6 @@
 """Streaming ingestion of a drop's record files into raw rows, bad lines kept with a reason."""
 
+import codecs
 import csv
 import gzip
 import io
@@ -7,6 +8,7 @@ import json
 import math
 import os
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,17 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 RAW_COLUMNS = ["source_file", "line_no", "record_id", "text", "meta", "payload", "error", "detail"]
-RECORD_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet", ".jsonl.gz", ".ndjson.gz", ".csv.gz")
+RECORD_SUFFIXES = (
+    ".jsonl",
+    ".ndjson",
+    ".json",
+    ".csv",
+    ".parquet",
+    ".jsonl.gz",
+    ".ndjson.gz",
+    ".json.gz",
+    ".csv.gz",
+)
 MAX_ID_CHARS = 512
 MAX_CSV_RECORD_LINES = 100
 
@@ -193,6 +205,209 @@ def _parse_json_line(line_no: int, text: str) -> _Row:
     return _Row(line_no, text, record=value)
 
 
+# What reading a damaged file raises: a truncated gzip stream (EOFError), a bad CRC or header
+# (gzip.BadGzipFile, an OSError), a corrupt deflate stream (zlib.error), or a failing disk.
+_DAMAGED_FILE = (OSError, EOFError, zlib.error)
+
+
+def _damage(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"[:300]
+
+
+_JSON = json.JSONDecoder()
+_JSON_FORGET_AFTER = 1 << 20  # characters parsed before the buffer drops them
+_JSON_READ_PIECE = 1 << 16
+# A JSON error this close to the end of what has been read may only mean that the value goes on
+# past it ("-Infinit" is eight characters of a longer literal); such a value is read again with
+# more of the file.
+_JSON_TAIL = 16
+_OVER_LIMIT = "a value of over"
+
+
+class _JsonText:
+    """A `.json` file's text, read forward in chunks as it is parsed. Bytes that are not UTF-8
+    become lone surrogates (`surrogateescape`), which no valid UTF-8 text decodes to, so a value
+    holding them is known to come from invalid bytes. Counts lines as the reader moves on."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self.buf = ""
+        self.eof = False
+        self.line = 1  # the line number at buf[counted]
+        self.counted = 0
+        self.damage: str | None = None  # why the file could not be read to its end
+        self.escaped = False  # whether any byte read so far was not UTF-8
+
+    def read(self, chars: int = 1) -> bool:
+        """Appends at least `chars` more characters (fewer at the end of the file); False at
+        the end of the file."""
+        if self.eof:
+            return False
+        parts = [self.buf]
+        got = 0
+        while got < chars:
+            try:  # in small reads, so that damage costs little of the text before it
+                raw = self.fh.read(_JSON_READ_PIECE)
+            except _DAMAGED_FILE as err:
+                self.damage, raw = _damage(err), b""
+            text = self.decoder.decode(raw, final=not raw)
+            self.escaped = self.escaped or has_surrogates(text)
+            parts.append(text)
+            got += len(text)
+            if not raw:
+                self.eof = True
+                break
+        self.buf = "".join(parts)
+        return True
+
+    def line_at(self, pos: int) -> int:
+        """The line number of buf[pos]; `pos` never goes back between calls."""
+        self.line += self.buf.count("\n", self.counted, pos)
+        self.counted = pos
+        return self.line
+
+    def forget_before(self, pos: int) -> int:
+        """Drops the text before `pos` (already parsed); returns pos's new index, 0."""
+        self.line_at(pos)
+        self.buf = self.buf[pos:]
+        self.counted = 0
+        return 0
+
+    def skip_space(self, pos: int) -> int:
+        """The index of the first character at or after `pos` that is not JSON whitespace,
+        reading on as needed; len(buf) at the end of the file."""
+        while True:
+            n = len(self.buf)
+            while pos < n and self.buf[pos] in " \t\n\r":
+                pos += 1
+            if pos < n or not self.read():
+                return pos
+
+    def value_at(self, start: int, limit: int) -> tuple[Any, int, str | None]:
+        """The JSON value starting at `start`: (value, end, None), or (None, where, why) when it
+        does not parse, or when it runs past `limit` characters without ending (where = -1)."""
+        while True:
+            try:
+                value, end = _JSON.raw_decode(self.buf, start)
+                if end < len(self.buf) or self.eof:  # a number may go on past the read part
+                    return value, end, None
+            except RecursionError:
+                return None, start, "nesting too deep"
+            except json.JSONDecodeError as err:
+                may_go_on = err.msg.startswith("Unterminated string") or (
+                    err.pos >= len(self.buf) - _JSON_TAIL
+                )
+                if self.eof or not may_go_on:
+                    line = self.line_at(start) + self.buf.count("\n", start, err.pos)
+                    column = err.pos - self.buf.rfind("\n", 0, err.pos)
+                    return None, err.pos, f"{err.msg}: line {line} column {column}"
+            if len(self.buf) - start > limit:
+                return None, -1, f"{_OVER_LIMIT} {limit} characters"
+            self.read(len(self.buf) - start)  # doubles what is held of the value
+
+    def next_line_starting(self, after: int, prefix: str) -> int:
+        """The index just past `prefix` on the first line after `after` that begins with
+        `prefix` followed by "{"; len(buf) (having read the whole file) when none does."""
+        needle = "\n" + prefix + "{"
+        frm = after
+        while True:
+            at = self.buf.find(needle, frm)
+            if at >= 0:
+                return at + 1 + len(prefix)
+            frm = max(frm, len(self.buf) - len(needle))
+            if not self.read():
+                return len(self.buf)
+
+
+def _json_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
+    """The rows of a `.json` file: the elements of a top-level array (Scrapy's and most
+    scrapers' JSON feeds, minified or pretty-printed), or values one after another (JSON Lines
+    under a `.json` name, or one pretty-printed object). Each row is numbered by the line its
+    value starts on. A value that does not parse is kept with its text up to the next line that
+    starts an object at the first element's indentation (Scrapy puts each element on its own
+    line, `json.dump(indent=...)` indents them evenly), or up to the end of the file when the
+    first element does not start its line (a minified array). A missing comma between two
+    elements is passed over: both records are whole."""
+    with _open_text_lines(path) as fh:
+        src = _JsonText(fh)
+        pos = src.skip_space(0)
+        if src.buf.startswith("\ufeff", pos):
+            pos = src.skip_space(pos + 1)
+        in_array = src.buf.startswith("[", pos)
+        if in_array:
+            pos += 1
+        after_value = False
+        first = True
+        prefix: str | None = None  # the indentation of elements that start their line
+        while True:
+            if pos > _JSON_FORGET_AFTER:
+                pos = src.forget_before(pos)
+            pos = src.skip_space(pos)
+            if pos >= len(src.buf):
+                break
+            char = src.buf[pos]
+            if in_array and char == "]":
+                in_array, after_value = False, False
+                pos += 1
+                continue
+            if after_value and char == ",":
+                after_value = False
+                pos += 1
+                continue
+            # An element that follows the one before it without a comma is read all the same:
+            # the records are whole, only a separator is missing.
+            if first:  # elements starting their line are looked for again after damage
+                first = False
+                line_start = src.buf.rfind("\n", 0, pos) + 1
+                if not src.buf[line_start:pos].strip(" \t"):
+                    prefix = src.buf[line_start:pos]
+            value, end, why = src.value_at(pos, max_line_bytes + _JSON_TAIL)
+            line_no = src.line_at(pos)
+            if why is None:
+                text = src.buf[pos:end]
+                row = _json_value_row(line_no, text, value, max_line_bytes, src.escaped)
+                after_value = in_array
+            else:
+                if prefix is not None:
+                    resume = src.next_line_starting(max(pos, end), prefix)
+                else:  # no line to pick up at: the rest of the file is kept as one row
+                    while src.read(len(src.buf)):
+                        pass
+                    resume = len(src.buf)
+                text = src.buf[pos:resume].rstrip()
+                row = _json_value_row(line_no, text, None, max_line_bytes, src.escaped, why)
+                end, after_value = resume, False
+            yield row
+            pos = end
+    if src.damage is not None:
+        yield _Row(None, None, error=UNREADABLE_FILE, detail=src.damage)
+
+
+def _json_value_row(
+    line_no: int,
+    text: str,
+    value: Any,
+    max_line_bytes: int,
+    escaped: bool,
+    error: str | None = None,
+) -> _Row:
+    """The row of one value of a `.json` file, or of the text that failed to parse (`error`).
+    `escaped`: whether the file has shown bytes that are not UTF-8 (lone surrogates in the
+    text, which nothing else decodes to) so far."""
+    if escaped and has_surrogates(text):
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return _Row(line_no, shown, error=INVALID_UTF8, detail="value is not valid UTF-8")
+    size = len(text.encode("utf-8")) if len(text) * 4 > max_line_bytes else 0
+    if size > max_line_bytes and (error is None or error.startswith(_OVER_LIMIT)):
+        return _Row(line_no, text, error=LINE_TOO_LONG, detail=f"{size} bytes")
+    if error is not None:
+        return _Row(line_no, text, error=MALFORMED_JSON, detail=error[:200])
+    if not isinstance(value, dict):
+        return _Row(line_no, text, error=NOT_AN_OBJECT, detail=type(value).__name__)
+    return _Row(line_no, text, record=value)
+
+
 def csv_field_rows(
     lines: Iterable[tuple[int, bytes]], max_line_bytes: int
 ) -> Iterator[tuple[int, str, list[str] | None, tuple[str, str] | None]]:
@@ -342,10 +557,12 @@ def _file_rows(path: Path, drop_dir: Path, *, max_line_bytes: int) -> Iterator[_
             yield from _parquet_rows(path, batch_size=10_000)
         elif name.endswith(".csv"):
             yield from _csv_rows(path, max_line_bytes)
+        elif name.endswith(".json"):
+            yield from _json_rows(path, max_line_bytes)
         else:
             yield from _jsonl_rows(path, max_line_bytes)
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        yield _Row(None, None, error=UNREADABLE_FILE, detail=f"{type(err).__name__}: {err}"[:300])
+    except _DAMAGED_FILE as err:
+        yield _Row(None, None, error=UNREADABLE_FILE, detail=_damage(err))
 
 
 def id_text(value: Any) -> tuple[str | None, str | None]:
