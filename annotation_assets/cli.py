@@ -116,12 +116,6 @@ def cmd_run(runner: Runner, args: argparse.Namespace) -> int:
 
 
 def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
-    from annotation_assets.core.export import (
-        ExportWriteError,
-        balanced_selection,
-        export_coco,
-        export_jsonl,
-    )
     from annotation_assets.core.s3 import is_s3_url
 
     spec = runner.spec(args.task)
@@ -141,17 +135,34 @@ def cmd_export(runner: Runner, args: argparse.Namespace) -> int:
     except OSError as err:
         raise UsageError(f"cannot make the folder {out}: {err.strerror or err}") from None
     with _warehouse_for(runner, spec.name).connect() as conn:
-        keep, balance = balanced_selection(conn, spec, mode)
-        keep_ids = None if mode == "none" else keep
-        try:
-            if spec.is_image:
-                path, rows = export_coco(conn, spec, Path(out), keep_ids=keep_ids)
-            else:
-                path, rows = export_jsonl(conn, spec.name, Path(out), keep_ids=keep_ids)
-        except ExportWriteError as err:  # a folder where the file goes, a full disk, ...
-            raise UsageError(str(err)) from None
+        path, rows, balance = _write_export(conn, spec, Path(out), mode)
     print(json.dumps({"task": spec.name, "path": str(path), "rows": rows, "balance": balance}))
     return 0
+
+
+def _write_export(
+    conn: "duckdb.DuckDBPyConnection",
+    spec: TaskSpec,
+    folder: Path,
+    mode: str,
+    *,
+    staging: bool = False,
+) -> tuple[Path, int, dict[str, Any]]:
+    """Writes the task's export file (JSONL, or COCO for image tasks) into `folder`, balanced
+    by `mode`: (its path, its rows, the balance summary). A file that cannot be written (a
+    folder in its place, a full disk) is refused in one line."""
+    from annotation_assets.core import export
+
+    keep, balance = export.balanced_selection(conn, spec, mode)
+    keep_ids = None if mode == "none" else keep
+    try:
+        if spec.is_image:
+            path, rows = export.export_coco(conn, spec, folder, keep_ids=keep_ids)
+        else:
+            path, rows = export.export_jsonl(conn, spec.name, folder, keep_ids=keep_ids)
+    except export.ExportWriteError as err:
+        raise UsageError(f"{err} (staging the S3 export)" if staging else str(err)) from None
+    return path, rows, balance
 
 
 def _export_to_s3(runner: Runner, spec: TaskSpec, out: str, mode: str) -> int:
@@ -168,15 +179,8 @@ def _export_to_s3(runner: Runner, spec: TaskSpec, out: str, mode: str) -> int:
     s3.check_bucket(client, url.bucket)
     with tempfile.TemporaryDirectory(prefix="annotate-export-") as tmp:
         with _warehouse_for(runner, spec.name).connect() as conn:
-            keep, balance = export.balanced_selection(conn, spec, mode)
-            keep_ids = None if mode == "none" else keep
-            try:
-                if spec.is_image:
-                    path, rows = export.export_coco(conn, spec, Path(tmp), keep_ids=keep_ids)
-                else:
-                    path, rows = export.export_jsonl(conn, spec.name, Path(tmp), keep_ids=keep_ids)
-            except export.ExportWriteError as err:  # the local staging folder (TMPDIR)
-                raise UsageError(f"{err} (staging the S3 export)") from None
+            # the local staging folder is in TMPDIR
+            path, rows, balance = _write_export(conn, spec, Path(tmp), mode, staging=True)
             lineage = export.dataset_lineage(conn, spec.name)
         manifest = export.publish_to_s3(
             client,

@@ -4,8 +4,10 @@ import fcntl
 import os
 import shutil
 import socket
+import sqlite3
 import sys
 import warnings
+from contextlib import closing
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,7 +219,9 @@ def drop_interrupted_event_index(instance: dg.DagsterInstance) -> bool:
     index = Path(storage.path_for_shard("index"))
     if not index.exists():
         return False
-    if all(storage.has_table(name) for name in SqlEventLogStorageMetadata.tables):
+    with closing(sqlite3.connect(f"{index.as_uri()}?mode=ro", uri=True)) as db:
+        present = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    if present >= set(SqlEventLogStorageMetadata.tables):
         return False
     for suffix in ("", "-wal", "-shm", "-journal"):
         index.with_name(index.name + suffix).unlink(missing_ok=True)
