@@ -221,9 +221,9 @@ def _jsonl(lines: Sequence[bytes], *, final_newline: bool = True) -> bytes:
     return b"\n".join(lines) + (b"\n" if final_newline else b"")
 
 
-def _csv(rows: Sequence[Sequence[str]]) -> bytes:
+def _csv(rows: Sequence[Sequence[str]], delimiter: str = ",") -> bytes:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(rows)
+    csv.writer(out, delimiter=delimiter, lineterminator="\n").writerows(rows)
     return out.getvalue().encode()
 
 
@@ -581,6 +581,36 @@ def _csv_quoting(g: _Gen) -> Iterator[Case]:
                     bad=nbad,
                     reasons=_reasons(ing.MALFORMED_CSV, ing.MISSING_ID),
                 )
+    # The same damage in files separated by semicolons (spreadsheets) and tabs (.tsv).
+    for delimiter, label, file in ((";", "semicolon", "part.csv"), ("\t", "tab", "part.tsv")):
+        for name, make, nbad in broken:
+            if name == "semicolons":
+                continue
+            for before, after in ((0, 0), (1, 2), (3, 5)):
+                rows_before, rows_after = good_rows(before), good_rows(after)
+                bad_line = make(g.uid(), g.text()).replace(b",", delimiter.encode())
+                data = (
+                    _csv([["id", "text"], *rows_before], delimiter)
+                    + bad_line
+                    + _csv(rows_after, delimiter)
+                )
+                yield _case(
+                    "csv_quoting",
+                    f"{label}-{name}-{before}-{after}",
+                    files=((file, data),),
+                    rows=before + after + nbad,
+                    bad=nbad,
+                    reasons=_reasons(ing.MALFORMED_CSV, ing.MISSING_ID),
+                )
+        text = "\n".join(g.text() for _ in range(3)) + f" and, {delimiter} separators"
+        data = _csv([["id", "text"], [g.uid(), text], *good_rows(2)], delimiter)
+        yield _case(
+            "csv_quoting",
+            f"{label}-multiline-quoted",
+            files=((file, data),),
+            rows=3,
+            bad=0,
+        )
     for n in (MAX_CSV := ing.MAX_CSV_RECORD_LINES, MAX_CSV + 5):
         rows = good_rows(n)
         data = _csv([["id", "text"]]) + f'{g.uid()},"opened\n'.encode() + _csv(rows)
@@ -1203,7 +1233,7 @@ _REFUSED_NAMES = [
     "data.json5",
     "data.jsonl ",
     "data.parquet.gz",
-    "data.tsv",
+    "data.xlsx",
     "data.jsonl.zip",
     "data.jsonl~",
 ]

@@ -29,6 +29,7 @@ from annotation_assets.core.ingest import (
     UNREADABLE_FILE,
     UNSUPPORTED_FILE,
     FieldMap,
+    csv_delimiter,
     has_surrogates,
     iter_raw_chunks,
     list_drop_files,
@@ -200,6 +201,62 @@ def test_marker_and_hidden_files_give_no_rows(tmp_path: Path) -> None:
     (drop / ".hidden.jsonl").write_text('{"id": "h", "text": "x"}\n')
 
     assert _rows(drop) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "delimiter"),
+    [("part.csv", ";"), ("part.csv", "\t"), ("part.csv", "|"), ("part.tsv", "\t")],
+)
+def test_csv_fields_are_split_as_the_header_shows(
+    tmp_path: Path, name: str, delimiter: str
+) -> None:
+    """Spreadsheets in locales with a decimal comma save CSV with semicolons; TSV uses tabs."""
+    lines = [
+        delimiter.join(["id", "text", "rating"]),
+        delimiter.join(["a1", '"Sturdy, well made; two\nlines"', "4,5"]),
+        delimiter.join(["a2", "plain", "3"]),
+    ]
+    rows = _rows(_drop_with(tmp_path, name, "\n".join(lines) + "\n"))
+
+    assert [(r["line_no"], r["record_id"], r["text"], r["error"]) for r in rows] == [
+        (2, "a1", "Sturdy, well made; two\nlines", None),
+        (4, "a2", "plain", None),
+    ]
+    assert json.loads(rows[0]["meta"]) == {"rating": "4,5"}
+
+
+def test_a_gzipped_tsv_file_is_read(tmp_path: Path) -> None:
+    content = gzip.compress(b"id\ttext\nt1\thello there\n")
+
+    row = _only_row(_drop_with(tmp_path, "part.tsv.gz", content))
+
+    assert (row["record_id"], row["text"]) == ("t1", "hello there")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"id,text", ","),
+        (b"id;text", ";"),
+        (b"id\ttext", "\t"),
+        (b"id|text", "|"),
+        (b'"id";"text"', ";"),
+        (b'id,text,"price; eur"', ","),  # a quoted name holding another separator
+        (b"id;text;note,extra", ";"),
+        (b"text", ","),
+        (b"", ","),
+    ],
+)
+def test_the_csv_delimiter_is_the_one_splitting_the_header_into_most_names(
+    header: bytes, expected: str
+) -> None:
+    assert csv_delimiter(header) == expected
+
+
+def test_a_semicolon_row_with_the_wrong_field_count_is_malformed(tmp_path: Path) -> None:
+    rows = _rows(_drop_with(tmp_path, "part.csv", "id;text\na;b;c\nd;e\n"))
+
+    assert [(r["line_no"], r["error"]) for r in rows] == [(2, MALFORMED_CSV), (3, None)]
 
 
 # ------------------------------------------------------------------ .json files
@@ -562,7 +619,7 @@ def test_a_header_that_does_not_match_the_spec_fields_shows_in_the_detail(
     row = _only_row(drop)
     assert (row["error"], row["detail"]) == (
         MISSING_ID,
-        "field 'id' absent; the record has ticket;body",
+        "field 'id' absent; the record has ticket, body",
     )
     drop = _drop_with(
         tmp_path, "other.jsonl", '{"id": "a", "body": "x"}\n{"id": "b", "text": " "}\n'

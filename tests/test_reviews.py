@@ -446,6 +446,22 @@ def test_choices_that_are_not_a_list_of_labels_are_row_errors(tmp_path: Path) ->
     assert parsed.skipped == 1  # r4: no choice in it
 
 
+def test_semicolon_csv_decisions_from_a_spreadsheet_are_read(tmp_path: Path) -> None:
+    """Spreadsheets in locales with a decimal comma save CSV with semicolons."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbfrecord_id;label;annotator\r\nr1;positive;alice\r\nr2;negative;bob\r\n"
+    )
+
+    parsed = parse_decisions(path)
+
+    assert parsed.errors == []
+    assert parsed.rows[["record_id", "label", "annotator"]].values.tolist() == [
+        ["r1", "positive", "alice"],
+        ["r2", "negative", "bob"],
+    ]
+
+
 def test_csv_decisions_work_with_and_without_annotator(tmp_path: Path) -> None:
     parsed = parse_decisions(
         _csv(tmp_path / "a.csv", [("r1", "positive", "alice"), ("r2", " negative ", "")])

@@ -4,6 +4,7 @@ import codecs
 import csv
 import gzip
 import io
+import itertools
 import json
 import math
 import os
@@ -23,12 +24,17 @@ RECORD_SUFFIXES = (
     ".ndjson",
     ".json",
     ".csv",
+    ".tsv",
     ".parquet",
     ".jsonl.gz",
     ".ndjson.gz",
     ".json.gz",
     ".csv.gz",
+    ".tsv.gz",
 )
+# Field separators a CSV file may use, told from its header line (`csv_delimiter`): the comma,
+# the semicolon (spreadsheets in locales with a decimal comma), the tab (TSV) and the pipe.
+CSV_DELIMITERS = (",", ";", "\t", "|")
 MAX_ID_CHARS = 512
 MAX_CSV_RECORD_LINES = 100
 
@@ -408,18 +414,44 @@ def _json_value_row(
     return _Row(line_no, text, record=value)
 
 
+def csv_delimiter(header: bytes) -> str:
+    """The field separator of a CSV file, told from its header line: of CSV_DELIMITERS, the
+    one that splits the header into the most names (the comma on a tie, and when no other
+    splits it). A split that leaves a quote inside a name is not counted: `id,"a;b"` is
+    two names separated by a comma, not `id,"a` and `b"`."""
+    text = _decode(header)[0].rstrip("\r\n")
+    best, most = ",", 1
+    for delimiter in CSV_DELIMITERS:
+        try:
+            names = next(csv.reader([text], delimiter=delimiter, strict=True), [])
+        except csv.Error:
+            continue
+        if len(names) > most and not any('"' in name for name in names):
+            best, most = delimiter, len(names)
+    return best
+
+
 def csv_field_rows(
     lines: Iterable[tuple[int, bytes]], max_line_bytes: int
 ) -> Iterator[tuple[int, str, list[str] | None, tuple[str, str] | None]]:
     """The CSV records of numbered physical lines (BOM already removed): per record, its
     first line number, its text, and its fields or (reason code, detail). A quoted field may
-    span lines; an unclosed quote costs one line, and the lines after it are read again."""
-    for start, chunk, error in _csv_records(lines, max_line_bytes):
+    span lines; an unclosed quote costs one line, and the lines after it are read again.
+    Fields are separated as the first non-blank line (the header) shows (`csv_delimiter`)."""
+    queue = iter(lines)
+    skipped: list[tuple[int, bytes]] = []
+    for line_no, raw in queue:
+        skipped.append((line_no, raw))
+        if raw.strip():
+            break
+    delimiter = csv_delimiter(skipped[-1][1]) if skipped else ","
+    records = _csv_records(itertools.chain(skipped, queue), max_line_bytes, delimiter)
+    for start, chunk, error in records:
         if error is not None:
             yield start, chunk, None, error
             continue
         try:
-            fields = next(csv.reader([chunk], strict=True))
+            fields = next(csv.reader([chunk], delimiter=delimiter, strict=True))
         except csv.Error as err:  # e.g. a bare carriage return in an unquoted field
             yield start, chunk, None, (MALFORMED_CSV, str(err)[:200])
             continue
@@ -467,7 +499,7 @@ def unique_columns(names: list[str]) -> list[str]:
 
 
 def _csv_records(
-    lines: Iterable[tuple[int, bytes]], max_line_bytes: int
+    lines: Iterable[tuple[int, bytes]], max_line_bytes: int, delimiter: str = ","
 ) -> Iterator[tuple[int, str, tuple[str, str] | None]]:
     """Groups physical lines into CSV records (a quoted field may span lines). A record that
     does not close within MAX_CSV_RECORD_LINES lines or max_line_bytes gives up its first line
@@ -492,7 +524,7 @@ def _csv_records(
             yield line_no, text.rstrip("\r\n"), (INVALID_UTF8, "line is not valid UTF-8")
             pending = []
             continue
-        state = _csv_state(text)
+        state = _csv_state(text, delimiter)
         if state == "ok" and valid and len(joined) <= max_line_bytes:
             yield pending[0][0], text.rstrip("\r\n"), None
             pending = []
@@ -509,16 +541,16 @@ def _csv_records(
     if pending:
         first_no, first_raw = pending[0]
         yield first_no, _decode(first_raw)[0].rstrip("\r\n"), (MALFORMED_CSV, "unclosed quote")
-        yield from _csv_records(pending[1:], max_line_bytes)
+        yield from _csv_records(pending[1:], max_line_bytes, delimiter)
 
 
-def _csv_state(text: str) -> str:
+def _csv_state(text: str, delimiter: str = ",") -> str:
     """'ok' when the text is one complete CSV record, 'open' when a quoted field is still
     open, 'bad' when the quoting is broken."""
     if '"' not in text:
         return "ok"
     try:
-        rows = list(csv.reader(io.StringIO(text), strict=True))
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True))
     except csv.Error as err:
         return "open" if "unexpected end of data" in str(err) else "bad"
     return "ok" if len(rows) <= 1 else "bad"
@@ -555,7 +587,7 @@ def _file_rows(path: Path, drop_dir: Path, *, max_line_bytes: int) -> Iterator[_
     try:
         if name.endswith(".parquet"):
             yield from _parquet_rows(path, batch_size=10_000)
-        elif name.endswith(".csv"):
+        elif name.endswith((".csv", ".tsv")):
             yield from _csv_rows(path, max_line_bytes)
         elif name.endswith(".json"):
             yield from _json_rows(path, max_line_bytes)
