@@ -259,6 +259,75 @@ def test_a_semicolon_row_with_the_wrong_field_count_is_malformed(tmp_path: Path)
     assert [(r["line_no"], r["error"]) for r in rows] == [(2, MALFORMED_CSV), (3, None)]
 
 
+# ------------------------------------------------------------------ nested fields
+
+
+def test_dotted_field_names_reach_into_nested_objects(tmp_path: Path) -> None:
+    line = {"review": {"id": 7, "body": "Great pan", "title": "Nice"}, "stars": 5}
+    drop = _drop_with(tmp_path, "part.jsonl", json.dumps(line) + "\n")
+
+    row = _only_row(drop, fields=FieldMap(id="review.id", text="review.body"))
+
+    assert (row["record_id"], row["text"], row["error"]) == ("7", "Great pan", None)
+    # the id and text leave meta; the rest of their object stays, in its place
+    assert json.loads(row["meta"]) == {"review": {"title": "Nice"}, "stars": 5}
+    assert list(json.loads(row["meta"])) == ["review", "stars"]
+
+
+def test_a_key_that_holds_dots_is_read_before_a_nested_path(tmp_path: Path) -> None:
+    line = {"id": "a", "review.body": "flat key", "review": {"body": "nested"}}
+    drop = _drop_with(tmp_path, "part.jsonl", json.dumps(line) + "\n")
+
+    row = _only_row(drop, fields=FieldMap(text="review.body"))
+
+    assert row["text"] == "flat key"
+    assert json.loads(row["meta"]) == {"review": {"body": "nested"}}
+
+
+def test_a_nested_object_emptied_of_its_text_leaves_meta(tmp_path: Path) -> None:
+    drop = _drop_with(tmp_path, "part.jsonl", '{"id": "a", "r": {"body": "x"}}\n')
+
+    row = _only_row(drop, fields=FieldMap(text="r.body"))
+
+    assert (row["text"], row["meta"]) == ("x", None)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"id": "a", "review": {"title": "no body"}}',
+        '{"id": "a", "review": "a string, not an object"}',
+        '{"id": "a"}',
+    ],
+)
+def test_a_missing_nested_text_is_missing_text_naming_the_fields(tmp_path: Path, line: str) -> None:
+    row = _only_row(
+        _drop_with(tmp_path, "part.jsonl", line + "\n"), fields=FieldMap(text="review.body")
+    )
+
+    assert row["error"] == MISSING_TEXT
+    assert row["detail"].startswith("field 'review.body' absent; the record has id")
+
+
+def test_a_parquet_struct_column_is_read_by_a_dotted_field(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    table = pa.table(
+        {
+            "sku": ["s1", "s2"],
+            "review": [{"body": "Solid", "lang": "en"}, {"body": "Bof", "lang": "fr"}],
+        }
+    )
+    pq.write_table(table, drop / "part.parquet")
+
+    rows = _rows(drop, fields=FieldMap(id="sku", text="review.body"))
+
+    assert [(r["record_id"], r["text"], json.loads(r["meta"])) for r in rows] == [
+        ("s1", "Solid", {"review": {"lang": "en"}}),
+        ("s2", "Bof", {"review": {"lang": "fr"}}),
+    ]
+
+
 # ------------------------------------------------------------------ .json files
 
 _JSON_RECORDS = [{"id": f"r{i}", "text": f"review {i}", "stars": i} for i in range(3)]

@@ -520,3 +520,46 @@ def test_fired_rule_names_follow_spec_order_for_each_record(n_rules: int) -> Non
     assert [list(f) for f in fired] == [
         [names[j] for j in range(n_rules) if matrix[i, j] != ABSTAIN] for i in range(50)
     ]
+
+
+def test_rules_read_nested_meta_fields_and_keys_with_quotes_or_dots(tmp_path: Path) -> None:
+    """A rule's `field` reads meta as ingest reads the record: a key itself first (it may hold
+    dots, quotes or backslashes), else a dotted path into nested objects."""
+    spec = parse_task_spec(
+        {
+            "name": "t",
+            "kind": "text_classification",
+            "labels": LABELS,
+            "rules": [
+                {**_keywords("nested_title", ["love"], "positive"), "field": "product.title"},
+                {**_keywords("quoted_key", ["junk"], "negative"), "field": 'say "what"\\'},
+                {**_keywords("dotted_key", ["meh"], "neutral"), "field": "x.y"},
+            ],
+        }
+    )
+    records = [
+        {"id": "r0", "text": "one", "product": {"title": "I love it"}},
+        {"id": "r1", "text": "two", 'say "what"\\': "pure junk"},
+        {"id": "r2", "text": "three", "x.y": "meh", "x": {"y": "I love it"}},
+        {"id": "r3", "text": "four", "x": {"y": "meh"}},
+        {"id": "r4", "text": "five", "product": "love as a string, not an object"},
+    ]
+    warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
+    warehouse.ensure_task(spec.name)
+    drop_dir = write_jsonl(tmp_path / "drops" / "d1", records).parent
+    pipeline.ingest_drop(warehouse.connect, spec, "d1", drop_dir)
+    pipeline.normalize_drop(warehouse.connect, spec, "d1")
+
+    pipeline.label_by_rules(warehouse.connect, spec, "d1")
+
+    with warehouse.connect() as conn:
+        fired = conn.execute(
+            "SELECT record_id, rules_fired FROM t.rule_labels ORDER BY record_id"
+        ).fetchall()
+    assert fired == [
+        ("r0", ["nested_title"]),
+        ("r1", ["quoted_key"]),
+        ("r2", ["dotted_key"]),  # the key "x.y" itself, not x -> y
+        ("r3", ["dotted_key"]),
+        ("r4", []),
+    ]

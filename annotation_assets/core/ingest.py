@@ -633,10 +633,39 @@ def _scalar_id(value: Any) -> tuple[str | None, str | None, str | None]:
     return text, None, None
 
 
+def field_value(record: dict[str, Any], name: str) -> tuple[bool, Any]:
+    """A record's field: (whether it is there, its value). A name with dots that is not a key
+    of the record itself reaches into nested objects, one key per part: `review.body` is
+    record["review"]["body"] (scraped JSON often nests the text)."""
+    if name in record:
+        return True, record[name]
+    if "." not in name:
+        return False, None
+    value: Any = record
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
+
+
+def _without_field(record: dict[str, Any], name: str) -> dict[str, Any]:
+    """`record` without the field `name` (as `field_value` finds it); nested objects on its
+    path are copied, not changed, and one left empty is dropped."""
+    if name in record or "." not in name:
+        return {k: v for k, v in record.items() if k != name}
+    head, rest = name.split(".", 1)
+    child = record.get(head)
+    if not isinstance(child, dict) or not field_value(child, rest)[0]:
+        return record
+    inner = _without_field(child, rest)
+    return {k: inner if k == head else v for k, v in record.items() if k != head or inner}
+
+
 def _absent(record: dict[str, Any], field: str) -> str:
     """When `field` is not in the record at all, which fields it has: a header or key that
     does not match the spec's `fields:` mapping shows on every row."""
-    if field in record:
+    if field_value(record, field)[0]:
         return ""
     names = [without_surrogates(str(k))[:40] for k in list(record)[:8]]
     more = ", ..." if len(record) > 8 else ""
@@ -659,9 +688,9 @@ def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
         return out
     if row.payload is None:
         out["payload"] = json_text(record)
-    record_id, id_error, why = _scalar_id(record.get(fields.id))
+    record_id, id_error, why = _scalar_id(field_value(record, fields.id)[1])
     out["record_id"] = record_id
-    text = record.get(fields.text)
+    text = field_value(record, fields.text)[1]
     if id_error:
         out["error"] = id_error
         out["detail"] = f"field {fields.id!r}" + (f": {why}" if why else _absent(record, fields.id))
@@ -673,6 +702,9 @@ def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
     else:
         out["text"] = without_surrogates(text)
         meta = {k: v for k, v in record.items() if k not in (fields.id, fields.text)}
+        for name in (fields.id, fields.text):
+            if name not in record and "." in name:  # read from a nested object
+                meta = _without_field(meta, name)
         out["meta"] = json_text(meta) if meta else None
     return out
 

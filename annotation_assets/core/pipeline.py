@@ -719,17 +719,36 @@ def label_by_rules(connect: Connect, spec: TaskSpec, drop_id: str) -> RulesResul
 
 
 def _field_sql(fields: Sequence[str]) -> dict[str, str]:
-    """The SQL expression of each record field a rule reads: `text`, or a key of `meta`
-    (its JSON path passed as parameter $f<i>, from `_field_params`)."""
+    """The SQL expression of each record field a rule reads: `text`, or a key of `meta` (its
+    JSON path passed as parameter $f<i>, from `_field_params`). A name with dots that is not a
+    key itself reaches into nested objects ($n<i>), as ingest.field_value reads the record."""
     return {
-        f: "text" if f == "text" else f"json_extract_string(meta, $f{i})"
+        f: "text"
+        if f == "text"
+        else f"coalesce(json_extract_string(meta, $f{i}), json_extract_string(meta, $n{i}))"
+        if "." in f
+        else f"json_extract_string(meta, $f{i})"
         for i, f in enumerate(fields)
     }
 
 
 def _field_params(fields: Sequence[str]) -> dict[str, str]:
-    """The parameters `_field_sql(fields)` uses: the JSON path of each `meta` field."""
-    return {f"f{i}": f'$."{f}"' for i, f in enumerate(fields) if f != "text"}
+    """The parameters `_field_sql(fields)` uses: the JSON path of each `meta` field, and of
+    its nested reading when its name has dots."""
+    params: dict[str, str] = {}
+    for i, f in enumerate(fields):
+        if f != "text":
+            params[f"f{i}"] = _json_path([f])
+            if "." in f:
+                params[f"n{i}"] = _json_path(f.split("."))
+    return params
+
+
+def _json_path(keys: Sequence[str]) -> str:
+    """A DuckDB JSON path to the nested keys, each quoted (a key may hold dots, spaces,
+    quotes or backslashes)."""
+    quoted = (k.replace("\\", "\\\\").replace('"', '\\"') for k in keys)
+    return "$" + "".join(f'."{k}"' for k in quoted)
 
 
 def _fired_rule_lists(matrix: np.ndarray, names: Sequence[str]) -> pa.ListArray:
