@@ -567,6 +567,14 @@ def test_id_field_selects_the_manifest_id(tmp_path: Path) -> None:
     assert json.loads(row["meta"])["id"] == "ignored"
 
 
+def test_a_dotted_id_field_reads_a_nested_manifest_id(tmp_path: Path) -> None:
+    _save(draw("mug", 1), tmp_path / "mug.png")
+    _manifest(tmp_path, [{"product": {"sku": "SKU-9", "brand": "Acme"}, "file": "mug.png"}])
+    (row,) = _rows(tmp_path, id_field="product.sku")
+    assert row["record_id"] == "SKU-9"
+    assert json.loads(row["meta"])["product"] == {"brand": "Acme"}
+
+
 def test_whole_float_manifest_ids_are_integers_and_fractions_are_refused(tmp_path: Path) -> None:
     _save(draw("mug", 1), tmp_path / "mug.png")
     _save(draw("lamp", 2), tmp_path / "lamp.png")

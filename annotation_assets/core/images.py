@@ -57,12 +57,14 @@ from annotation_assets.core.ingest import (
     RAW_COLUMNS,
     UNREADABLE_FILE,
     UNSUPPORTED_FILE,
+    field_value,
     id_text,
     json_text,
     link_target_inside,
     list_drop_files,
     refused_object_rows,
     stored_name,
+    without_field,
     without_surrogates,
 )
 
@@ -329,7 +331,7 @@ def _image_row(
     if not is_image_file(path.name):
         detail = f"not one of {IMAGE_SUFFIXES} (or {MANIFEST} at the drop root)"
         return _raw_row(rel, payload=payload, error=UNSUPPORTED_FILE, detail=detail)
-    record_id, id_error = _record_id(record.get(id_field), rel)
+    record_id, id_error = _record_id(field_value(record, id_field)[1], rel)
     if id_error:
         detail = f"field {id_field!r}: {id_error}"
         return _raw_row(rel, payload=payload, error=INVALID_ID, detail=detail)
@@ -339,6 +341,8 @@ def _image_row(
         return _raw_row(rel, record_id=record_id, payload=payload, error=reason, detail=detail)
     alt = next((record[f] for f in _ALT_FIELDS if record.get(f) is not None), None)
     meta = {k: v for k, v in record.items() if k not in (id_field, "file")}
+    if id_field not in record and "." in id_field:  # read from a nested object
+        meta = without_field(meta, id_field)
     meta.update({"file": rel, **asdict(result)})
     if entry:
         meta["manifest_line"] = entry.line_no

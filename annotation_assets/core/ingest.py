@@ -649,7 +649,7 @@ def field_value(record: dict[str, Any], name: str) -> tuple[bool, Any]:
     return True, value
 
 
-def _without_field(record: dict[str, Any], name: str) -> dict[str, Any]:
+def without_field(record: dict[str, Any], name: str) -> dict[str, Any]:
     """`record` without the field `name` (as `field_value` finds it); nested objects on its
     path are copied, not changed, and one left empty is dropped."""
     if name in record or "." not in name:
@@ -658,7 +658,7 @@ def _without_field(record: dict[str, Any], name: str) -> dict[str, Any]:
     child = record.get(head)
     if not isinstance(child, dict) or not field_value(child, rest)[0]:
         return record
-    inner = _without_field(child, rest)
+    inner = without_field(child, rest)
     return {k: inner if k == head else v for k, v in record.items() if k != head or inner}
 
 
@@ -704,7 +704,7 @@ def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
         meta = {k: v for k, v in record.items() if k not in (fields.id, fields.text)}
         for name in (fields.id, fields.text):
             if name not in record and "." in name:  # read from a nested object
-                meta = _without_field(meta, name)
+                meta = without_field(meta, name)
         out["meta"] = json_text(meta) if meta else None
     return out
 
