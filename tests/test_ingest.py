@@ -504,6 +504,110 @@ def test_a_json_feed_larger_than_the_read_buffer_is_read_whole(tmp_path: Path) -
     assert rows == [(i + 2, f"r{i}", None) for i in range(12_000)]
 
 
+def test_an_integer_too_long_for_python_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    content = (
+        '[\n{"id": "a", "text": "x", "n": '
+        + "1" * 5000
+        + "},\n"
+        + json.dumps(_JSON_RECORDS[1])
+        + "\n]"
+    )
+
+    rows = _json_rows_of(tmp_path, content)
+
+    assert rows == [(2, None, MALFORMED_JSON), (3, "r1", None)]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '[\n{"id": "cut", "text": "a",\n{"id": "r1", "text": "review 1"}\n]',
+        '{"id": "cut", "text": \n{"id": "r1", "text": "review 1"}\n',
+        '[\n  {\n    "id": "cut",\n    "text": "a"\n,\n  {\n    "id": "r1",'
+        ' "text": "review 1"\n  }\n]',
+    ],
+    ids=["scrapy", "json-lines", "indented"],
+)
+def test_a_value_cut_short_does_not_take_the_next_element_with_it(
+    tmp_path: Path, content: str
+) -> None:
+    """The damage is noticed at the next element's opening brace, on that element's line."""
+    rows = _json_rows_of(tmp_path, content)
+
+    assert [(rid, error) for _, rid, error in rows] == [(None, MALFORMED_JSON), ("r1", None)]
+
+
+def test_an_over_long_element_of_a_minified_array_costs_that_element_only(
+    tmp_path: Path,
+) -> None:
+    records = [{"id": f"r{i}", "text": "t" * (300_000 if i == 1 else 100)} for i in range(50)]
+
+    rows = _rows(_drop_with(tmp_path, "items.json", json.dumps(records)), max_line_bytes=100_000)
+
+    assert [(r["record_id"], r["error"]) for r in rows] == [
+        (None if i == 1 else f"r{i}", LINE_TOO_LONG if i == 1 else None) for i in range(50)
+    ]
+    assert rows[1]["payload"] == json.dumps(records[1])
+
+
+def test_a_feed_appended_to_twice_gives_every_record(tmp_path: Path) -> None:
+    """Running Scrapy's `-o items.json` twice appends a second array to the first."""
+    first = _scrapy_feed([json.dumps(r) for r in _JSON_RECORDS[:2]])
+    second = _scrapy_feed([json.dumps(_JSON_RECORDS[2])])
+
+    rows = _json_rows_of(tmp_path, first + second)
+
+    assert rows == [(2, "r0", None), (3, "r1", None), (5, "r2", None)]
+
+
+def test_the_column_of_damage_counts_text_already_read(tmp_path: Path) -> None:
+    records = [{"id": f"r{i}", "text": "x" * 100} for i in range(2000)]
+    content = json.dumps(records)
+    at = content.index('{"id": "r1500"')
+    content = content[:at] + "@" + content[at + 1 :]
+
+    rows = _rows(_drop_with(tmp_path, "items.json", content))
+
+    assert rows[-1]["detail"] == f"Expecting value: line 1 column {at + 1}"
+    assert len(rows) == 1501
+
+
+_JSON_DOCUMENTS = [
+    _scrapy_feed([json.dumps(r, ensure_ascii=False) for r in _JSON_RECORDS]).replace("0", "é"),
+    json.dumps([1.5, 1e5, -1.25e-3, "é€𝄞", None, True, float("-inf"), {"id": "a", "text": "b"}]),
+    json.dumps(_JSON_RECORDS, indent=2).replace('"review 1"', '"review 1" oops'),
+    _scrapy_feed(['{"id": "x", "text": "cut', json.dumps(_JSON_RECORDS[0]), "[1, 2"]),
+    json.dumps(_JSON_RECORDS).replace('"review 1"', '"review 1" oops'),
+    "\n".join(json.dumps(r) for r in _JSON_RECORDS) + '\n{"id": "t", "text": ',
+    "[\n" + "[" * 3000 + "]" * 3000 + ",\n" + json.dumps(_JSON_RECORDS[0]) + "\n] trailing",
+]
+
+
+@pytest.mark.parametrize("document", range(len(_JSON_DOCUMENTS)))
+def test_json_rows_do_not_depend_on_how_the_file_is_read_in_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, document: int
+) -> None:
+    """Values split across reads (a number at "1.", a character's bytes, a literal) and text
+    dropped from the buffer give the same rows, line numbers and details as one read."""
+    from annotation_assets.core import ingest
+
+    data = _JSON_DOCUMENTS[document].encode() + b'\n{"id": "bad", "text": "\xff"}'
+    drop = _drop_with(tmp_path, "items.json", data)
+
+    def read() -> list[tuple[Any, ...]]:
+        return [
+            (r["line_no"], r["record_id"], r["error"], r["detail"], r["payload"], r["meta"])
+            for r in _rows(drop)
+        ]
+
+    whole = read()
+    assert whole[-1][2] in (INVALID_UTF8, MALFORMED_JSON)
+    for piece, forget in ((1, 0), (2, 3), (3, 7), (5, 64), (7, 1)):
+        monkeypatch.setattr(ingest, "_JSON_READ_PIECE", piece)
+        monkeypatch.setattr(ingest, "_JSON_FORGET_AFTER", forget)
+        assert read() == whole, (piece, forget)
+
+
 @pytest.mark.parametrize("name", ["part.jsonl.gz", "part.csv.gz", "part.json.gz"])
 def test_a_corrupt_deflate_stream_is_unreadable_not_a_crash(tmp_path: Path, name: str) -> None:
     """A gzip member whose deflate data is damaged raises zlib.error (not an OSError)."""

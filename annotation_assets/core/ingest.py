@@ -221,19 +221,22 @@ def _damage(err: BaseException) -> str:
 
 
 _JSON = json.JSONDecoder()
-_JSON_FORGET_AFTER = 1 << 20  # characters parsed before the buffer drops them
+# Characters parsed before the buffer drops them. Small, because a value that does not parse
+# costs a count of the newlines before it in the buffer (json.JSONDecodeError's line number).
+_JSON_FORGET_AFTER = 1 << 14
 _JSON_READ_PIECE = 1 << 16
-# A JSON error this close to the end of what has been read may only mean that the value goes on
-# past it ("-Infinit" is eight characters of a longer literal); such a value is read again with
-# more of the file.
+# A value parsed or failing this close to the end of what has been read may go on past it (a
+# number cut at "1." or "1e", a literal at "-Infinit"); it is parsed again with more of the file.
 _JSON_TAIL = 16
 _OVER_LIMIT = "a value of over"
+_JSON_NOT_SPACE = re.compile(r"[^ \t\n\r]")
 
 
 class _JsonText:
-    """A `.json` file's text, read forward in chunks as it is parsed. Bytes that are not UTF-8
+    """A `.json` file's text, read forward in pieces as it is parsed. Bytes that are not UTF-8
     become lone surrogates (`surrogateescape`), which no valid UTF-8 text decodes to, so a value
-    holding them is known to come from invalid bytes. Counts lines as the reader moves on."""
+    holding them is known to come from invalid bytes. Counts lines (and the columns of text
+    already dropped) as the reader moves on."""
 
     def __init__(self, fh: IO[bytes]) -> None:
         self.fh = fh
@@ -242,6 +245,9 @@ class _JsonText:
         self.eof = False
         self.line = 1  # the line number at buf[counted]
         self.counted = 0
+        self.dropped = 0  # characters dropped from the front of the buffer so far
+        self.column = 0  # of them, those on the line that buf[0] is on
+        self.indent: str | None = ""  # those, when they are spaces and tabs only (else None)
         self.damage: str | None = None  # why the file could not be read to its end
         self.escaped = False  # whether any byte read so far was not UTF-8
 
@@ -273,30 +279,56 @@ class _JsonText:
         self.counted = pos
         return self.line
 
+    def column_at(self, pos: int) -> int:
+        """The column (from 1) of buf[pos] on its line."""
+        start = self.buf.rfind("\n", 0, pos)
+        return pos - start if start >= 0 else self.column + pos + 1
+
+    def starts_line(self, pos: int) -> str | None:
+        """The indentation before buf[pos] when nothing else precedes it on its line; None
+        when something does."""
+        start = self.buf.rfind("\n", 0, pos) + 1
+        before = self.buf[start:pos]
+        if start == 0 and self.dropped:  # the line began in text already dropped
+            if self.indent is None:
+                return None
+            before = self.indent + before
+        return None if before.strip(" \t") else before
+
     def forget_before(self, pos: int) -> int:
         """Drops the text before `pos` (already parsed); returns pos's new index, 0."""
         self.line_at(pos)
+        last = self.buf.rfind("\n", 0, pos)
+        head = self.buf[last + 1 : pos]  # the dropped part of buf[pos]'s line
+        if last >= 0:
+            self.column, self.indent = len(head), ""
+        else:
+            self.column += len(head)
+        if self.indent is not None:
+            self.indent = None if head.strip(" \t") or self.column > 256 else self.indent + head
         self.buf = self.buf[pos:]
+        self.dropped += pos
         self.counted = 0
         return 0
 
     def skip_space(self, pos: int) -> int:
         """The index of the first character at or after `pos` that is not JSON whitespace,
-        reading on as needed; len(buf) at the end of the file."""
+        reading on as needed (dropping what it passes); len(buf) at the end of the file."""
         while True:
-            n = len(self.buf)
-            while pos < n and self.buf[pos] in " \t\n\r":
-                pos += 1
-            if pos < n or not self.read():
+            found = _JSON_NOT_SPACE.search(self.buf, pos)
+            if found is not None:
+                return found.start()
+            pos = self.forget_before(len(self.buf))
+            if not self.read():
                 return pos
 
-    def value_at(self, start: int, limit: int) -> tuple[Any, int, str | None]:
+    def value_at(self, start: int, limit: int | None) -> tuple[Any, int, str | None]:
         """The JSON value starting at `start`: (value, end, None), or (None, where, why) when it
         does not parse, or when it runs past `limit` characters without ending (where = -1)."""
         while True:
             try:
                 value, end = _JSON.raw_decode(self.buf, start)
-                if end < len(self.buf) or self.eof:  # a number may go on past the read part
+                if end < len(self.buf) - _JSON_TAIL or self.eof:
                     return value, end, None
             except RecursionError:
                 return None, start, "nesting too deep"
@@ -306,9 +338,11 @@ class _JsonText:
                 )
                 if self.eof or not may_go_on:
                     line = self.line_at(start) + self.buf.count("\n", start, err.pos)
-                    column = err.pos - self.buf.rfind("\n", 0, err.pos)
+                    column = self.column_at(err.pos)
                     return None, err.pos, f"{err.msg}: line {line} column {column}"
-            if len(self.buf) - start > limit:
+            except ValueError as err:  # e.g. an integer of over 4300 digits
+                return None, start, str(err)[:200]
+            if limit is not None and len(self.buf) - start > limit:
                 return None, -1, f"{_OVER_LIMIT} {limit} characters"
             self.read(len(self.buf) - start)  # doubles what is held of the value
 
@@ -322,30 +356,35 @@ class _JsonText:
             if at >= 0:
                 return at + 1 + len(prefix)
             frm = max(frm, len(self.buf) - len(needle))
-            if not self.read():
+            if not self.read(len(self.buf)):  # doubling: the skipped text is kept whole
                 return len(self.buf)
+
+    def read_all(self) -> None:
+        while self.read(len(self.buf)):
+            pass
 
 
 def _json_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
-    """The rows of a `.json` file: the elements of a top-level array (Scrapy's and most
-    scrapers' JSON feeds, minified or pretty-printed), or values one after another (JSON Lines
-    under a `.json` name, or one pretty-printed object). Each row is numbered by the line its
-    value starts on. A value that does not parse is kept with its text up to the next line that
-    starts an object at the first element's indentation (Scrapy puts each element on its own
-    line, `json.dump(indent=...)` indents them evenly), or up to the end of the file when the
-    first element does not start its line (a minified array). A missing comma between two
-    elements is passed over: both records are whole."""
+    """The rows of a `.json` file: the elements of top-level arrays (Scrapy's and most
+    scrapers' JSON feeds, minified or pretty-printed; a feed appended to twice), and values
+    outside arrays one after another (JSON Lines under a `.json` name, one pretty-printed
+    object). Each row is numbered by the line its value starts on. A value that does not
+    parse is kept with its text up to the next line that starts an object at the first
+    element's indentation (Scrapy puts each element on its own line, `json.dump(indent=...)`
+    indents them evenly), or up to the end of the file when the first element does not start
+    its line (a minified array). A missing comma between two elements is passed over: both
+    records are whole."""
     with _open_text_lines(path) as fh:
         src = _JsonText(fh)
         pos = src.skip_space(0)
         if src.buf.startswith("\ufeff", pos):
             pos = src.skip_space(pos + 1)
-        in_array = src.buf.startswith("[", pos)
-        if in_array:
-            pos += 1
-        after_value = False
+        in_array = after_value = False
         first = True
         prefix: str | None = None  # the indentation of elements that start their line
+        # Over-long values are given up on after max_line_bytes only where reading can pick
+        # up again at a line start; elsewhere they are parsed to their end.
+        limit = max_line_bytes + _JSON_TAIL
         while True:
             if pos > _JSON_FORGET_AFTER:
                 pos = src.forget_before(pos)
@@ -353,8 +392,12 @@ def _json_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
             if pos >= len(src.buf):
                 break
             char = src.buf[pos]
-            if in_array and char == "]":
-                in_array, after_value = False, False
+            if char == "]" and in_array:
+                in_array = after_value = False
+                pos += 1
+                continue
+            if char == "[" and not in_array:
+                in_array, after_value = True, False
                 pos += 1
                 continue
             if after_value and char == ",":
@@ -365,10 +408,8 @@ def _json_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
             # the records are whole, only a separator is missing.
             if first:  # elements starting their line are looked for again after damage
                 first = False
-                line_start = src.buf.rfind("\n", 0, pos) + 1
-                if not src.buf[line_start:pos].strip(" \t"):
-                    prefix = src.buf[line_start:pos]
-            value, end, why = src.value_at(pos, max_line_bytes + _JSON_TAIL)
+                prefix = src.starts_line(pos)
+            value, end, why = src.value_at(pos, limit if prefix is not None else None)
             line_no = src.line_at(pos)
             if why is None:
                 text = src.buf[pos:end]
@@ -376,10 +417,12 @@ def _json_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
                 after_value = in_array
             else:
                 if prefix is not None:
-                    resume = src.next_line_starting(max(pos, end), prefix)
+                    # from the value's own line, not from where the damage was seen: a value
+                    # cut short is noticed only in what follows it (the next element, or more
+                    # of them parsed as its nested values)
+                    resume = src.next_line_starting(pos, prefix)
                 else:  # no line to pick up at: the rest of the file is kept as one row
-                    while src.read(len(src.buf)):
-                        pass
+                    src.read_all()
                     resume = len(src.buf)
                 text = src.buf[pos:resume].rstrip()
                 row = _json_value_row(line_no, text, None, max_line_bytes, src.escaped, why)
