@@ -225,6 +225,39 @@ def test_csv_fields_are_split_as_the_header_shows(
     assert json.loads(rows[0]["meta"]) == {"rating": "4,5"}
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_header_with_a_quoted_multiline_name_still_shows_the_separator(
+    tmp_path: Path, delimiter: str
+) -> None:
+    header = delimiter.join(["id", "text", '"note\n(free)"'])
+    rows = _rows(_drop_with(tmp_path, "part.csv", header + "\n" + delimiter.join("abc") + "\n"))
+
+    assert [(r["record_id"], r["text"], r["error"]) for r in rows] == [("a", "b", None)]
+    assert json.loads(rows[0]["meta"]) == {"note\n(free)": "c"}
+
+
+def test_an_excel_separator_line_names_the_separator_and_is_not_a_record(tmp_path: Path) -> None:
+    rows = _rows(_drop_with(tmp_path, "part.csv", "sep=;\r\nid;text\r\na;b, c\r\n"))
+
+    assert [(r["line_no"], r["record_id"], r["text"]) for r in rows] == [(3, "a", "b, c")]
+
+
+def test_a_tsv_file_prefers_the_tab_on_a_tie(tmp_path: Path) -> None:
+    rows = _rows(_drop_with(tmp_path, "part.tsv", "id\ttext, raw\na\tb, c\n"))
+
+    assert [(r["record_id"], r["error"]) for r in rows] == [("a", MISSING_TEXT)]
+    assert rows[0]["detail"] == "field 'text' absent; the record has id, text, raw"
+
+
+def test_a_tsv_line_of_tabs_is_a_record_of_empty_fields_not_a_blank_line(tmp_path: Path) -> None:
+    rows = _rows(_drop_with(tmp_path, "part.tsv", "id\ttext\n\t\n1\thi\n"))
+
+    assert [(r["line_no"], r["record_id"], r["error"]) for r in rows] == [
+        (2, None, MISSING_ID),
+        (3, "1", None),
+    ]
+
+
 def test_a_gzipped_tsv_file_is_read(tmp_path: Path) -> None:
     content = gzip.compress(b"id\ttext\nt1\thello there\n")
 
@@ -236,19 +269,19 @@ def test_a_gzipped_tsv_file_is_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        (b"id,text", ","),
-        (b"id;text", ";"),
-        (b"id\ttext", "\t"),
-        (b"id|text", "|"),
-        (b'"id";"text"', ";"),
-        (b'id,text,"price; eur"', ","),  # a quoted name holding another separator
-        (b"id;text;note,extra", ";"),
-        (b"text", ","),
-        (b"", ","),
+        ("id,text", ","),
+        ("id;text", ";"),
+        ("id\ttext", "\t"),
+        ("id|text", "|"),
+        ('"id";"text"', ";"),
+        ('id,text,"price; eur"', ","),  # a quoted name holding another separator
+        ("id;text;note,extra", ";"),
+        ("text", ","),
+        ("", ","),
     ],
 )
 def test_the_csv_delimiter_is_the_one_splitting_the_header_into_most_names(
-    header: bytes, expected: str
+    header: str, expected: str
 ) -> None:
     assert csv_delimiter(header) == expected
 
@@ -282,6 +315,24 @@ def test_a_key_that_holds_dots_is_read_before_a_nested_path(tmp_path: Path) -> N
 
     assert row["text"] == "flat key"
     assert json.loads(row["meta"]) == {"review": {"body": "nested"}}
+
+
+def test_meta_loses_the_field_that_was_read_and_nothing_else(tmp_path: Path) -> None:
+    line = {"id": "a", "a": {"b.c": "KEEP", "b": {"c": "TEXT", "d": 1}}}
+    drop = _drop_with(tmp_path, "part.jsonl", json.dumps(line) + "\n")
+
+    row = _only_row(drop, fields=FieldMap(text="a.b.c"))
+
+    assert row["text"] == "TEXT"  # one key per part: a, b, c
+    assert json.loads(row["meta"]) == {"a": {"b.c": "KEEP", "b": {"d": 1}}}
+
+
+@pytest.mark.parametrize("name", ["No.", ".a", "a..b"])
+def test_a_name_with_an_empty_part_is_only_a_key(tmp_path: Path, name: str) -> None:
+    line = {"id": "a", name: "the text", "a": {"b": "nested"}, "No": {"": "x"}}
+    drop = _drop_with(tmp_path, "part.jsonl", json.dumps(line) + "\n")
+
+    assert _only_row(drop, fields=FieldMap(text=name))["text"] == "the text"
 
 
 def test_a_nested_object_emptied_of_its_text_leaves_meta(tmp_path: Path) -> None:

@@ -534,6 +534,7 @@ def test_rules_read_nested_meta_fields_and_keys_with_quotes_or_dots(tmp_path: Pa
                 {**_keywords("nested_title", ["love"], "positive"), "field": "product.title"},
                 {**_keywords("quoted_key", ["junk"], "negative"), "field": 'say "what"\\'},
                 {**_keywords("dotted_key", ["meh"], "neutral"), "field": "x.y"},
+                {**_keywords("empty_part", ["junk"], "negative"), "field": "No."},
             ],
         }
     )
@@ -543,6 +544,8 @@ def test_rules_read_nested_meta_fields_and_keys_with_quotes_or_dots(tmp_path: Pa
         {"id": "r2", "text": "three", "x.y": "meh", "x": {"y": "I love it"}},
         {"id": "r3", "text": "four", "x": {"y": "meh"}},
         {"id": "r4", "text": "five", "product": "love as a string, not an object"},
+        {"id": "r5", "text": "six", "x.y": None, "x": {"y": "meh"}},  # the key is there: null
+        {"id": "r6", "text": "seven", "No.": "junk"},  # a key only: "No." walks nowhere
     ]
     warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
     warehouse.ensure_task(spec.name)
@@ -562,4 +565,6 @@ def test_rules_read_nested_meta_fields_and_keys_with_quotes_or_dots(tmp_path: Pa
         ("r2", ["dotted_key"]),  # the key "x.y" itself, not x -> y
         ("r3", ["dotted_key"]),
         ("r4", []),
+        ("r5", []),
+        ("r6", ["empty_part"]),
     ]

@@ -457,38 +457,55 @@ def _json_value_row(
     return _Row(line_no, text, record=value)
 
 
-def csv_delimiter(header: bytes) -> str:
-    """The field separator of a CSV file, told from its header line: of CSV_DELIMITERS, the
-    one that splits the header into the most names (the comma on a tie, and when no other
-    splits it). A split that leaves a quote inside a name is not counted: `id,"a;b"` is
-    two names separated by a comma, not `id,"a` and `b"`."""
-    text = _decode(header)[0].rstrip("\r\n")
-    best, most = ",", 1
-    for delimiter in CSV_DELIMITERS:
+def csv_delimiter(header: str, preferred: str = ",") -> str:
+    """The field separator of a CSV file, told from its header record: of CSV_DELIMITERS, the
+    one that splits the header into the most names (`preferred` on a tie, and when no other
+    splits it). A split that leaves a quote inside a name, or that is not one whole record,
+    is not counted: `id,"a;b"` is two names separated by a comma, not `id,"a` and `b"`."""
+    best, most = preferred, 1
+    for delimiter in (preferred, *(d for d in CSV_DELIMITERS if d != preferred)):
         try:
-            names = next(csv.reader([text], delimiter=delimiter, strict=True), [])
+            records = list(csv.reader(io.StringIO(header), delimiter=delimiter, strict=True))
         except csv.Error:
             continue
+        names = records[0] if len(records) == 1 else []
         if len(names) > most and not any('"' in name for name in names):
             best, most = delimiter, len(names)
     return best
 
 
+# What a blank line may hold: whitespace, but not the separator (a line of tabs in a TSV file
+# is a record of empty fields).
+_NOT_A_FIELD = {"\t": b" \r\n\x0b\x0c"}
+_SEP_HINT = re.compile(rb"sep=(.)\r?\n?")  # Excel's first line naming the separator
+
+
 def csv_field_rows(
-    lines: Iterable[tuple[int, bytes]], max_line_bytes: int
+    lines: Iterable[tuple[int, bytes]], max_line_bytes: int, preferred: str = ","
 ) -> Iterator[tuple[int, str, list[str] | None, tuple[str, str] | None]]:
     """The CSV records of numbered physical lines (BOM already removed): per record, its
     first line number, its text, and its fields or (reason code, detail). A quoted field may
     span lines; an unclosed quote costs one line, and the lines after it are read again.
-    Fields are separated as the first non-blank line (the header) shows (`csv_delimiter`)."""
+    Fields are separated as the header record shows (`csv_delimiter`, `preferred` on a tie),
+    or as an Excel `sep=;` first line says (that line is not a record)."""
     queue = iter(lines)
-    skipped: list[tuple[int, bytes]] = []
+    head: list[tuple[int, bytes]] = []  # the header record's lines (blank lines before it go)
+    size = quotes = 0
     for line_no, raw in queue:
-        skipped.append((line_no, raw))
-        if raw.strip():
-            break
-    delimiter = csv_delimiter(skipped[-1][1]) if skipped else ","
-    records = _csv_records(itertools.chain(skipped, queue), max_line_bytes, delimiter)
+        if head or raw.strip():
+            head.append((line_no, raw))
+            size, quotes = size + len(raw), quotes + raw.count(b'"')
+            if quotes % 2 == 0 or len(head) >= MAX_CSV_RECORD_LINES or size > max_line_bytes:
+                break
+    hint = _SEP_HINT.fullmatch(head[0][1]) if head else None
+    if hint is not None and hint.group(1).decode("latin-1") in CSV_DELIMITERS:
+        delimiter = hint.group(1).decode("latin-1")
+        head = head[1:]
+    elif head and size <= max_line_bytes:
+        delimiter = csv_delimiter(_decode(b"".join(r for _, r in head))[0], preferred)
+    else:
+        delimiter = preferred
+    records = _csv_records(itertools.chain(head, queue), max_line_bytes, delimiter)
     for start, chunk, error in records:
         if error is not None:
             yield start, chunk, None, error
@@ -502,10 +519,12 @@ def csv_field_rows(
 
 
 def _csv_rows(path: Path, max_line_bytes: int) -> Iterator[_Row]:
+    tsv = path.name.lower().removesuffix(".gz").endswith(".tsv")
     with _open_text_lines(path) as fh:
         lines = enumerate(_without_bom(fh), start=1)
         header: list[str] | None = None
-        for start, chunk, fields, error in csv_field_rows(lines, max_line_bytes):
+        rows = csv_field_rows(lines, max_line_bytes, preferred="\t" if tsv else ",")
+        for start, chunk, fields, error in rows:
             if error is not None or fields is None:
                 reason, detail = error or (MALFORMED_CSV, "no fields")
                 yield _Row(start, chunk, error=reason, detail=detail)
@@ -558,7 +577,7 @@ def _csv_records(
             if nxt is None:
                 break
             line_no, raw = nxt
-        if not pending and not raw.strip():
+        if not pending and not raw.strip(_NOT_A_FIELD.get(delimiter, b" \t\r\n\x0b\x0c")):
             continue
         pending.append((line_no, raw))
         joined = b"".join(r for _, r in pending)
@@ -676,16 +695,27 @@ def _scalar_id(value: Any) -> tuple[str | None, str | None, str | None]:
     return text, None, None
 
 
+def nested_parts(name: str) -> list[str] | None:
+    """The keys a dotted field name walks through nested objects (`review.body`: review, then
+    body); None for a name without dots, or with an empty part (`No.`, `a..b`), which is only
+    ever a key itself."""
+    if "." not in name:
+        return None
+    parts = name.split(".")
+    return None if "" in parts else parts
+
+
 def field_value(record: dict[str, Any], name: str) -> tuple[bool, Any]:
     """A record's field: (whether it is there, its value). A name with dots that is not a key
     of the record itself reaches into nested objects, one key per part: `review.body` is
     record["review"]["body"] (scraped JSON often nests the text)."""
     if name in record:
         return True, record[name]
-    if "." not in name:
+    parts = nested_parts(name)
+    if parts is None:
         return False, None
     value: Any = record
-    for part in name.split("."):
+    for part in parts:
         if not isinstance(value, dict) or part not in value:
             return False, None
         value = value[part]
@@ -693,16 +723,20 @@ def field_value(record: dict[str, Any], name: str) -> tuple[bool, Any]:
 
 
 def without_field(record: dict[str, Any], name: str) -> dict[str, Any]:
-    """`record` without the field `name` (as `field_value` finds it); nested objects on its
+    """`record` without the field `name`, as `field_value` finds it; nested objects on its
     path are copied, not changed, and one left empty is dropped."""
-    if name in record or "." not in name:
+    parts = None if name in record else nested_parts(name)
+    if parts is None:
         return {k: v for k, v in record.items() if k != name}
-    head, rest = name.split(".", 1)
-    child = record.get(head)
-    if not isinstance(child, dict) or not field_value(child, rest)[0]:
-        return record
-    inner = without_field(child, rest)
-    return {k: inner if k == head else v for k, v in record.items() if k != head or inner}
+    return _without_path(record, parts) if field_value(record, name)[0] else record
+
+
+def _without_path(obj: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    head = parts[0]
+    if len(parts) == 1:
+        return {k: v for k, v in obj.items() if k != head}
+    inner = _without_path(obj[head], parts[1:])
+    return {k: inner if k == head else v for k, v in obj.items() if k != head or inner}
 
 
 def _absent(record: dict[str, Any], field: str) -> str:

@@ -722,25 +722,30 @@ def _field_sql(fields: Sequence[str]) -> dict[str, str]:
     """The SQL expression of each record field a rule reads: `text`, or a key of `meta` (its
     JSON path passed as parameter $f<i>, from `_field_params`). A name with dots that is not a
     key itself reaches into nested objects ($n<i>), as ingest.field_value reads the record."""
-    return {
-        f: "text"
-        if f == "text"
-        else f"coalesce(json_extract_string(meta, $f{i}), json_extract_string(meta, $n{i}))"
-        if "." in f
-        else f"json_extract_string(meta, $f{i})"
-        for i, f in enumerate(fields)
-    }
+    exprs = {}
+    for i, f in enumerate(fields):
+        if f == "text":
+            exprs[f] = "text"
+        elif ingest.nested_parts(f) is None:
+            exprs[f] = f"json_extract_string(meta, $f{i})"
+        else:
+            exprs[f] = (
+                f"CASE WHEN json_exists(meta, $f{i}) THEN json_extract_string(meta, $f{i})"
+                f" ELSE json_extract_string(meta, $n{i}) END"
+            )
+    return exprs
 
 
 def _field_params(fields: Sequence[str]) -> dict[str, str]:
     """The parameters `_field_sql(fields)` uses: the JSON path of each `meta` field, and of
-    its nested reading when its name has dots."""
+    its nested reading when its name walks nested objects."""
     params: dict[str, str] = {}
     for i, f in enumerate(fields):
         if f != "text":
             params[f"f{i}"] = _json_path([f])
-            if "." in f:
-                params[f"n{i}"] = _json_path(f.split("."))
+            parts = ingest.nested_parts(f)
+            if parts is not None:
+                params[f"n{i}"] = _json_path(parts)
     return params
 
 
