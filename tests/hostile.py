@@ -611,6 +611,29 @@ def _csv_quoting(g: _Gen) -> Iterator[Case]:
             rows=3,
             bad=0,
         )
+        data = _csv([["id", "text", "note\n(free, text)"], *[[*r, "n"] for r in good_rows(2)]])
+        yield _case(
+            "csv_quoting",
+            f"{label}-multiline-header-name",
+            files=((file, data.replace(b",", delimiter.encode())),),
+            rows=2,
+            bad=0,
+        )
+        yield _case(
+            "csv_quoting",
+            f"{label}-row-of-separators",
+            files=((file, _csv([["id", "text"], *good_rows(1), ["", ""]], delimiter)),),
+            rows=2,
+            bad=1,
+            reasons=_reasons(ing.MISSING_ID),
+        )
+    yield _case(
+        "csv_quoting",
+        "excel-separator-line",
+        files=(("part.csv", b"sep=;\r\n" + _csv([["id", "text"], *good_rows(3)], ";")),),
+        rows=3,
+        bad=0,
+    )
     for n in (MAX_CSV := ing.MAX_CSV_RECORD_LINES, MAX_CSV + 5):
         rows = good_rows(n)
         data = _csv([["id", "text"]]) + f'{g.uid()},"opened\n'.encode() + _csv(rows)
