@@ -481,8 +481,8 @@ def _json_files(g: _Gen) -> Iterator[Case]:
         "missing-commas": lambda rs: b"[\n" + b"\n".join(_dumps(r) for r in rs) + b"\n]",
     }
     for name, build in layouts.items():
-        records = [g.record() for _ in range(3)]
         for suffix, wrap in (("json", bytes), ("json.gz", lambda b: gzip.compress(b, mtime=0))):
+            records = [g.record() for _ in range(3)]
             yield _case(
                 "json_file",
                 f"layout-{name}-{suffix}",
