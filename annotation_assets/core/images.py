@@ -64,7 +64,7 @@ from annotation_assets.core.ingest import (
     list_drop_files,
     refused_object_rows,
     stored_name,
-    without_field,
+    without_fields,
     without_surrogates,
 )
 
@@ -340,9 +340,7 @@ def _image_row(
         reason, detail = result
         return _raw_row(rel, record_id=record_id, payload=payload, error=reason, detail=detail)
     alt = next((record[f] for f in _ALT_FIELDS if record.get(f) is not None), None)
-    meta = {k: v for k, v in record.items() if k not in (id_field, "file")}
-    if id_field not in record and "." in id_field:  # read from a nested object
-        meta = without_field(meta, id_field)
+    meta = without_fields(record, (id_field, "file"))
     meta.update({"file": rel, **asdict(result)})
     if entry:
         meta["manifest_line"] = entry.line_no

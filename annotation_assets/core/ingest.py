@@ -245,8 +245,7 @@ class _JsonText:
         self.eof = False
         self.line = 1  # the line number at buf[counted]
         self.counted = 0
-        self.dropped = 0  # characters dropped from the front of the buffer so far
-        self.column = 0  # of them, those on the line that buf[0] is on
+        self.column = 0  # characters dropped from the front of the buffer on buf[0]'s line
         self.indent: str | None = ""  # those, when they are spaces and tabs only (else None)
         self.damage: str | None = None  # why the file could not be read to its end
         self.escaped = False  # whether any byte read so far was not UTF-8
@@ -289,7 +288,7 @@ class _JsonText:
         when something does."""
         start = self.buf.rfind("\n", 0, pos) + 1
         before = self.buf[start:pos]
-        if start == 0 and self.dropped:  # the line began in text already dropped
+        if start == 0:  # the line may have begun in dropped text
             if self.indent is None:
                 return None
             before = self.indent + before
@@ -307,7 +306,6 @@ class _JsonText:
         if self.indent is not None:
             self.indent = None if head.strip(" \t") or self.column > 256 else self.indent + head
         self.buf = self.buf[pos:]
-        self.dropped += pos
         self.counted = 0
         return 0
 
@@ -731,6 +729,15 @@ def without_field(record: dict[str, Any], name: str) -> dict[str, Any]:
     return _without_path(record, parts) if field_value(record, name)[0] else record
 
 
+def without_fields(record: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """`record` without each of the fields `names`, keys or nested (`without_field`)."""
+    out = {k: v for k, v in record.items() if k not in names}
+    for name in names:
+        if name not in record and nested_parts(name) is not None:
+            out = without_field(out, name)
+    return out
+
+
 def _without_path(obj: dict[str, Any], parts: list[str]) -> dict[str, Any]:
     head = parts[0]
     if len(parts) == 1:
@@ -778,10 +785,7 @@ def _to_raw(row: _Row, source_file: str, fields: FieldMap) -> dict[str, Any]:
         out["error"], out["detail"] = INVALID_TEXT, f"{type(text).__name__} in {fields.text!r}"
     else:
         out["text"] = without_surrogates(text)
-        meta = {k: v for k, v in record.items() if k not in (fields.id, fields.text)}
-        for name in (fields.id, fields.text):
-            if name not in record and "." in name:  # read from a nested object
-                meta = without_field(meta, name)
+        meta = without_fields(record, (fields.id, fields.text))
         out["meta"] = json_text(meta) if meta else None
     return out
 
