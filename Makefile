@@ -1,6 +1,6 @@
 # Set-up is part of every target: a fresh machine needs only Python 3.11 and make.
 # Every install comes from requirements.lock (exact versions and hashes of the whole tree);
-# `make lock` refreshes it from pyproject.toml. See "Dependencies" in the README.
+# `make lock` refreshes it from pyproject.toml. See docs/dependencies.md.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

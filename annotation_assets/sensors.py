@@ -49,7 +49,7 @@ def build_drop_sensor(
         job=job,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Watches {root} for new, complete drop folders (see README: drops).",
+        description=f"Watches {root} for new, complete drop folders (see docs/drops.md).",
     )
     def new_drops(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         if not root.is_dir():

@@ -2,8 +2,8 @@
 through Playwright.
 
 Screenshots go to $TEST_ARTIFACTS (default tests/artifacts/), one per test, taken also when
-the test fails. With UPDATE_DOCS_SCREENSHOTS=1 the README's docs/images/asset_graph.png is
-rewritten too."""
+the test fails. With UPDATE_DOCS_SCREENSHOTS=1 docs/images/asset_graph.png (shown in the README
+and docs/ui.md) is rewritten too."""
 
 import contextlib
 import os
