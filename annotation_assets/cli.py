@@ -151,15 +151,16 @@ def _write_export(
     """Writes the task's export file (JSONL, or COCO for image tasks) into `folder`, balanced
     by `mode`: (its path, its rows, the balance summary). A file that cannot be written (a
     folder in its place, a full disk) is refused in one line."""
+    from annotation_assets import exports
     from annotation_assets.core import export
 
-    keep, balance = export.balanced_selection(conn, spec, mode)
+    keep, balance = exports.balanced_selection(conn, spec, mode)
     keep_ids = None if mode == "none" else keep
     try:
         if spec.is_image:
-            path, rows = export.export_coco(conn, spec, folder, keep_ids=keep_ids)
+            path, rows = exports.export_coco(conn, spec, folder, keep_ids=keep_ids)
         else:
-            path, rows = export.export_jsonl(conn, spec.name, folder, keep_ids=keep_ids)
+            path, rows = exports.export_jsonl(conn, spec.name, folder, keep_ids=keep_ids)
     except export.ExportWriteError as err:
         raise UsageError(f"{err} (staging the S3 export)" if staging else str(err)) from None
     return path, rows, balance
@@ -169,6 +170,7 @@ def _export_to_s3(runner: Runner, spec: TaskSpec, out: str, mode: str) -> int:
     """Exports into a temporary folder, then publishes `<prefix>v<N>/` with its manifest."""
     import tempfile
 
+    from annotation_assets import exports
     from annotation_assets.core import export, s3
 
     try:
@@ -181,7 +183,7 @@ def _export_to_s3(runner: Runner, spec: TaskSpec, out: str, mode: str) -> int:
         with _warehouse_for(runner, spec.name).connect() as conn:
             # the local staging folder is in TMPDIR
             path, rows, balance = _write_export(conn, spec, Path(tmp), mode, staging=True)
-            lineage = export.dataset_lineage(conn, spec.name)
+            lineage = exports.dataset_lineage(conn, spec.name)
         manifest = export.publish_to_s3(
             client,
             url,
@@ -210,7 +212,7 @@ def _export_to_s3(runner: Runner, spec: TaskSpec, out: str, mode: str) -> int:
 
 
 def _status_rows(runner: Runner, tasks: Sequence[str]) -> list[dict[str, Any]]:
-    from annotation_assets.core import pipeline
+    from annotation_assets.warehouse.counts import drop_counts
 
     rows: list[dict[str, Any]] = []
     if not runner.warehouse.exists():
@@ -223,7 +225,7 @@ def _status_rows(runner: Runner, tasks: Sequence[str]) -> list[dict[str, Any]]:
             if task not in schemas:
                 continue
             drops = conn.execute(f'SELECT drop_id FROM "{task}".drops ORDER BY seq').fetchall()
-            rows.extend(_flat(pipeline.drop_counts(conn, task, d)) for (d,) in drops)
+            rows.extend(_flat(drop_counts(conn, task, d)) for (d,) in drops)
     return rows
 
 
@@ -338,6 +340,7 @@ def _warehouse_for(runner: Runner, task: str) -> Any:
 
 def cmd_review_export(runner: Runner, args: argparse.Namespace) -> int:
     from annotation_assets.core import reviews
+    from annotation_assets.stages import human
 
     spec = runner.spec(args.task)
     if args.limit is not None and args.limit < 1:
@@ -347,10 +350,10 @@ def cmd_review_export(runner: Runner, args: argparse.Namespace) -> int:
     if Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a folder; give a file such as queue.json")
     with _warehouse_for(runner, spec.name).connect() as conn:
-        queue = reviews.review_queue(
+        queue = human.review_queue(
             conn, spec, stratify=args.stratify, limit=args.limit, audit=args.audit
         )
-        votes = reviews.votes_by_record(conn, spec.name)
+        votes = human.votes_by_record(conn, spec.name)
     out = Path(args.out)
     fmt = args.format or ("csv" if out.suffix.lower() == ".csv" else "label-studio")
     prefix = args.image_url_prefix or reviews.DEFAULT_IMAGE_URL_PREFIX
@@ -375,7 +378,10 @@ def cmd_review_export(runner: Runner, args: argparse.Namespace) -> int:
 def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
     import hashlib
 
-    from annotation_assets.core import pipeline, reviews
+    from annotation_assets.core import reviews
+    from annotation_assets.stages import human
+    from annotation_assets.warehouse.counts import drop_counts
+    from annotation_assets.warehouse.decisions import human_decisions
 
     spec = runner.spec(args.task)
     source = Path(args.file)
@@ -388,7 +394,7 @@ def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
     folder = runner.home.reviews / spec.name
     with warehouse.connect() as conn:
         kept = _kept_name(conn, spec.name, folder, f"{digest}-{source.name}", source)
-        report = reviews.import_decisions(conn, spec, parsed, source_file=kept.name, new_file=True)
+        report = human.import_decisions(conn, spec, parsed, source_file=kept.name, new_file=True)
     for error in report.errors:
         print(f"annotate: {source.name}: {error}", file=sys.stderr)
     if report.imported + report.already_imported == 0:
@@ -397,8 +403,8 @@ def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
         reviews.keep_copy(source, kept)
     drops = runner.apply_reviews(spec.name)
     with warehouse.connect() as conn:
-        decisions = pipeline.human_decisions(conn, spec)
-        totals = [pipeline.drop_counts(conn, spec.name, d) for d in drops]
+        decisions = human_decisions(conn, spec)
+        totals = [drop_counts(conn, spec.name, d) for d in drops]
     status = decisions["status"].value_counts().to_dict()
     print(
         json.dumps(

@@ -11,13 +11,19 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 
 from annotation_assets import metadata as md
-from annotation_assets.core import pipeline
 from annotation_assets.core.s3 import S3Error, parse_s3_url
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.core.staging import S3_DROP_TAG, stage_s3_drop
 from annotation_assets.home import Home
 from annotation_assets.progress import ProgressReporter
 from annotation_assets.review_assets import build_human_labels_asset
+from annotation_assets.stages.dataset import build_final_dataset
+from annotation_assets.stages.ingest import ingest_drop
+from annotation_assets.stages.model import label_by_model
+from annotation_assets.stages.normalize import normalize_drop
+from annotation_assets.stages.review import queue_for_review
+from annotation_assets.stages.rules import label_by_rules
+from annotation_assets.warehouse.counts import drop_throughput, record_stage_time
 from resources import LabelModels, S3Storage, Warehouse
 
 STAGES = ("ingest", "normalize", "rules", "model", "review", "dataset")
@@ -91,9 +97,7 @@ class _Timer:
         if exc_type is None:
             warehouse, task, drop_id, stage = self.args
             seconds = time.perf_counter() - self.start
-            pipeline.record_stage_time(
-                warehouse.connect, task, drop_id, stage, seconds, self.records
-            )
+            record_stage_time(warehouse.connect, task, drop_id, stage, seconds, self.records)
 
 
 def _reporter(context: dg.AssetExecutionContext) -> ProgressReporter:
@@ -134,7 +138,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
             raise dg.Failure(f"drop folder {drop_dir} does not exist")
         warehouse.ensure_task(task)
         with _Timer(warehouse, task, drop_id, "ingest") as timer:
-            stats = pipeline.ingest_drop(
+            stats = ingest_drop(
                 warehouse.connect, spec, drop_id, drop_dir, progress=_reporter(context)
             )
             timer.records = stats.ingested
@@ -182,9 +186,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     def normalize(context: dg.AssetExecutionContext, warehouse: Warehouse):  # type: ignore[no-untyped-def]
         drop_id = context.partition_key
         with _Timer(warehouse, task, drop_id, "normalize") as timer:
-            stats = pipeline.normalize_drop(
-                warehouse.connect, spec, drop_id, progress=_reporter(context)
-            )
+            stats = normalize_drop(warehouse.connect, spec, drop_id, progress=_reporter(context))
             timer.records = stats.normalized
         yield dg.MaterializeResult(
             asset_key=key("normalized_records"),
@@ -235,7 +237,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
         context: dg.AssetExecutionContext, warehouse: Warehouse
     ) -> dg.MaterializeResult:
         with _Timer(warehouse, task, context.partition_key, "rules") as timer:
-            result = pipeline.label_by_rules(warehouse.connect, spec, context.partition_key)
+            result = label_by_rules(warehouse.connect, spec, context.partition_key)
             timer.records = result.n_records
         coverage = result.n_labeled / result.n_records if result.n_records else 0.0
         return dg.MaterializeResult(
@@ -270,7 +272,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
                     "(source=model_text)"
                 )
         with _Timer(warehouse, task, context.partition_key, "model") as timer:
-            result = pipeline.label_by_model(
+            result = label_by_model(
                 warehouse.connect,
                 spec,
                 context.partition_key,
@@ -318,7 +320,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     def hitl_pending(
         context: dg.AssetExecutionContext, warehouse: Warehouse
     ) -> dg.MaterializeResult:
-        result = pipeline.queue_for_review(warehouse.connect, spec, context.partition_key)
+        result = queue_for_review(warehouse.connect, spec, context.partition_key)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": result.n_pending,
@@ -346,9 +348,9 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     def final_dataset(
         context: dg.AssetExecutionContext, warehouse: Warehouse
     ) -> dg.MaterializeResult:
-        result = pipeline.build_final_dataset(warehouse.connect, spec, context.partition_key)
+        result = build_final_dataset(warehouse.connect, spec, context.partition_key)
         with warehouse.connect() as conn:
-            throughput = pipeline.drop_throughput(conn, spec, context.partition_key)
+            throughput = drop_throughput(conn, spec, context.partition_key)
         return dg.MaterializeResult(
             metadata={
                 "throughput_per_hour": throughput["throughput_per_hour"],

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from annotation_assets.core.tables import TABLES
+from annotation_assets.warehouse.tables import TABLES
 
 _TYPES = {"VARCHAR": "string", "BIGINT": "int", "INTEGER": "int", "DOUBLE": "float"}
 

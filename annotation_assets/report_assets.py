@@ -6,16 +6,12 @@ from pathlib import Path
 import dagster as dg
 
 from annotation_assets.core.files import write_atomically
-from annotation_assets.core.report import (
-    REPORT_DPI,
-    UI_DPI,
-    collect_report_data,
-    key_plots_markdown,
-    plot_pngs_at,
-    render_report,
-)
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.home import Home
+from annotation_assets.report.figures import REPORT_DPI, UI_DPI, plot_pngs_at
+from annotation_assets.report.markdown import key_plots_markdown
+from annotation_assets.report.queries import collect_report_data
+from annotation_assets.report.render import render_report
 from annotation_assets.review_assets import agreement_summary
 from resources import Warehouse
 

@@ -12,9 +12,10 @@ import pandas as pd
 
 from annotation_assets import metadata as md
 from annotation_assets.core import agreement, reconcile, reviews
-from annotation_assets.core.pipeline import human_decisions
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.home import Home
+from annotation_assets.stages import human
+from annotation_assets.warehouse.decisions import human_decisions
 from resources import Warehouse
 
 REVIEW_SUFFIXES = (".json", ".csv")
@@ -93,7 +94,7 @@ def build_human_labels_asset(spec: TaskSpec, home: Home) -> dg.AssetsDefinition:
         warehouse.ensure_task(task)
         files: dict[str, Any] = {}
         with warehouse.connect() as conn:
-            replayed = reviews.replayed_files(conn, spec)
+            replayed = human.replayed_files(conn, spec)
             for path in review_files(home, task):
                 try:
                     raw = reviews.read_decisions(path)
@@ -107,7 +108,7 @@ def build_human_labels_asset(spec: TaskSpec, home: Home) -> dg.AssetsDefinition:
                     files[path.name] = {"error": str(err)}
                     context.log.warning(f"{path.name}: {err}")
                     continue
-                report = reviews.import_decisions(conn, spec, parsed, source_file=path.name)
+                report = human.import_decisions(conn, spec, parsed, source_file=path.name)
                 files[path.name] = {
                     "imported": report.imported,
                     "already_imported": report.already_imported,
@@ -118,8 +119,8 @@ def build_human_labels_asset(spec: TaskSpec, home: Home) -> dg.AssetsDefinition:
                 if not report.errors:
                     # rows with errors (an id not ingested yet, a label the spec lacks) may
                     # import later, so only a file without any is not replayed again
-                    reviews.record_replayed(conn, spec, path.name, digest, len(parsed.rows))
-            votes = reviews.decisions_frame(conn, task)
+                    human.record_replayed(conn, spec, path.name, digest, len(parsed.rows))
+            votes = human.decisions_frame(conn, task)
             decisions = human_decisions(conn, spec)
             conn.register("_decided", decisions[decisions["status"] == reconcile.DECIDED])
             pairs = conn.execute(
@@ -163,7 +164,7 @@ def build_agreement_check(spec: TaskSpec) -> dg.AssetChecksDefinition:
     )
     def agreement_check(warehouse: Warehouse) -> dg.AssetCheckResult:
         with warehouse.connect() as conn:
-            votes = reviews.decisions_frame(conn, task)
+            votes = human.decisions_frame(conn, task)
         summary = agreement_summary(votes, ([], []))
         alpha = summary["krippendorff_alpha"]
         bound = spec.review.min_kappa

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from annotation_assets.core import pipeline
 from annotation_assets.core.spec import TaskSpec, check_drop_id, load_task_specs
 from annotation_assets.core.staging import staging_folder
 from annotation_assets.home import Home
+from annotation_assets.warehouse.counts import drop_counts
 
 if TYPE_CHECKING:
     from resources import Warehouse
@@ -198,7 +198,7 @@ class Runner:
 
     def summary(self, task: str, drop_id: str) -> dict[str, Any]:
         with self.warehouse.connect() as conn:
-            return pipeline.drop_counts(conn, task, drop_id)
+            return drop_counts(conn, task, drop_id)
 
 
 def drop_interrupted_event_index(instance: dg.DagsterInstance) -> bool:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_dedup.py [--sizes 50000 100000 200000] [--seed 0] [--out DIR]
 
-For each size N, 2N synthetic reviews (core/synthetic.py) are MinHashed (core/dedup.py, outside
+For each size N, 2N synthetic reviews (tools/synthetic/) are MinHashed (core/dedup.py, outside
 the clock); the first N stand for the other drops' kept records, the last N for a new drop.
 Both sides then find, for every new record, its most similar old record at similarity 0.8 or
 more (most equal signature positions, then the earliest old record):
@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import child_result, measure_sizes, peak_rss_mib  # noqa: E402
@@ -58,7 +57,8 @@ def _min_equal() -> int:
 
 
 def prepare(folder: Path, size: int, seed: int) -> dict[str, Any]:
-    from annotation_assets.core import dedup, synthetic
+    from annotation_assets.core import dedup
+    from tools import synthetic
 
     texts = [r["text"] for r in synthetic.generate_reviews(2 * size, seed=seed, id_prefix="r")]
     start = time.perf_counter()

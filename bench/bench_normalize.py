@@ -32,13 +32,14 @@ def _reset_peak_rss() -> None:
 
 
 def child(size: int, which: str) -> dict[str, float]:
-    sys.path.insert(0, str(ROOT))
+    import harness  # noqa: F401  (puts the project root on sys.path, for tools/)
     import pandas as pd
 
-    from annotation_assets.core import pipeline
     from annotation_assets.core.spec import load_task_spec
-    from annotation_assets.core.synthetic import iter_reviews, write_drop
+    from annotation_assets.stages.ingest import ingest_drop
+    from annotation_assets.stages.normalize import normalize_drop
     from resources.warehouse import Warehouse
+    from tools.synthetic import iter_reviews, write_drop
 
     spec = load_task_spec(SPEC_PATH)
     with tempfile.TemporaryDirectory(prefix="bench_normalize_") as tmp:
@@ -53,9 +54,9 @@ def child(size: int, which: str) -> dict[str, float]:
             return {"seconds": time.perf_counter() - t0, "peak_mib": _peak_rss_mib(), "rows": rows}
         warehouse = Warehouse(path=str(home / "warehouse.duckdb"))
         warehouse.ensure_task(spec.name)
-        stats = pipeline.ingest_drop(warehouse.connect, spec, "d1", drop)
+        stats = ingest_drop(warehouse.connect, spec, "d1", drop)
         ingest_s, ingest_mib = time.perf_counter() - t0, _peak_rss_mib()
-        pipeline.normalize_drop(warehouse.connect, spec, "d1")
+        normalize_drop(warehouse.connect, spec, "d1")
         return {
             "seconds": time.perf_counter() - t0,
             "peak_mib": _peak_rss_mib(),

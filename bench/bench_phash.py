@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import child_result, measure_sizes, peak_rss_mib, run_child  # noqa: E402
@@ -75,7 +74,7 @@ def baseline(
     new_keys: list[str], new: np.ndarray, old_keys: list[str], old: np.ndarray, max_distance: int
 ) -> list[tuple[str, str, int]]:
     """Every close pair among the new images at once, then each image in record order."""
-    from annotation_assets.core.images import _close_pairs
+    from annotation_assets.core.image_dedup import _close_pairs
 
     values, inverse = np.unique(new, return_inverse=True)
     best_old = np.full(values.size, -1, dtype=np.intp)

@@ -6,7 +6,7 @@ Each size runs in a fresh child process of this script (`--one SIZE`), so its pe
 own. The child writes SIZE synthetic reviews (jsonl, a few broken lines, the default duplicate
 rates) into a temporary home, builds the `product_reviews` task of tasks/product_reviews.yaml
 on a temporary DuckDB warehouse, and times each stage function of
-annotation_assets.core.pipeline in order. Then, on the same data and in the same process, it
+annotation_assets/stages/ in order. Then, on the same data and in the same process, it
 times the baselines:
 
 - ingest: a plain `for line in open(path): json.loads(line)` pass over the drop's files;
@@ -160,12 +160,19 @@ def run_one(
     """Everything measured for one size, in this process."""
     import numpy as np
 
-    from annotation_assets.core import pipeline
     from annotation_assets.core.encoder import bundled_encoder_path, load_encoder
+    from annotation_assets.core.model_store import ModelStore
     from annotation_assets.core.spec import load_task_spec
-    from annotation_assets.core.synthetic import iter_reviews, write_drop
     from annotation_assets.progress import ProgressReporter
+    from annotation_assets.stages.dataset import build_final_dataset
+    from annotation_assets.stages.ingest import ingest_drop
+    from annotation_assets.stages.model import label_by_model
+    from annotation_assets.stages.normalize import normalize_drop
+    from annotation_assets.stages.review import queue_for_review
+    from annotation_assets.stages.rules import label_by_rules
+    from annotation_assets.warehouse.counts import drop_counts
     from resources.warehouse import Warehouse
+    from tools.synthetic import iter_reviews, write_drop
 
     child_start = time.perf_counter()
     load_start = os.getloadavg()
@@ -214,7 +221,7 @@ def run_one(
         warehouse = Warehouse(path=str(home / "warehouse.duckdb"))
         warehouse.ensure_task(task)
         connect = warehouse.connect
-        store = pipeline.ModelStore(home / "models" / task)
+        store = ModelStore(home / "models" / task)
 
         _log(size, f"loading encoder {encoder_dir}")
         t0 = time.perf_counter()
@@ -242,25 +249,21 @@ def run_one(
 
         ingest = timed(
             "ingest_drop",
-            lambda: pipeline.ingest_drop(connect, spec, drop_id, drop_dir, progress=reporter()),
+            lambda: ingest_drop(connect, spec, drop_id, drop_dir, progress=reporter()),
         )
         norm = timed(
             "normalize_drop",
-            lambda: pipeline.normalize_drop(connect, spec, drop_id, progress=reporter()),
+            lambda: normalize_drop(connect, spec, drop_id, progress=reporter()),
         )
-        rules = timed("label_by_rules", lambda: pipeline.label_by_rules(connect, spec, drop_id))
+        rules = timed("label_by_rules", lambda: label_by_rules(connect, spec, drop_id))
         model = timed(
             "label_by_model",
-            lambda: pipeline.label_by_model(
+            lambda: label_by_model(
                 connect, spec, drop_id, encoder=encoder, store=store, progress=reporter()
             ),
         )
-        pending = timed(
-            "queue_for_review", lambda: pipeline.queue_for_review(connect, spec, drop_id)
-        )
-        final = timed(
-            "build_final_dataset", lambda: pipeline.build_final_dataset(connect, spec, drop_id)
-        )
+        pending = timed("queue_for_review", lambda: queue_for_review(connect, spec, drop_id))
+        final = timed("build_final_dataset", lambda: build_final_dataset(connect, spec, drop_id))
         result["pipeline_peak_rss_mib"] = _peak_rss_mib()
 
         records = {
@@ -307,7 +310,7 @@ def run_one(
         result["final"] = {"rows": final.n_rows, "by_source": final.by_source}
 
         with connect() as conn:
-            counts = pipeline.drop_counts(conn, task, drop_id)
+            counts = drop_counts(conn, task, drop_id)
             trained = conn.execute(
                 f'SELECT n_train FROM "{task}".model_versions WHERE version = ?',
                 [model.model_version],

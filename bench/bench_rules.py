@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_rules.py [--sizes 100000 1000000] [--seed 0] [--out DIR]
 
-For each size, on SIZE synthetic reviews (core/synthetic.py, jsonl) ingested and normalized
+For each size, on SIZE synthetic reviews (tools/synthetic/, jsonl) ingested and normalized
 into a temporary DuckDB warehouse with the demo task (tasks/product_reviews.yaml: one regex,
 two keyword and two VADER lexicon rules), three measurements run, each in its own child process
 so its peak RSS is its own:
@@ -11,7 +11,7 @@ so its peak RSS is its own:
   through pyarrow.compute for the pattern rules, set-wise VADER for the lexicon rules, on
   threads); the
   texts are read from the warehouse, as Arrow as the stage reads them, before the clock starts;
-- ours, whole stage: `pipeline.label_by_rules` on the warehouse (read the records, label
+- ours, whole stage: `stages.rules.label_by_rules` on the warehouse (read the records, label
   matrix, per-rule summary, calibration, vote combination, write rule_labels);
 - baseline: the same rules as Python functions applied row by row with pandas
   `Series.apply` (`re.search`, VADER `polarity_scores` once per row), as Snorkel's
@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pipeline import _python_labeling_functions  # noqa: E402
@@ -88,9 +87,10 @@ def _texts(home: Path, drop_id: str, *, arrow: bool = False) -> Any:
 
 def prepare(home: Path, size: int, seed: int) -> dict[str, Any]:
     """Generate, ingest and normalize SIZE reviews into home's warehouse."""
-    from annotation_assets.core import pipeline
-    from annotation_assets.core.synthetic import iter_reviews, write_drop
+    from annotation_assets.stages.ingest import ingest_drop
+    from annotation_assets.stages.normalize import normalize_drop
     from resources.warehouse import Warehouse
+    from tools.synthetic import iter_reviews, write_drop
 
     spec = _spec()
     drop_id = f"bench-{size}"
@@ -99,15 +99,15 @@ def prepare(home: Path, size: int, seed: int) -> dict[str, Any]:
     write_drop(drop_dir, stream, fmt="jsonl", broken_lines=0, seed=seed)
     warehouse = Warehouse(path=str(home / "warehouse.duckdb"))
     warehouse.ensure_task(spec.name)
-    pipeline.ingest_drop(warehouse.connect, spec, drop_id, drop_dir)
-    norm = pipeline.normalize_drop(warehouse.connect, spec, drop_id)
+    ingest_drop(warehouse.connect, spec, drop_id, drop_dir)
+    norm = normalize_drop(warehouse.connect, spec, drop_id)
     return {"drop_id": drop_id, "normalized": norm.normalized}
 
 
 def run_ours(home: Path, drop_id: str) -> dict[str, Any]:
-    from annotation_assets.core import pipeline
     from annotation_assets.core.rules import apply_labeling_functions, build_labeling_functions
     from annotation_assets.core.sentiment import default_scorer
+    from annotation_assets.stages.rules import label_by_rules
     from resources.warehouse import Warehouse
 
     spec = _spec()
@@ -126,7 +126,7 @@ def run_ours(home: Path, drop_id: str) -> dict[str, Any]:
     warehouse = Warehouse(path=str(home / "warehouse.duckdb"))
     gc.collect()
     start, cpu = time.perf_counter(), time.process_time()
-    result = pipeline.label_by_rules(warehouse.connect, spec, drop_id)
+    result = label_by_rules(warehouse.connect, spec, drop_id)
     stage_s, stage_cpu = time.perf_counter() - start, time.process_time() - cpu
     return {
         "records": len(frame),

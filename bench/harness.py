@@ -1,5 +1,6 @@
 """What the benches share: running a measurement in a child process (so its peak RSS is its
-own) and writing the results file."""
+own) and writing the results file. Importing it puts the project root on sys.path, so a bench
+run as `python bench/x.py` (and its children) can import `tools` (the synthetic reviews)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def marked_result(stdout: str, mark: str) -> dict[str, Any] | None:

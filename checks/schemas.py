@@ -2,8 +2,9 @@
 
 import pandera.pandas as pa
 
-from annotation_assets.core import images, ingest, pipeline
+from annotation_assets.core import images, ingest
 from annotation_assets.core.spec import TaskSpec
+from annotation_assets.warehouse import codes
 
 _TEXT_REASONS = [
     ingest.MALFORMED_JSON,
@@ -18,9 +19,9 @@ _TEXT_REASONS = [
     ingest.UNREADABLE_FILE,
     ingest.UNSUPPORTED_FILE,
     ingest.OUTSIDE_DROP,
-    pipeline.TEXT_TOO_LONG,
-    pipeline.EMPTY_TEXT,
-    pipeline.DUPLICATE_ID,
+    codes.TEXT_TOO_LONG,
+    codes.EMPTY_TEXT,
+    codes.DUPLICATE_ID,
 ]
 QUARANTINE_REASONS = _TEXT_REASONS + [r for r in images.IMAGE_REASONS if r not in _TEXT_REASONS]
 PENDING_REASONS = [
@@ -100,7 +101,7 @@ def table_schemas(spec: TaskSpec) -> dict[str, pa.DataFrameSchema]:
                 "confidence": _prob(),
                 "source": _str(
                     nullable=True,
-                    checks=[pa.Check.isin(["rule", "model", "heavy", pipeline.IMAGE_TEXT_SOURCE])],
+                    checks=[pa.Check.isin(["rule", "model", "heavy", codes.IMAGE_TEXT_SOURCE])],
                 ),
                 "accepted": pa.Column(bool),
             }
@@ -121,9 +122,7 @@ def table_schemas(spec: TaskSpec) -> dict[str, pa.DataFrameSchema]:
                 "drop_id": drop,
                 "text": _str(checks=[pa.Check.str_length(min_value=1)]),
                 "label": _str(checks=label),
-                "source": _str(
-                    checks=[pa.Check.isin([*pipeline.SOURCES, pipeline.IMAGE_TEXT_SOURCE])]
-                ),
+                "source": _str(checks=[pa.Check.isin([*codes.SOURCES, codes.IMAGE_TEXT_SOURCE])]),
                 "confidence": _prob(),
             }
         ),

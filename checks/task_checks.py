@@ -5,8 +5,9 @@ import math
 import dagster as dg
 import pandera.pandas as pa
 
-from annotation_assets.core import drift, pipeline
+from annotation_assets.core import drift
 from annotation_assets.factory import STAGE_TABLES, TaskAssets
+from annotation_assets.warehouse.counts import drop_counts
 from checks.schemas import table_schemas
 from resources import Warehouse
 
@@ -64,7 +65,7 @@ def build_task_checks(ta: TaskAssets) -> list[dg.AssetChecksDefinition]:
         context: dg.AssetCheckExecutionContext, warehouse: Warehouse
     ) -> dg.AssetCheckResult:
         with warehouse.connect() as conn:
-            c = pipeline.drop_counts(conn, task, context.partition_key)
+            c = drop_counts(conn, task, context.partition_key)
         accounted = c["final_rows"] + c["hitl_pending"] + c["quarantined"] + c["duplicates"]
         return dg.AssetCheckResult(
             passed=accounted == c["ingested"],

@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 
 from annotation_assets.core.encoder import TextEncoder, bundled_encoder_path, load_encoder
-from annotation_assets.core.pipeline import ModelStore
+from annotation_assets.core.model_store import ModelStore
 from annotation_assets.core.spec import TaskSpec
 
 

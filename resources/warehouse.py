@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Literal
 import dagster as dg
 import duckdb
 
-from annotation_assets.core.parquet_tables import LocalStore, ParquetTables
-from annotation_assets.core.tables import create_statements
 from annotation_assets.home import DEFAULT_MEMORY_LIMIT, valid_memory_limit
+from annotation_assets.warehouse.parquet import LocalStore, ParquetTables
+from annotation_assets.warehouse.tables import create_statements
 
 if TYPE_CHECKING:
     from annotation_assets.home import Home
@@ -25,7 +25,7 @@ class Warehouse(dg.ConfigurableResource):
     `backend: duckdb` (the embedded default) keeps them in one DuckDB file at `path`;
     `backend: parquet` keeps one Parquet file per table and drop under `path`, a local
     folder or an `s3://bucket/prefix/`, so workers on several machines can share it
-    (see annotation_assets/core/parquet_tables.py). Both give the same SQL surface.
+    (see annotation_assets/warehouse/parquet.py). Both give the same SQL surface.
     `memory_limit` bounds DuckDB's buffer pool on the DuckDB file: beyond it, large sorts,
     joins and temporary tables spill to disk (`<path>.tmp/`) instead of growing the process;
     the files a killed process left there are removed by DuckDB the next time it spills."""
@@ -93,7 +93,7 @@ class Warehouse(dg.ConfigurableResource):
     @cached_property
     def _parquet(self) -> ParquetTables:
         if self.path.startswith("s3://"):
-            from annotation_assets.core.parquet_tables import S3Store
+            from annotation_assets.warehouse.parquet import S3Store
 
             return ParquetTables(S3Store.from_url(self.path, lock_timeout_s=self.lock_timeout_s))
         return ParquetTables(LocalStore(Path(self.path), lock_timeout_s=self.lock_timeout_s))

@@ -31,7 +31,7 @@ from PIL import Image
 
 from annotation_assets.core import images as im
 from annotation_assets.core import ingest as ing
-from annotation_assets.core import pipeline
+from annotation_assets.warehouse import codes
 
 MANIFEST = im.MANIFEST
 TEXT = "text"
@@ -791,7 +791,7 @@ def _nul_bytes(g: _Gen) -> Iterator[Case]:
         )
     escaped = {
         "text": (lambda u: {"id": u, "text": g.text() + " a\u0000b\u0000 c"}, 0, frozenset()),
-        "text-only-nul": (lambda u: {"id": u, "text": "\u0000\u0000"}, 1, {pipeline.EMPTY_TEXT}),
+        "text-only-nul": (lambda u: {"id": u, "text": "\u0000\u0000"}, 1, {codes.EMPTY_TEXT}),
         "id": (lambda u: {"id": u + "\u0000", "text": g.text()}, 1, {ing.INVALID_ID}),
         "meta-value": (lambda u: {"id": u, "text": g.text(), "m": "a\u0000"}, 0, frozenset()),
         "meta-key": (lambda u: {"id": u, "text": g.text(), "k\u0000": 1}, 0, frozenset()),
@@ -894,7 +894,7 @@ def _long_lines(g: _Gen, *, big: int) -> Iterator[Case]:
             files=(("part.jsonl", _jsonl([line])),),
             rows=1,
             bad=1,
-            reasons=_reasons(pipeline.TEXT_TOO_LONG if ok else ing.LINE_TOO_LONG),
+            reasons=_reasons(codes.TEXT_TOO_LONG if ok else ing.LINE_TOO_LONG),
         )
     for chars, nbad in ((MAX_TEXT_CHARS, 0), (MAX_TEXT_CHARS + 1, 1)):
         words = ("ab " * (chars // 3 + 1))[:chars].strip()
@@ -905,7 +905,7 @@ def _long_lines(g: _Gen, *, big: int) -> Iterator[Case]:
             files=(("part.jsonl", _jsonl([json.dumps({"id": g.uid(), "text": words}).encode()])),),
             rows=1,
             bad=nbad,
-            reasons=_reasons(pipeline.TEXT_TOO_LONG),
+            reasons=_reasons(codes.TEXT_TOO_LONG),
         )
 
 
@@ -1040,7 +1040,7 @@ def _duplicate_ids(g: _Gen) -> Iterator[Case]:
             files=(("part.jsonl", _jsonl(lines)),),
             rows=k,
             bad=k - 1,
-            reasons=_reasons(pipeline.DUPLICATE_ID),
+            reasons=_reasons(codes.DUPLICATE_ID),
             ids=(uid,),
         )
         text = g.text()
@@ -1063,7 +1063,7 @@ def _duplicate_ids(g: _Gen) -> Iterator[Case]:
         ),
         rows=2,
         bad=1,
-        reasons=_reasons(pipeline.DUPLICATE_ID),
+        reasons=_reasons(codes.DUPLICATE_ID),
     )
     n = g.rng.randrange(10**6, 10**7)
     yield _case(
@@ -1082,7 +1082,7 @@ def _duplicate_ids(g: _Gen) -> Iterator[Case]:
         ),
         rows=2,
         bad=1,
-        reasons=_reasons(pipeline.DUPLICATE_ID),
+        reasons=_reasons(codes.DUPLICATE_ID),
     )
     uid = g.uid()
     yield _case(
@@ -1101,7 +1101,7 @@ def _duplicate_ids(g: _Gen) -> Iterator[Case]:
         ),
         rows=2,
         bad=1,
-        reasons=_reasons(pipeline.DUPLICATE_ID),
+        reasons=_reasons(codes.DUPLICATE_ID),
     )
     base = g.uid()
     for label, (a, b) in {
@@ -1509,9 +1509,9 @@ def _truncated_parquet(g: _Gen) -> Iterator[Case]:
                 ing.INVALID_ID,
                 ing.MISSING_TEXT,
                 ing.INVALID_TEXT,
-                pipeline.EMPTY_TEXT,
-                pipeline.TEXT_TOO_LONG,
-                pipeline.DUPLICATE_ID,
+                codes.EMPTY_TEXT,
+                codes.TEXT_TOO_LONG,
+                codes.DUPLICATE_ID,
             ),
             duplicates=None,
         )
@@ -1696,7 +1696,7 @@ def _one_text(g: _Gen, label: str, text: Any, reasons: frozenset[str]) -> Case:
 
 
 def _text_content(g: _Gen) -> Iterator[Case]:
-    empty = _reasons(pipeline.EMPTY_TEXT, ing.MISSING_TEXT)  # Unicode spaces count as missing
+    empty = _reasons(codes.EMPTY_TEXT, ing.MISSING_TEXT)  # Unicode spaces count as missing
     for label, text in {
         "html-only": "<p> </p><br/>",
         "script-only": "<script>alert(1)</script>",
@@ -1743,7 +1743,7 @@ def _text_content(g: _Gen) -> Iterator[Case]:
         "escaped-comments": "&lt;!--",
     }.items():
         text = opener * (800_000 // len(opener))
-        yield _one_text(g, label, text, _reasons(pipeline.TEXT_TOO_LONG))
+        yield _one_text(g, label, text, _reasons(codes.TEXT_TOO_LONG))
     for label, raw in (("nan", b"NaN"), ("inf", b"Infinity"), ("big-int", b"1" * 400)):
         line = b'{"id": "' + g.uid().encode() + b'", "text": "' + g.text().encode()
         line += b'", "title": ' + raw + b"}"
@@ -2162,7 +2162,7 @@ def _manifests(g: _Gen) -> Iterator[Case]:
         ),
         rows=2,
         bad=1,
-        reasons=_reasons(pipeline.DUPLICATE_ID),
+        reasons=_reasons(codes.DUPLICATE_ID),
     )
     for label, raw in (("nan", b"NaN"), ("inf", b"-Infinity")):
         line = b'{"file": "{dir}/pic.png", "title": "t", "score": ' + raw + b"}"

@@ -8,9 +8,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from annotation_assets.core import pipeline
 from annotation_assets.home import Home
 from annotation_assets.project import build_definitions
+from annotation_assets.warehouse.codes import SOURCES
+from annotation_assets.warehouse.counts import drop_counts
 from resources import Warehouse
 from tests.conftest import review_records, write_jsonl
 
@@ -43,7 +44,7 @@ class Deployment:
 
     def counts(self, drop_id: str, task: str = TASK) -> dict[str, Any]:
         with Warehouse.for_home(self.home).connect() as conn:
-            return pipeline.drop_counts(conn, task, drop_id)
+            return drop_counts(conn, task, drop_id)
 
 
 def use_backend(home: Home, backend: str) -> Home:
@@ -91,7 +92,7 @@ def test_one_drop_fills_every_stage_table_and_conserves_rows(deployment: Deploym
     accounted = counts["final_rows"] + counts["hitl_pending"] + counts["quarantined"]
     assert counts["ingested"] == accounted + counts["duplicates"]
     assert counts["by_source"]["rule"] > 0
-    for table in pipeline.SOURCES:
+    for table in SOURCES:
         assert table in counts["by_source"]
 
 
@@ -391,16 +392,16 @@ def test_a_rule_people_keep_overruling_stops_auto_accepting(deployment: Deployme
 def test_review_queue_can_add_a_stable_audit_sample_of_auto_accepted_records(
     deployment: Deployment,
 ) -> None:
-    from annotation_assets.core import reviews
     from annotation_assets.core.spec import load_task_spec
+    from annotation_assets.stages import human
 
     deployment.drop("d1", review_records(60))
     deployment.run("d1")
     spec = load_task_spec(deployment.tasks / f"{TASK}.yaml")
     with Warehouse.for_home(deployment.home).connect() as conn:
-        plain = reviews.review_queue(conn, spec)
-        queue = reviews.review_queue(conn, spec, audit=5)
-        again = reviews.review_queue(conn, spec, audit=5)
+        plain = human.review_queue(conn, spec)
+        queue = human.review_queue(conn, spec, audit=5)
+        again = human.review_queue(conn, spec, audit=5)
         auto = {
             r
             for (r,) in conn.execute(

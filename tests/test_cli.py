@@ -1,9 +1,7 @@
 """The `annotate` CLI end to end, in subprocesses, per the contract in DESIGN.md."""
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from tests.cli import Cli
 from tests.conftest import review_records, write_jsonl
 
 SUMMARY_KEYS = {
@@ -24,24 +23,6 @@ SUMMARY_KEYS = {
     "final_rows",
     "by_source",
 }
-
-
-class Cli:
-    def __init__(self, home: Path, tasks: Path | None, encoder: Path | None) -> None:
-        self.home = home
-        self.tasks = tasks
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        self.env.pop("ANNOTATION_HOME", None)
-        if encoder is not None:
-            self.env["ANNOTATION_ENCODER"] = str(encoder)
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        base = [sys.executable, "-m", "annotation_assets.cli", "--home", str(self.home)]
-        if self.tasks is not None:
-            base += ["--tasks", str(self.tasks)]
-        return subprocess.run(
-            base + list(args), capture_output=True, text=True, env=self.env, timeout=600
-        )
 
 
 def _last_json(out: str) -> dict[str, Any]:

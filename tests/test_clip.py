@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from annotation_assets.core.clip import ClipScorer, resolve_clip_path, tiny_clip
-from annotation_assets.demo_data.make_demo_images import draw
+from tools.make_demo_images import draw
 
 LABELS = {"apparel": "clothing", "electronics": "", "home": "furniture and homeware"}
 

@@ -5,7 +5,6 @@ keep them."""
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from annotation_assets.home import Home
 from resources import Warehouse
+from tests.cli import annotate_argv
 from tests.conftest import review_records, write_jsonl
 from tests.test_assets import use_backend
 
@@ -35,19 +35,9 @@ def test_drops_run_concurrently_without_losing_or_duplicating_rows(
     env = {**os.environ, "ANNOTATION_ENCODER": str(tiny_encoder_dir), "HF_HUB_OFFLINE": "1"}
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "annotation_assets.cli",
-                "--home",
-                str(home),
-                "--tasks",
-                str(tasks),
-                "run",
-                "reviews",
-                "--drop",
-                str(tmp_path / "in" / f"drop{k}"),
-            ],
+            annotate_argv(
+                home, "run", "reviews", "--drop", str(tmp_path / "in" / f"drop{k}"), tasks=tasks
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -60,13 +60,15 @@ import dagster as dg
 import duckdb
 import pytest
 
-from annotation_assets.core import pipeline, reviews, synthetic
-from annotation_assets.core.export import export_jsonl
-from annotation_assets.core.tables import create_statements
+from annotation_assets.core import reviews
+from annotation_assets.exports import export_jsonl
 from annotation_assets.home import PROJECT_ROOT, Home
 from annotation_assets.runner import HOST_TAG, PID_TAG, Runner, fail_abandoned_runs
+from annotation_assets.warehouse.counts import drop_counts
+from annotation_assets.warehouse.tables import create_statements
 from resources.warehouse import Warehouse
-from tests.test_cli import Cli
+from tests.cli import Cli, annotate_argv
+from tools import synthetic
 
 TASK = "product_reviews"
 DROPS = ("2026-03-01", "2026-03-02")
@@ -134,19 +136,15 @@ def _write_inputs(folder: Path) -> list[Path]:
     return paths
 
 
-def _argv(home: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "annotation_assets.cli", "--home", str(home), *args]
-
-
 def _sequence_script(home: Path, out: Path, drops: list[Path], step_file: Path) -> Path:
     """A bash script running the sequence; before each command it writes the command's name to
     `step_file`, so a kill can be reported with the step it interrupted."""
     lines = ["set -e"]
     for drop in drops:
         lines.append(f"echo {shlex.quote('run ' + drop.name)} > {shlex.quote(str(step_file))}")
-        lines.append(shlex.join(_argv(home, "run", TASK, "--drop", str(drop))))
+        lines.append(shlex.join(annotate_argv(home, "run", TASK, "--drop", str(drop))))
     lines.append(f"echo export > {shlex.quote(str(step_file))}")
-    lines.append(shlex.join(_argv(home, "export", TASK, "--out", str(out))))
+    lines.append(shlex.join(annotate_argv(home, "export", TASK, "--out", str(out))))
     lines.append(f"echo done > {shlex.quote(str(step_file))}")
     script = step_file.with_suffix(".sh")
     script.write_text("\n".join(lines) + "\n")
@@ -295,7 +293,7 @@ def _invariant_violations(home: Path) -> list[str]:
             if total != distinct:
                 out.append(f"{table}: {total - distinct} duplicate ({key})")
         for (drop_id,) in conn.execute(f'SELECT drop_id FROM "{TASK}".drops').fetchall():
-            c = pipeline.drop_counts(conn, TASK, drop_id)
+            c = drop_counts(conn, TASK, drop_id)
             rhs = c["final_rows"] + c["hitl_pending"] + c["quarantined"] + c["duplicates"]
             if c["ingested"] != rhs:
                 out.append(f"drop {drop_id} not conserved: {c}")
@@ -516,7 +514,7 @@ def test_a_killed_export_never_shows_a_partial_file_and_the_rerun_cleans_up(
         kills = []
         for k in range(3):
             mode = "none" if k % 2 else "downsample"
-            argv = _argv(home, "export", TASK, "--out", str(out), "--balance", mode)
+            argv = annotate_argv(home, "export", TASK, "--out", str(out), "--balance", mode)
             kills.append(_run_and_kill(argv, rng.uniform(0.5, duration), reference.env, step))
             visible = [p.name for p in out.iterdir() if not p.name.startswith(".")]
             assert visible == [f"{TASK}.jsonl"], f"after kill {kills[-1]}: {visible}"
@@ -558,7 +556,7 @@ def test_a_killed_review_import_then_reimport_matches_an_uninterrupted_import(
     killed = _copy_home(reference.home, tmp_path / "killed")
     start = time.monotonic()
     done = subprocess.run(
-        _argv(clean, "review", "import", TASK, str(decisions)),
+        annotate_argv(clean, "review", "import", TASK, str(decisions)),
         env=reference.env,
         capture_output=True,
         text=True,
@@ -567,7 +565,7 @@ def test_a_killed_review_import_then_reimport_matches_an_uninterrupted_import(
     duration = time.monotonic() - start
     assert done.returncode == 0, done.stderr
     delay = random.Random(42).uniform(0, duration)
-    argv = _argv(killed, "review", "import", TASK, str(decisions))
+    argv = annotate_argv(killed, "review", "import", TASK, str(decisions))
     kill = _run_and_kill(argv, delay, reference.env, tmp_path / "step")
     again = subprocess.run(argv, env=reference.env, capture_output=True, text=True, timeout=600)
     what = f"import killed after {delay:.2f}s (finished: {kill.finished}), then re-imported"

@@ -13,8 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotation_assets.core import pipeline
-from annotation_assets.core.tables import create_statements
+from annotation_assets.stages.ingest import ingest_drop
+from annotation_assets.stages.model import _texts_at
+from annotation_assets.stages.normalize import normalize_drop
+from annotation_assets.warehouse import embeddings
+from annotation_assets.warehouse.tables import create_statements
+from annotation_assets.warehouse.training import training_set
 from resources.warehouse import Warehouse
 from tests.conftest import make_spec, write_jsonl
 
@@ -69,14 +73,14 @@ def _texts(n: int, seed: int) -> list[str]:
 
 @pytest.mark.parametrize("cached_share", [0.0, 0.3, 0.9])
 def test_vectors_do_not_depend_on_what_was_cached(tmp_path, monkeypatch, cached_share):
-    monkeypatch.setattr(pipeline, "EMBED_CHUNK", 32)  # several chunks, as a kill would cut
+    monkeypatch.setattr(embeddings, "EMBED_CHUNK", 32)  # several chunks, as a kill would cut
     texts = _texts(300, seed=1)
     keys = [f"k{i}" for i in range(len(texts))]
     request = list(range(len(texts))) + [5, 7, 5]  # repeated keys come back in place
 
     clean = _warehouse(tmp_path / "clean")
     fresh = BatchSensitiveEncoder(16)
-    expected, n_clean = pipeline.embed_cached(
+    expected, n_clean = embeddings.embed_cached(
         clean, "t", fresh, [keys[i] for i in request], [texts[i] for i in request]
     )
     assert n_clean == len(texts)
@@ -95,7 +99,7 @@ def test_vectors_do_not_depend_on_what_was_cached(tmp_path, monkeypatch, cached_
                 [("batchy@test", keys[i], expected[i].tolist()) for i in sorted(first)],
             )
     encoder = BatchSensitiveEncoder(16)
-    again, n_again = pipeline.embed_cached(
+    again, n_again = embeddings.embed_cached(
         killed, "t", encoder, [keys[i] for i in request], [texts[i] for i in request]
     )
     assert n_again == len(texts) - len(first)
@@ -107,10 +111,12 @@ def test_a_different_request_reuses_cached_vectors_unchanged(tmp_path):
     connect = _warehouse(tmp_path)
     texts = _texts(100, seed=3)
     keys = [f"k{i}" for i in range(100)]
-    first, _ = pipeline.embed_cached(connect, "t", BatchSensitiveEncoder(8), keys[:60], texts[:60])
+    first, _ = embeddings.embed_cached(
+        connect, "t", BatchSensitiveEncoder(8), keys[:60], texts[:60]
+    )
     # overlapping request: batches mix cached and new texts; cached vectors are kept
     encoder = BatchSensitiveEncoder(8)
-    second, n_new = pipeline.embed_cached(connect, "t", encoder, keys[40:], texts[40:])
+    second, n_new = embeddings.embed_cached(connect, "t", encoder, keys[40:], texts[40:])
     assert n_new == 40
     np.testing.assert_array_equal(second[:20], first[40:60])
     with connect() as conn:
@@ -118,7 +124,7 @@ def test_a_different_request_reuses_cached_vectors_unchanged(tmp_path):
 
 
 def test_empty_request(tmp_path):
-    matrix, n = pipeline.embed_cached(_warehouse(tmp_path), "t", BatchSensitiveEncoder(8), [], [])
+    matrix, n = embeddings.embed_cached(_warehouse(tmp_path), "t", BatchSensitiveEncoder(8), [], [])
     assert matrix.shape == (0, 4) and n == 0
 
 
@@ -152,7 +158,7 @@ def test_the_training_set_comes_out_in_one_order_whatever_order_the_tables_hold(
                     f"INSERT INTO {task}.rule_labels VALUES ('d1', ?, ?, 0.9, [], false)",
                     [f"r{i}", str(labels[i])],
                 )
-            return pipeline.training_set(conn, spec, 1)
+            return training_set(conn, spec, 1)
 
     forward = build(np.arange(n), "forward")
     shuffled = build(rng.permutation(n), "shuffled")
@@ -177,8 +183,8 @@ def test_embeddings_have_no_in_memory_index_and_are_stored_once(tmp_path):
     texts = _texts(50, seed=6)
     keys = [f"k{i}" for i in range(50)]
     for _ in range(2):  # the second request finds everything cached
-        pipeline.embed_cached(connect, "t", BatchSensitiveEncoder(8), keys, texts)
-    pipeline.embed_cached(connect, "t", BatchSensitiveEncoder(8), keys + ["new"], texts + ["x"])
+        embeddings.embed_cached(connect, "t", BatchSensitiveEncoder(8), keys, texts)
+    embeddings.embed_cached(connect, "t", BatchSensitiveEncoder(8), keys + ["new"], texts + ["x"])
     with connect() as conn:
         rows = conn.execute("SELECT count(*), count(DISTINCT dedup_key) FROM t.embeddings")
         assert rows.fetchone() == (51, 51)
@@ -189,7 +195,7 @@ def test_a_new_group_batches_on_its_own_so_a_mostly_cached_request_encodes_littl
     texts = _texts(200, seed=8)
     keys = [f"k{i}" for i in range(200)]
     old, new = list(range(180)), list(range(180, 200))  # a training set that gained 20 texts
-    pipeline.embed_cached(
+    embeddings.embed_cached(
         connect,
         "t",
         BatchSensitiveEncoder(16),
@@ -198,14 +204,14 @@ def test_a_new_group_batches_on_its_own_so_a_mostly_cached_request_encodes_littl
         groups=[1] * len(old),
     )
     encoder = BatchSensitiveEncoder(16)
-    both, n_new = pipeline.embed_cached(
+    both, n_new = embeddings.embed_cached(
         connect, "t", encoder, keys, texts, groups=[1] * len(old) + [2] * len(new)
     )
     assert n_new == 20
     assert sorted(encoder.encoded) == sorted(texts[i] for i in new)  # nothing re-encoded
 
     # and the vectors do not depend on what was cached when the request started
-    fresh, _ = pipeline.embed_cached(
+    fresh, _ = embeddings.embed_cached(
         _warehouse(tmp_path / "fresh"),
         "t",
         BatchSensitiveEncoder(16),
@@ -228,7 +234,7 @@ class RowWiseModel:
 def test_model_stage_scores_slices_that_match_one_request(tmp_path, monkeypatch, every):
     texts = _texts(100, seed=5)
     keys = [f"k{i}" for i in range(100)]
-    whole, _ = pipeline.embed_cached(
+    whole, _ = embeddings.embed_cached(
         _warehouse(tmp_path / "whole"), "t", BatchSensitiveEncoder(4), keys, texts
     )
     sliced = _warehouse(tmp_path / "sliced")
@@ -240,9 +246,9 @@ def test_model_stage_scores_slices_that_match_one_request(tmp_path, monkeypatch,
                 [("batchy@test", keys[i], whole[i].tolist()) for i in stored],
             )
     cached = len(stored)
-    monkeypatch.setattr(pipeline, "SCORE_SLICE", 10)  # slices of 8 texts: 13 calls
+    monkeypatch.setattr(embeddings, "SCORE_SLICE", 10)  # slices of 8 texts: 13 calls
     reports: list[tuple[int, int | None]] = []
-    probs, n_new = pipeline._embed_and_score(
+    probs, n_new = embeddings.embed_and_score(
         sliced,
         "t",
         BatchSensitiveEncoder(4),
@@ -266,12 +272,12 @@ def test_progress_completes_when_the_last_slices_are_cached(tmp_path, monkeypatc
     encoder = BatchSensitiveEncoder(4)
     # cache everything but the shortest texts, which the first slice holds
     by_length = sorted(range(64), key=lambda i: (len(texts[i]), keys[i]))
-    pipeline.embed_cached(
+    embeddings.embed_cached(
         connect, "t", encoder, [keys[i] for i in by_length[8:]], [texts[i] for i in by_length[8:]]
     )
-    monkeypatch.setattr(pipeline, "SCORE_SLICE", 8)  # 8 slices; only the first has misses
+    monkeypatch.setattr(embeddings, "SCORE_SLICE", 8)  # 8 slices; only the first has misses
     reports: list[tuple[int, int | None]] = []
-    _, n_new = pipeline._embed_and_score(
+    _, n_new = embeddings.embed_and_score(
         connect,
         "t",
         BatchSensitiveEncoder(4),
@@ -289,8 +295,8 @@ def test_repeated_keys_are_scored_like_their_first_row(tmp_path, monkeypatch):
     keys = [f"k{i}" for i in range(40)]
     rows = list(range(40)) + [3, 17, 3]
     connect = _warehouse(tmp_path)
-    monkeypatch.setattr(pipeline, "SCORE_SLICE", 8)
-    probs, n_new = pipeline._embed_and_score(
+    monkeypatch.setattr(embeddings, "SCORE_SLICE", 8)
+    probs, n_new = embeddings.embed_and_score(
         connect,
         "t",
         BatchSensitiveEncoder(4),
@@ -300,7 +306,7 @@ def test_repeated_keys_are_scored_like_their_first_row(tmp_path, monkeypatch):
     )
     assert n_new == 40
     np.testing.assert_array_equal(probs[40:], probs[[3, 17, 3]])
-    whole, _ = pipeline.embed_cached(
+    whole, _ = embeddings.embed_cached(
         _warehouse(tmp_path / "whole"), "t", BatchSensitiveEncoder(4), keys, texts
     )
     np.testing.assert_array_equal(probs[:40], RowWiseModel().predict_proba(whole))
@@ -312,18 +318,16 @@ def test_texts_whose_key_changed_since_the_stage_read_it_fail_the_stage(tmp_path
     warehouse.ensure_task(spec.name)
     records = [{"id": f"r{i}", "text": text} for i, text in enumerate(_texts(4, seed=8))]
     folder = write_jsonl(tmp_path / "drops" / "d1", records).parent
-    pipeline.ingest_drop(warehouse.connect, spec, "d1", folder)
-    pipeline.normalize_drop(warehouse.connect, spec, "d1")
+    ingest_drop(warehouse.connect, spec, "d1", folder)
+    normalize_drop(warehouse.connect, spec, "d1")
     with warehouse.connect() as conn:
         frame = conn.execute(
             f'SELECT record_id, dedup_key, text FROM "{spec.name}".normalized_records'
             " ORDER BY row_num"
         ).fetchdf()
     at = np.array([2, 0])
-    assert pipeline._texts_at(warehouse.connect, spec.name, "d1", frame, at) == list(
-        frame["text"].iloc[at]
-    )
+    assert _texts_at(warehouse.connect, spec.name, "d1", frame, at) == list(frame["text"].iloc[at])
     # the drop was normalized again meanwhile: record r0 now holds another text
     stale = frame.assign(dedup_key=frame["dedup_key"].where(frame["record_id"] != "r0", "old"))
     with pytest.raises(LookupError, match="1 records changed while the stage ran"):
-        pipeline._texts_at(warehouse.connect, spec.name, "d1", stale, at)
+        _texts_at(warehouse.connect, spec.name, "d1", stale, at)

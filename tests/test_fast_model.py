@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from annotation_assets.core import pipeline
 from annotation_assets.core.calibration import expected_calibration_error, softmax
 from annotation_assets.core.classifier import logits_from_decision
 from annotation_assets.core.encoder import load_encoder
@@ -18,7 +17,12 @@ from annotation_assets.core.fast_model import (
     fast_model_version,
     train_fast_model,
 )
+from annotation_assets.core.model_store import ModelStore
 from annotation_assets.core.spec import SpecError, TaskSpec
+from annotation_assets.stages.ingest import ingest_drop
+from annotation_assets.stages.model import label_by_model
+from annotation_assets.stages.normalize import normalize_drop
+from annotation_assets.stages.rules import label_by_rules
 from resources import Warehouse
 from tests.conftest import make_spec, write_jsonl
 
@@ -184,11 +188,11 @@ def run_drop(tmp_path: Path, spec: TaskSpec, encoder: CountingEncoder) -> list[t
     warehouse.ensure_task(spec.name)
     drop_dir = write_jsonl(tmp_path / "drops" / "d1", cascade_records()).parent
     connect = warehouse.connect
-    pipeline.ingest_drop(connect, spec, "d1", drop_dir)
-    pipeline.normalize_drop(connect, spec, "d1")
-    pipeline.label_by_rules(connect, spec, "d1")
-    store = pipeline.ModelStore(tmp_path / "models")
-    result = pipeline.label_by_model(connect, spec, "d1", encoder=encoder, store=store)
+    ingest_drop(connect, spec, "d1", drop_dir)
+    normalize_drop(connect, spec, "d1")
+    label_by_rules(connect, spec, "d1")
+    store = ModelStore(tmp_path / "models")
+    result = label_by_model(connect, spec, "d1", encoder=encoder, store=store)
     assert sum(result.tiers[k] for k in ("rules", "ngram_settled", "encoder_scored")) == len(
         cascade_records()
     )

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import duckdb
 
-from annotation_assets.core import reviews
 from annotation_assets.core.encoder import bundled_encoder_path
 from annotation_assets.core.spec import load_task_spec
-from annotation_assets.core.synthetic import generate_reviews
 from annotation_assets.home import Home
+from annotation_assets.stages import human
 from tests.test_assets import Deployment
+from tools.synthetic import generate_reviews
 
 TASK = "reviews"
 
@@ -26,7 +26,7 @@ def _answer_queue(d: Deployment, gold: dict[str, str]) -> int:
     import job and re-scores every drop, as `annotate review import` does."""
     spec = load_task_spec(d.tasks / f"{TASK}.yaml")
     with duckdb.connect(str(d.home.warehouse)) as conn:
-        queue = reviews.review_queue(conn, spec)
+        queue = human.review_queue(conn, spec)
     path = d.home.reviews / TASK / "answers.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["record_id,label,annotator"]

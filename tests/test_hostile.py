@@ -9,7 +9,6 @@ canary outside the drop reached any table or was opened by the pipeline.
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,13 +21,21 @@ import pandas as pd
 import pytest
 import yaml
 
-from annotation_assets.core import pipeline
 from annotation_assets.core.encoder import load_encoder
+from annotation_assets.core.model_store import ModelStore
 from annotation_assets.core.spec import TaskSpec, parse_task_spec
 from annotation_assets.home import PROJECT_ROOT
+from annotation_assets.stages.dataset import build_final_dataset
+from annotation_assets.stages.ingest import ingest_drop
+from annotation_assets.stages.model import label_by_model
+from annotation_assets.stages.normalize import normalize_drop
+from annotation_assets.stages.review import queue_for_review
+from annotation_assets.stages.rules import label_by_rules
+from annotation_assets.warehouse.counts import drop_counts
 from checks.schemas import QUARANTINE_REASONS
 from resources.warehouse import Warehouse
 from tests import hostile
+from tests.cli import Cli
 from tests.conftest import BASE_SPEC
 
 TEXT_TASK = "hostile"
@@ -146,19 +153,19 @@ def _run_stages(
     spec: TaskSpec, warehouse: Warehouse, drop_id: str, drop_dir: Path, encoder: Path, models: Path
 ) -> None:
     connect = warehouse.connect
-    pipeline.ingest_drop(connect, spec, drop_id, drop_dir)
-    pipeline.normalize_drop(connect, spec, drop_id)
-    pipeline.label_by_rules(connect, spec, drop_id)
-    pipeline.label_by_model(
+    ingest_drop(connect, spec, drop_id, drop_dir)
+    normalize_drop(connect, spec, drop_id)
+    label_by_rules(connect, spec, drop_id)
+    label_by_model(
         connect,
         spec,
         drop_id,
         encoder=load_encoder(str(encoder), spec.model.max_length, spec.model.batch_size),
-        store=pipeline.ModelStore(models),
+        store=ModelStore(models),
         item_root=drop_dir,
     )
-    pipeline.queue_for_review(connect, spec, drop_id)
-    pipeline.build_final_dataset(connect, spec, drop_id)
+    queue_for_review(connect, spec, drop_id)
+    build_final_dataset(connect, spec, drop_id)
 
 
 def _frame(conn: duckdb.DuckDBPyConnection, sql: str, *params: Any) -> pd.DataFrame:
@@ -257,7 +264,7 @@ def case_failures(
 
 
 def conservation_failures(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> list[str]:
-    c = pipeline.drop_counts(conn, task, drop_id)
+    c = drop_counts(conn, task, drop_id)
     accounted = c["final_rows"] + c["hitl_pending"] + c["quarantined"] + c["duplicates"]
     if c["ingested"] != accounted:
         return [f"conservation broken for {drop_id}: {c}"]
@@ -373,7 +380,7 @@ def test_a_drop_of_only_bad_rows_runs_every_stage(
     warehouse.ensure_task(spec.name)
     _run_stages(spec, warehouse, "bad", drop_dir, tiny_encoder_dir, tmp_path / "models")
     with warehouse.connect() as conn:
-        assert pipeline.drop_counts(conn, spec.name, "bad")["quarantined"] == (
+        assert drop_counts(conn, spec.name, "bad")["quarantined"] == (
             2 if kind == hostile.TEXT else 1
         )
         assert conservation_failures(conn, spec.name, "bad") == []
@@ -432,9 +439,7 @@ def test_hostile_drops_through_the_cli_exit_zero_and_conserve_rows(
     (tasks / f"{TEXT_TASK}.yaml").write_text(yaml.safe_dump(TEXT_SPEC_DATA))
     (tasks / f"{IMAGE_TASK}.yaml").write_text(yaml.safe_dump(_image_spec_data()))
     home = tmp_path / "home"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    env.pop("ANNOTATION_HOME", None)
-    env["ANNOTATION_ENCODER"] = str(tiny_encoder_dir)
+    cli = Cli(home, tasks, tiny_encoder_dir)
     drops = {
         "text-cli": (TEXT_TASK, _sample(_text_cases(), 3)),
         "image-cli": (IMAGE_TASK, _sample(_image_cases(), 4)),
@@ -442,14 +447,7 @@ def test_hostile_drops_through_the_cli_exit_zero_and_conserve_rows(
     for drop_id, (task, cases) in drops.items():
         drop_dir = tmp_path / "in" / drop_id
         placed = hostile.write_drop(drop_dir, cases, outside)
-        base = [sys.executable, "-m", "annotation_assets.cli", "--home", str(home)]
-        p = subprocess.run(
-            [*base, "--tasks", str(tasks), "run", task, "--drop", str(drop_dir)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-        )
+        p = cli("run", task, "--drop", str(drop_dir))
         assert p.returncode == 0, p.stderr[-3000:]
         summary = json.loads(p.stdout.strip().splitlines()[-1])
         assert summary["ingested"] == (

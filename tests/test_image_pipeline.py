@@ -2,10 +2,7 @@
 from a config), the metadata-text fallback, the unknown class, COCO export, review round trip."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ import yaml
 from annotation_assets.core.clip import tiny_clip
 from annotation_assets.core.spec import load_task_spec
 from annotation_assets.home import PROJECT_ROOT, Home
+from tests.cli import Cli
 from tests.test_assets import Deployment
 
 TASK = "product_images"
@@ -121,40 +119,14 @@ def test_unknown_route_label_gives_low_scoring_images_the_unknown_class(
     assert unknown == non_rule > 0
 
 
-def _cli(
-    home: Path, tasks: Path, encoder: Path, clip: Path, *args: str
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "ANNOTATION_ENCODER": str(encoder),
-        "ANNOTATION_CLIP": str(clip),
-        "HF_HUB_OFFLINE": "1",
-    }
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "annotation_assets.cli",
-            "--home",
-            str(home),
-            "--tasks",
-            str(tasks),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-
-
 def test_coco_export_loads_in_pycocotools_and_review_round_trip_reaches_it(
     tmp_path: Path, tiny_encoder_dir: Path, clip_dir: Path
 ) -> None:
     from pycocotools.coco import COCO
 
     tasks, home = _tasks(tmp_path), tmp_path / "home"
-    cli = lambda *a: _cli(home, tasks, tiny_encoder_dir, clip_dir, *a)  # noqa: E731
+    cli = Cli(home, tasks, tiny_encoder_dir)
+    cli.env["ANNOTATION_CLIP"] = str(clip_dir)
     assert cli("run", TASK, "--drop", str(DEMO / "2026-11-02")).returncode == 0
     queue_file = tmp_path / "queue.json"
     p = cli("review", "export", TASK, "--out", str(queue_file), "--image-url-prefix", "http://h/")

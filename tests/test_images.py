@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFile
 
-from annotation_assets.core import images as images_module
+from annotation_assets.core import image_dedup
+from annotation_assets.core.image_dedup import _band_plan
 from annotation_assets.core.images import (
     CORRUPT_IMAGE,
     DECOMPRESSION_BOMB,
@@ -25,7 +26,6 @@ from annotation_assets.core.images import (
     MISSING_FILE,
     NOT_AN_IMAGE,
     ImageInfo,
-    _band_plan,
     hamming_near_duplicates,
     image_text,
     inspect_image,
@@ -41,10 +41,8 @@ from annotation_assets.core.ingest import (
     UNREADABLE_FILE,
     UNSUPPORTED_FILE,
 )
-from annotation_assets.demo_data import make_demo_images
-from annotation_assets.demo_data.make_demo_images import draw
-
-DEMO = Path(make_demo_images.__file__).parent / "drops" / "product_images"
+from tools.make_demo_images import DROPS_DIR as DEMO
+from tools.make_demo_images import draw
 
 
 def _distance(a: str, b: str) -> int:
@@ -324,8 +322,8 @@ def test_crowded_drops_split_the_search_and_match_the_reference(
 ) -> None:
     # Dense clusters (every member within 6 bits of the others) among scattered hashes, with
     # limits small enough that the search of kept images splits groups several levels deep.
-    monkeypatch.setattr(images_module, "_SMALL_GROUP", 16)
-    monkeypatch.setattr(images_module, "_CLOSE_PAIRS_PER_SEARCH", 200)
+    monkeypatch.setattr(image_dedup, "_SMALL_GROUP", 16)
+    monkeypatch.setattr(image_dedup, "_CLOSE_PAIRS_PER_SEARCH", 200)
     rng = np.random.default_rng(seed)
     centers = [int(c) for c in rng.integers(0, 2**63, size=8, dtype=np.uint64)]
     scattered = [int(h) for h in rng.integers(0, 2**63, size=300, dtype=np.uint64)]
@@ -343,13 +341,13 @@ def test_close_pairs_lists_each_close_pair_once(
     max_distance: int, part: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if part is not None:  # candidates met in parts of at most 7 (but one band key's)
-        monkeypatch.setattr(images_module, "_CANDIDATES_PER_PART", part)
+        monkeypatch.setattr(image_dedup, "_CANDIDATES_PER_PART", part)
     rng = np.random.default_rng(max_distance)
     centers = [int(c) for c in rng.integers(0, 2**63, size=20, dtype=np.uint64)]
     query = np.array(_near_copies(rng, centers, 800, 8), dtype=np.uint64)
     pool = np.array(_near_copies(rng, centers, 700, 8), dtype=np.uint64)
-    assert images_module._band_plan(max_distance, query.size, pool.size) is not None
-    qi, pi, dist = images_module._close_pairs(query, pool, max_distance)
+    assert image_dedup._band_plan(max_distance, query.size, pool.size) is not None
+    qi, pi, dist = image_dedup._close_pairs(query, pool, max_distance)
     expected = {
         (q, p, (int(a) ^ int(b)).bit_count())
         for q, a in enumerate(query)
@@ -359,8 +357,8 @@ def test_close_pairs_lists_each_close_pair_once(
     found = list(zip(qi.tolist(), pi.tolist(), dist.tolist(), strict=True))
     assert len(found) == len(set(found)) and set(found) == expected
     if len(expected) > 1:
-        with pytest.raises(images_module.TooManyPairs):
-            images_module._close_pairs(query, pool, max_distance, limit=len(expected) - 1)
+        with pytest.raises(image_dedup.TooManyPairs):
+            image_dedup._close_pairs(query, pool, max_distance, limit=len(expected) - 1)
 
 
 @pytest.mark.parametrize("old_copies", [0, 1500])
@@ -372,9 +370,9 @@ def test_near_copies_of_one_picture_hold_few_pairs_at_once(
     # search meets its candidates in parts of at most its limit, returns at most its limit of
     # close pairs, and one that gives up does so before meeting all its candidates.
     limit = 20_000
-    monkeypatch.setattr(images_module, "_SMALL_GROUP", 64)
-    monkeypatch.setattr(images_module, "_CLOSE_PAIRS_PER_SEARCH", limit)
-    search, parts = images_module._close_pairs, images_module.equal_key_pair_parts
+    monkeypatch.setattr(image_dedup, "_SMALL_GROUP", 64)
+    monkeypatch.setattr(image_dedup, "_CLOSE_PAIRS_PER_SEARCH", limit)
+    search, parts = image_dedup._close_pairs, image_dedup.equal_key_pair_parts
     met = [0]
     searching: list[int | None] = [None]
     gave_up: list[tuple[int, int]] = []
@@ -382,7 +380,7 @@ def test_near_copies_of_one_picture_hold_few_pairs_at_once(
 
     def counting_parts(sorted_keys: Any, wanted: Any, most: int) -> Any:
         for which, positions in parts(sorted_keys, wanted, most):
-            most_held = searching[0] or images_module._CANDIDATES_PER_PART
+            most_held = searching[0] or image_dedup._CANDIDATES_PER_PART
             assert which.size <= most_held or np.unique(which).size == 1
             met[0] += which.size
             yield which, positions
@@ -391,7 +389,7 @@ def test_near_copies_of_one_picture_hold_few_pairs_at_once(
         met[0], searching[0] = 0, limit
         try:
             found = search(*args, limit=limit)
-        except images_module.TooManyPairs:
+        except image_dedup.TooManyPairs:
             before = met[0]
             met[0], searching[0] = 0, None
             search(*args)
@@ -401,8 +399,8 @@ def test_near_copies_of_one_picture_hold_few_pairs_at_once(
             returned.append(found[0].size)
         return found
 
-    monkeypatch.setattr(images_module, "_close_pairs", counting_search)
-    monkeypatch.setattr(images_module, "equal_key_pair_parts", counting_parts)
+    monkeypatch.setattr(image_dedup, "_close_pairs", counting_search)
+    monkeypatch.setattr(image_dedup, "equal_key_pair_parts", counting_parts)
     rng = np.random.default_rng(3)
     masks = [sum(1 << b for b in bits) for r in range(4) for bits in combinations(range(64), r)]
     chosen = rng.choice(len(masks), size=3000 + old_copies, replace=False)

@@ -640,7 +640,7 @@ def test_json_rows_do_not_depend_on_how_the_file_is_read_in_pieces(
 ) -> None:
     """Values split across reads (a number at "1.", a character's bytes, a literal) and text
     dropped from the buffer give the same rows, line numbers and details as one read."""
-    from annotation_assets.core import ingest
+    from annotation_assets.core.ingest import json_rows
 
     data = _JSON_DOCUMENTS[document].encode() + b'\n{"id": "bad", "text": "\xff"}'
     drop = _drop_with(tmp_path, "items.json", data)
@@ -654,8 +654,8 @@ def test_json_rows_do_not_depend_on_how_the_file_is_read_in_pieces(
     whole = read()
     assert whole[-1][2] in (INVALID_UTF8, MALFORMED_JSON)
     for piece, forget in ((1, 0), (2, 3), (3, 7), (5, 64), (7, 1)):
-        monkeypatch.setattr(ingest, "_JSON_READ_PIECE", piece)
-        monkeypatch.setattr(ingest, "_JSON_FORGET_AFTER", forget)
+        monkeypatch.setattr(json_rows, "_JSON_READ_PIECE", piece)
+        monkeypatch.setattr(json_rows, "_JSON_FORGET_AFTER", forget)
         assert read() == whole, (piece, forget)
 
 

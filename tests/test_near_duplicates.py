@@ -6,7 +6,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from annotation_assets.core import dedup, pipeline
+from annotation_assets.core import dedup
+from annotation_assets.stages import normalize
+from annotation_assets.stages.ingest import ingest_drop
 from resources.warehouse import Warehouse
 from tests.conftest import make_spec, write_jsonl
 
@@ -40,8 +42,8 @@ def _duplicates(tmp_path: Path) -> list[tuple[str, ...]]:
     warehouse.ensure_task(spec.name)
     for drop_id, records in _drops().items():
         folder = write_jsonl(tmp_path / "drops" / drop_id, records).parent
-        pipeline.ingest_drop(warehouse.connect, spec, drop_id, folder)
-        pipeline.normalize_drop(warehouse.connect, spec, drop_id)
+        ingest_drop(warehouse.connect, spec, drop_id, folder)
+        normalize.normalize_drop(warehouse.connect, spec, drop_id)
     with warehouse.connect() as conn:
         return conn.execute(
             "SELECT drop_id, record_id, kind, duplicate_of_drop, duplicate_of_id"
@@ -59,7 +61,7 @@ def test_streamed_signatures_find_the_same_duplicates(tmp_path, monkeypatch, bat
         ("d2", "b6", "near", "d1", "a6"),
         ("d2", "c2", "near", "d2", "c1"),
     ]
-    monkeypatch.setattr(pipeline, "SIGNATURE_BATCH", batch)
+    monkeypatch.setattr(normalize, "SIGNATURE_BATCH", batch)
     assert _duplicates(tmp_path / "batched") == whole
 
 
@@ -76,9 +78,9 @@ def test_signatures_out_of_step_with_their_records_are_refused() -> None:
         )
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=2))
 
-    matrix = pipeline._signature_matrix(stream([1, 2, 3]), ids)
+    matrix = normalize._signature_matrix(stream([1, 2, 3]), ids)
     assert matrix.shape == (3, dedup.NUM_PERM) and (matrix == 7).all()
     with pytest.raises(LookupError, match="out of step with their records at row 2"):
-        pipeline._signature_matrix(stream([1, 2, 4]), ids)
+        normalize._signature_matrix(stream([1, 2, 4]), ids)
     with pytest.raises(LookupError, match="expected 3 MinHash signatures, read 2"):
-        pipeline._signature_matrix(stream([1, 2]), ids)
+        normalize._signature_matrix(stream([1, 2]), ids)

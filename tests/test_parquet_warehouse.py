@@ -5,7 +5,6 @@ these tests cover what is particular to keeping the tables as Parquet files."""
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,12 +13,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from annotation_assets.core import parquet_tables, reviews
-from annotation_assets.core.parquet_tables import LocalStore, ParquetTables, S3Store
+from annotation_assets.core import reviews
 from annotation_assets.core.s3 import S3Url
 from annotation_assets.core.spec import parse_task_spec
 from annotation_assets.home import Home, HomeConfigError
+from annotation_assets.stages import human
+from annotation_assets.warehouse import parquet as parquet_tables
+from annotation_assets.warehouse.parquet import LocalStore, ParquetTables, S3Store
 from resources import Warehouse
+from tests.cli import annotate_argv
 from tests.conftest import S3Bucket, review_records
 from tests.test_assets import Deployment, use_backend
 
@@ -100,14 +102,14 @@ T_SPEC = parse_task_spec({"name": "t", "kind": "text_classification", "labels": 
 
 def test_replayed_review_files_are_seen_by_another_worker(tmp_path: Path) -> None:
     with _tables(tmp_path).connect() as conn:
-        reviews.record_replayed(conn, T_SPEC, "batch.csv", "ab12", 3)
-        reviews.record_replayed(conn, T_SPEC, "batch.csv", "ab12", 3)  # noted once
+        human.record_replayed(conn, T_SPEC, "batch.csv", "ab12", 3)
+        human.record_replayed(conn, T_SPEC, "batch.csv", "ab12", 3)  # noted once
     other = ParquetTables(LocalStore(tmp_path))  # a second worker on the same root
     with other.connect() as conn:
-        assert reviews.replayed_files(conn, T_SPEC) == {("batch.csv", "ab12"): 3}
-        reviews.record_replayed(conn, T_SPEC, "batch.csv", "cd34", 4)
+        assert human.replayed_files(conn, T_SPEC) == {("batch.csv", "ab12"): 3}
+        human.record_replayed(conn, T_SPEC, "batch.csv", "cd34", 4)
     with _tables(tmp_path).connect() as conn:
-        assert reviews.replayed_files(conn, T_SPEC) == {
+        assert human.replayed_files(conn, T_SPEC) == {
             ("batch.csv", "ab12"): 3,
             ("batch.csv", "cd34"): 4,
         }
@@ -127,7 +129,7 @@ def test_an_annotator_returning_to_an_earlier_label_is_kept_by_every_worker(
         path = tmp_path / f"vote{n}.csv"
         path.write_text(f"record_id,label,annotator\nr1,{label},alice\n")
         with tables.connect() as conn:
-            report = reviews.import_decisions(
+            report = human.import_decisions(
                 conn, T_SPEC, reviews.parse_decisions(path), source_file=path.name, new_file=True
             )
             assert report.imported == 1
@@ -136,7 +138,7 @@ def test_an_annotator_returning_to_an_earlier_label_is_kept_by_every_worker(
             votes = conn.execute(
                 "SELECT label, source_file FROM t.human_labels ORDER BY imported_at"
             ).fetchall()
-            latest = reviews.annotator_ratings(reviews.decisions_frame(conn, "t"))
+            latest = reviews.annotator_ratings(human.decisions_frame(conn, "t"))
         assert votes == [("a", "vote0.csv"), ("b", "vote1.csv"), ("a", "vote2.csv")]
         assert latest == {"alice": {"r1": "a"}}
 
@@ -258,7 +260,7 @@ def test_a_bad_warehouse_config_is_refused_in_one_line(
     with pytest.raises(HomeConfigError, match=message):
         home.warehouse_settings()
     proc = subprocess.run(
-        [sys.executable, "-m", "annotation_assets.cli", "--home", str(home.root), "status"],
+        annotate_argv(home.root, "status"),
         capture_output=True,
         text=True,
         timeout=120,

@@ -13,20 +13,13 @@ import pytest
 import yaml
 
 from annotation_assets.core import drift
-from annotation_assets.core.report import (
-    NO_HUMANS,
-    NO_OVERLAP,
-    PLOTS,
-    SECTIONS,
-    ReportData,
-    collect_report_data,
-    key_plots_markdown,
-    plot_pngs,
-    plot_pngs_at,
-    render_report,
-)
 from annotation_assets.core.spec import TaskSpec, load_task_spec, parse_task_spec
 from annotation_assets.home import Home
+from annotation_assets.report.data import NO_HUMANS, NO_OVERLAP, PLOTS, SECTIONS, ReportData
+from annotation_assets.report.figures import plot_pngs, plot_pngs_at
+from annotation_assets.report.markdown import key_plots_markdown
+from annotation_assets.report.queries import collect_report_data
+from annotation_assets.report.render import render_report
 from annotation_assets.report_assets import build_quality_report_asset
 from annotation_assets.review_assets import agreement_summary
 from resources import Warehouse

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from resources import Warehouse
+from tests.cli import Cli
 from tests.conftest import review_records, write_jsonl
-from tests.test_cli import Cli
 
 TASK = "reviews"
 IMPORT_KEYS = {"task", "file", "rows", "imported", "already_imported", "errors"}

@@ -19,11 +19,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from annotation_assets.core import pipeline, reconcile, reviews
+from annotation_assets.core import reconcile, reviews
 from annotation_assets.core.reviews import ReviewFileError, parse_decisions
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.home import Home
 from annotation_assets.project import build_definitions
+from annotation_assets.stages import human
+from annotation_assets.stages.dataset import build_final_dataset
+from annotation_assets.stages.review import queue_for_review
+from annotation_assets.warehouse.counts import drop_counts
+from annotation_assets.warehouse.decisions import human_decisions
 from resources import Warehouse
 from tests.conftest import BASE_SPEC, make_spec, review_records
 from tests.test_assets import Deployment
@@ -111,8 +116,8 @@ def _json(path: Path, payload: Any) -> Path:
 
 def _import(
     conn: duckdb.DuckDBPyConnection, path: Path, spec: TaskSpec = SPEC
-) -> reviews.ImportReport:
-    return reviews.import_decisions(conn, spec, parse_decisions(path), source_file=path.name)
+) -> human.ImportReport:
+    return human.import_decisions(conn, spec, parse_decisions(path), source_file=path.name)
 
 
 def _strict_json(text: str) -> Any:
@@ -142,7 +147,7 @@ def _contest(tmp_path: Path, record_id: str, warehouse: Warehouse) -> None:
                 [(record_id, "positive", "alice"), (record_id, "negative", "bob")],
             ),
         )
-    pipeline.queue_for_review(warehouse.connect, SPEC, "d1")
+    queue_for_review(warehouse.connect, SPEC, "d1")
 
 
 # ------------------------------------------------------------------------------- queue out
@@ -153,7 +158,7 @@ def test_queue_puts_the_least_confident_first_and_records_without_suggestion_bef
 ) -> None:
     pending = _pending(conn)
     _no_suggestion(conn, pending[-1][0])
-    queue = reviews.review_queue(conn, SPEC)
+    queue = human.review_queue(conn, SPEC)
     assert len(queue) == len(pending)
     assert queue["record_id"].iloc[0] == pending[-1][0]
     confidences = queue["confidence"].iloc[1:].tolist()
@@ -168,8 +173,8 @@ def test_contested_records_come_first_and_are_flagged_for_adjudication(
         record_id = _pending(conn)[-1][0]
     _contest(tmp_path, record_id, warehouse)
     with warehouse.connect() as conn:
-        queue = reviews.review_queue(conn, SPEC)
-        votes = reviews.votes_by_record(conn, TASK)
+        queue = human.review_queue(conn, SPEC)
+        votes = human.votes_by_record(conn, TASK)
     assert queue["record_id"].iloc[0] == record_id
     assert queue["reason"].iloc[0] == "contested"
     assert (queue["reason"].iloc[1:] != "contested").all()
@@ -183,9 +188,9 @@ def test_contested_records_come_first_and_are_flagged_for_adjudication(
 def test_stratified_queue_lets_suggested_classes_take_turns(
     conn: duckdb.DuckDBPyConnection,
 ) -> None:
-    plain = reviews.review_queue(conn, SPEC)
+    plain = human.review_queue(conn, SPEC)
     assert plain["suggested_label"].nunique() >= 2, "need two suggested classes to alternate"
-    queue = reviews.review_queue(conn, SPEC, stratify=True)
+    queue = human.review_queue(conn, SPEC, stratify=True)
     assert sorted(queue["record_id"]) == sorted(plain["record_id"])
     labels = queue["suggested_label"].tolist()
     turns = [labels[: i + 1].count(label) for i, label in enumerate(labels)]
@@ -219,12 +224,12 @@ def test_stratified_queue_keeps_contested_records_first_and_rotates_the_rest(
             ("n3", "negative", 0.8, "low_confidence"),
         ],
     )
-    plain = reviews.review_queue(conn, SPEC)
+    plain = human.review_queue(conn, SPEC)
     assert plain["record_id"].tolist() == ["c1", "n1", "n2", "p1", "p2", "n3"]
-    stratified = reviews.review_queue(conn, SPEC, stratify=True)
+    stratified = human.review_queue(conn, SPEC, stratify=True)
     # the contested record goes to adjudication first; the rest take turns from their start
     assert stratified["record_id"].tolist() == ["c1", "n1", "p1", "n2", "p2", "n3"]
-    assert reviews.review_queue(conn, SPEC, stratify=True, limit=3)["record_id"].tolist() == [
+    assert human.review_queue(conn, SPEC, stratify=True, limit=3)["record_id"].tolist() == [
         "c1",
         "n1",
         "p1",
@@ -232,10 +237,10 @@ def test_stratified_queue_keeps_contested_records_first_and_rotates_the_rest(
 
 
 def test_limit_keeps_the_head_of_the_queue(conn: duckdb.DuckDBPyConnection) -> None:
-    full = reviews.review_queue(conn, SPEC)
-    head = reviews.review_queue(conn, SPEC, limit=3)
+    full = human.review_queue(conn, SPEC)
+    head = human.review_queue(conn, SPEC, limit=3)
     assert head["record_id"].tolist() == full["record_id"].tolist()[:3]
-    stratified = reviews.review_queue(conn, SPEC, stratify=True, limit=2)
+    stratified = human.review_queue(conn, SPEC, stratify=True, limit=2)
     assert len(stratified) == 2
     assert stratified["suggested_label"].nunique() == 2
 
@@ -251,10 +256,10 @@ def test_label_studio_export_matches_its_labeling_config(
         " WHERE record_id = ?",
         [unversioned],
     )
-    queue = reviews.review_queue(conn, SPEC)
+    queue = human.review_queue(conn, SPEC)
     out = tmp_path / "queue" / "tasks.json"
     written = reviews.write_queue(
-        queue, SPEC, reviews.votes_by_record(conn, TASK), out, "label-studio"
+        queue, SPEC, human.votes_by_record(conn, TASK), out, "label-studio"
     )
     config_path = tmp_path / "queue" / "tasks.label_config.xml"
     assert written == [out, config_path]
@@ -311,7 +316,7 @@ def test_csv_export_has_the_contract_header(
     conn: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
     _no_suggestion(conn, _pending(conn)[0][0])
-    queue = reviews.review_queue(conn, SPEC)
+    queue = human.review_queue(conn, SPEC)
     out = tmp_path / "queue.csv"
     assert reviews.write_queue(queue, SPEC, {}, out, "csv") == [out]
     rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"))))
@@ -656,8 +661,8 @@ def test_importing_the_same_file_twice_imports_nothing_the_second_time(
     ]
     parsed = [parse_decisions(csv_path), parse_decisions(_json(tmp_path / "d.json", export))]
 
-    def run() -> list[reviews.ImportReport]:
-        return [reviews.import_decisions(conn, SPEC, d, source_file="d") for d in parsed]
+    def run() -> list[human.ImportReport]:
+        return [human.import_decisions(conn, SPEC, d, source_file="d") for d in parsed]
 
     first = run()
     assert [r.imported for r in first] == [3, 2]
@@ -669,10 +674,10 @@ def test_importing_the_same_file_twice_imports_nothing_the_second_time(
     assert _human_labels(conn) == table
     # a fresh parse of the same file (as the asset does on every materialization) is a no-op too
     fresh = parse_decisions(csv_path)
-    assert reviews.import_decisions(conn, SPEC, fresh, source_file="d").imported == 0
+    assert human.import_decisions(conn, SPEC, fresh, source_file="d").imported == 0
     assert _human_labels(conn) == table
     # and so is the same file arriving again under another name (annotate review import)
-    again_new = reviews.import_decisions(conn, SPEC, fresh, source_file="d2", new_file=True)
+    again_new = human.import_decisions(conn, SPEC, fresh, source_file="d2", new_file=True)
     assert (again_new.imported, again_new.already_imported) == (0, 3)
     assert _human_labels(conn) == table
 
@@ -685,11 +690,11 @@ def test_replaying_a_kept_file_never_changes_a_vote_even_if_its_rows_were_skippe
     record = _pending(conn)[0][0]
     for name, label in [("x.csv", "neutral"), ("z.csv", "positive")]:
         parsed = parse_decisions(_csv(tmp_path / name, [(record, label, "alice")]))
-        assert reviews.import_decisions(conn, SPEC, parsed, source_file=name).imported == 1
+        assert human.import_decisions(conn, SPEC, parsed, source_file=name).imported == 1
     y = parse_decisions(_csv(tmp_path / "y.csv", [(record, "neutral", "alice")]))
-    replay = reviews.import_decisions(conn, SPEC, y, source_file="y.csv")
+    replay = human.import_decisions(conn, SPEC, y, source_file="y.csv")
     assert (replay.imported, replay.already_imported) == (0, 1)
-    votes = reconcile.latest_votes(reviews.decisions_frame(conn, TASK))
+    votes = reconcile.latest_votes(human.decisions_frame(conn, TASK))
     assert votes.loc[votes["record_id"] == record, "label"].tolist() == ["positive"]
 
 
@@ -722,17 +727,15 @@ def test_an_annotator_who_goes_back_to_an_earlier_label_is_heard(
     for i, label in enumerate(["neutral", "positive", "neutral"]):
         path = _csv(tmp_path / f"v{i}.csv", [(record, label, "alice")])
         parsed = parse_decisions(path)
-        report = reviews.import_decisions(
-            conn, SPEC, parsed, source_file=f"v{i}.csv", new_file=True
-        )
+        report = human.import_decisions(conn, SPEC, parsed, source_file=f"v{i}.csv", new_file=True)
         assert (report.imported, report.already_imported) == (1, 0)
         files.append((parsed, f"v{i}.csv"))
-    votes = reconcile.latest_votes(reviews.decisions_frame(conn, TASK))
+    votes = reconcile.latest_votes(human.decisions_frame(conn, TASK))
     assert votes.loc[votes["record_id"] == record, "label"].tolist() == ["neutral"]
     # replaying every kept file (as the human_labels asset does) changes nothing
     table = _human_labels(conn)
     for parsed, name in files:
-        assert reviews.import_decisions(conn, SPEC, parsed, source_file=name).imported == 0
+        assert human.import_decisions(conn, SPEC, parsed, source_file=name).imported == 0
     assert _human_labels(conn) == table
 
 
@@ -772,12 +775,12 @@ def test_a_failing_insert_rolls_back_and_leaves_the_connection_usable(
     )
     parsed = reviews.ParsedDecisions(rows=rows)
     with pytest.raises(duckdb.Error):
-        reviews.import_decisions(conn, SPEC, parsed, source_file="broken.csv")
+        human.import_decisions(conn, SPEC, parsed, source_file="broken.csv")
     assert _human_labels(conn) == []
     conn.execute("BEGIN TRANSACTION")  # fails if the import left its transaction open
     conn.execute("ROLLBACK")
     good = reviews.ParsedDecisions(rows=rows.iloc[:1])
-    assert reviews.import_decisions(conn, SPEC, good, source_file="ok.csv").imported == 1
+    assert human.import_decisions(conn, SPEC, good, source_file="ok.csv").imported == 1
 
 
 def test_importing_into_a_task_without_tables_raises_and_writes_nothing(
@@ -813,8 +816,8 @@ def _vote(warehouse: Warehouse, path: Path, *rows: tuple[str, str, str]) -> None
     with warehouse.connect() as conn:
         report = _import(conn, _csv(path, list(rows)))
     assert report.errors == [] and report.imported == len(rows)
-    pipeline.queue_for_review(warehouse.connect, SPEC, "d1")
-    pipeline.build_final_dataset(warehouse.connect, SPEC, "d1")
+    queue_for_review(warehouse.connect, SPEC, "d1")
+    build_final_dataset(warehouse.connect, SPEC, "d1")
 
 
 def test_votes_are_reconciled_into_the_queue_and_the_final_dataset(
@@ -822,7 +825,7 @@ def test_votes_are_reconciled_into_the_queue_and_the_final_dataset(
 ) -> None:
     with warehouse.connect() as conn:
         pending = _pending(conn)
-        before = pipeline.drop_counts(conn, TASK, "d1")
+        before = drop_counts(conn, TASK, "d1")
     contested, agreed = pending[0][0], pending[1][0]
 
     _vote(
@@ -842,8 +845,8 @@ def test_votes_are_reconciled_into_the_queue_and_the_final_dataset(
     assert _reason(warehouse, agreed) is None
     assert _final(warehouse, agreed) == [("negative", "human", 1.0, ["alice", "bob"])]
     with warehouse.connect() as conn:
-        queue = reviews.review_queue(conn, SPEC)
-        tasks = reviews.label_studio_tasks(queue, reviews.votes_by_record(conn, TASK))
+        queue = human.review_queue(conn, SPEC)
+        tasks = reviews.label_studio_tasks(queue, human.votes_by_record(conn, TASK))
     assert tasks[0]["data"]["record_id"] == contested
     assert tasks[0]["data"]["adjudicate"] is True
 
@@ -852,8 +855,8 @@ def test_votes_are_reconciled_into_the_queue_and_the_final_dataset(
     assert _final(warehouse, contested) == [("neutral", "human", 1.0, ["alice", "bob", "lead"])]
 
     with warehouse.connect() as conn:
-        after = pipeline.drop_counts(conn, TASK, "d1")
-        decisions = pipeline.human_decisions(conn, SPEC).set_index("record_id")
+        after = drop_counts(conn, TASK, "d1")
+        decisions = human_decisions(conn, SPEC).set_index("record_id")
     assert after["by_source"]["human"] == 2
     assert after["hitl_pending"] == before["hitl_pending"] - 2
     assert after["final_rows"] == before["final_rows"] + 2

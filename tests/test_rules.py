@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annotation_assets.core import pipeline
 from annotation_assets.core.rules import (
     ABSTAIN,
     LabelingFunction,
@@ -23,6 +22,9 @@ from annotation_assets.core.rules import (
     rule_summary,
 )
 from annotation_assets.core.spec import parse_task_spec
+from annotation_assets.stages import rules as rules_stage
+from annotation_assets.stages.ingest import ingest_drop
+from annotation_assets.stages.normalize import normalize_drop
 from resources.warehouse import Warehouse
 from tests.conftest import write_jsonl
 
@@ -451,10 +453,10 @@ def test_stage_reads_rule_fields_from_the_warehouse_as_a_frame_gives_them(tmp_pa
     warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
     warehouse.ensure_task(spec.name)
     drop_dir = write_jsonl(tmp_path / "drops" / "d1", records).parent
-    pipeline.ingest_drop(warehouse.connect, spec, "d1", drop_dir)
-    pipeline.normalize_drop(warehouse.connect, spec, "d1")
+    ingest_drop(warehouse.connect, spec, "d1", drop_dir)
+    normalize_drop(warehouse.connect, spec, "d1")
 
-    result = pipeline.label_by_rules(warehouse.connect, spec, "d1")
+    result = rules_stage.label_by_rules(warehouse.connect, spec, "d1")
 
     with warehouse.connect() as conn:
         frame = conn.execute(
@@ -515,7 +517,7 @@ def test_fired_rule_names_follow_spec_order_for_each_record(n_rules: int) -> Non
     matrix = np.where(rng.random((50, n_rules)) < 0.3, 1, ABSTAIN).astype(np.int16)
     names = [f"rule{j}" for j in range(n_rules)]
 
-    fired = pipeline._fired_rule_lists(matrix, names).to_pylist()
+    fired = rules_stage._fired_rule_lists(matrix, names).to_pylist()
 
     assert [list(f) for f in fired] == [
         [names[j] for j in range(n_rules) if matrix[i, j] != ABSTAIN] for i in range(50)
@@ -550,10 +552,10 @@ def test_rules_read_nested_meta_fields_and_keys_with_quotes_or_dots(tmp_path: Pa
     warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
     warehouse.ensure_task(spec.name)
     drop_dir = write_jsonl(tmp_path / "drops" / "d1", records).parent
-    pipeline.ingest_drop(warehouse.connect, spec, "d1", drop_dir)
-    pipeline.normalize_drop(warehouse.connect, spec, "d1")
+    ingest_drop(warehouse.connect, spec, "d1", drop_dir)
+    normalize_drop(warehouse.connect, spec, "d1")
 
-    pipeline.label_by_rules(warehouse.connect, spec, "d1")
+    rules_stage.label_by_rules(warehouse.connect, spec, "d1")
 
     with warehouse.connect() as conn:
         fired = conn.execute(

@@ -15,9 +15,10 @@ from annotation_assets.core.staging import S3_DROP_TAG
 from annotation_assets.home import Home
 from annotation_assets.project import build_definitions
 from resources import S3Storage
+from tests.cli import Cli
 from tests.conftest import S3Bucket, review_records, write_jsonl
 from tests.test_assets import Deployment
-from tests.test_cli import Cli, _last_json, _one_line_error
+from tests.test_cli import _last_json, _one_line_error
 
 TASK = "reviews"
 RECORDS: list[dict[str, Any] | str] = [

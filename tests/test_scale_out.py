@@ -10,10 +10,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from annotation_assets.core import pipeline
 from annotation_assets.executors import ExecutorConfigError, executor_from_env
 from annotation_assets.home import Home, resolve_home, resolve_tasks_dir
 from annotation_assets.project import build_definitions
+from annotation_assets.warehouse.counts import drop_counts
 from resources import Warehouse
 from tests.conftest import review_records, write_jsonl
 from tests.test_assets import use_backend
@@ -90,7 +90,7 @@ def test_a_backfill_of_drops_runs_its_steps_on_a_dask_cluster(
                 assert step_pids and step_pids <= worker_pids, (step_pids, worker_pids)
 
     with Warehouse.for_home(home).connect() as conn:
-        counts = [pipeline.drop_counts(conn, TASK, d) for d in drops]
+        counts = [drop_counts(conn, TASK, d) for d in drops]
         kept_shared = conn.execute(
             f"SELECT count(*) FROM {TASK}.normalized_records WHERE record_id LIKE 'shared%'"
         ).fetchall()[0][0]

@@ -14,14 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vader.data.emoji import EMOJI
 
-from annotation_assets.core import sentiment
+from annotation_assets.core import sentiment, sentiment_tokens
 from annotation_assets.core.sentiment import (
     VaderBatchScorer,
-    _factorize_tokens,
     _round4,
     vader_compound_scores,
 )
-from annotation_assets.core.synthetic import generate_reviews
+from tools.synthetic import generate_reviews
 
 DEMO_DROPS = Path(__file__).resolve().parents[1] / "annotation_assets/demo_data/drops"
 ANALYZER = vader.SentimentIntensityAnalyzer()
@@ -240,9 +239,9 @@ def test_emoji_sequences_and_their_parts_score_as_the_package(text: str) -> None
 )
 def test_a_match_starting_inside_another_is_skipped_as_the_package_walks(text: str) -> None:
     scorer = VaderBatchScorer()
-    data, sizes = sentiment._encode([text, "fine 😀"])
+    data, sizes = sentiment_tokens.encode_texts([text, "fine 😀"])
 
-    rewritten, lens = scorer._prepared(data, sizes)
+    rewritten, lens = scorer._text.prepared(data, sizes)
 
     first = rewritten[: lens[0]].decode("utf-8")
     assert first.split() == ANALYZER._emoji.translate(text).split()
@@ -335,7 +334,7 @@ def test_ascii_whitespace_is_what_str_split_splits_on() -> None:
     every_byte = np.arange(256, dtype=np.uint8)
     expected = [b < 128 and chr(b).isspace() for b in range(256)]
 
-    assert sentiment._ascii_space(every_byte).tolist() == expected
+    assert sentiment_tokens.ascii_space(every_byte).tolist() == expected
 
 
 @pytest.mark.parametrize(
@@ -365,7 +364,7 @@ def test_token_ids_are_equal_exactly_for_equal_tokens(tokens: list[str]) -> None
     sizes = np.array([len(t.encode("utf-8")) for t in tokens])
     starts = np.cumsum(sizes + 1) - (sizes + 1)
 
-    ids, vocab = _factorize_tokens(big, starts, starts + sizes)
+    ids, vocab = sentiment_tokens.factorize_tokens(big, starts, starts + sizes)
 
     assert [vocab[i] for i in ids.tolist()] == [t.encode("utf-8") for t in tokens]
     assert len(vocab) == len(set(tokens))

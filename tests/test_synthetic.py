@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from annotation_assets.core.synthetic import (
+from tools.synthetic import (
     CUE_WORDS,
     FIELDS,
     LABELS,

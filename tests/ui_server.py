@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from annotation_assets.home import PROJECT_ROOT
+from tests.cli import annotate_argv
 
 HOST = "127.0.0.1"
 
@@ -74,7 +75,7 @@ class DemoHome:
 def build_demo_home(home: Path, encoder: Path, *, timeout: float = 300) -> DemoHome:
     """Runs `annotate --home HOME demo` in a subprocess, as a user would."""
     proc = subprocess.run(
-        [sys.executable, "-m", "annotation_assets.cli", "--home", str(home), "demo"],
+        annotate_argv(home, "demo"),
         cwd=PROJECT_ROOT,
         env=_env(home, encoder),
         capture_output=True,

@@ -1,40 +1,35 @@
-"""Dataset exporters: the final dataset as JSONL or COCO, written so no reader sees a partial
-file; on S3, as versioned exports `v<N>/` completed by a manifest."""
+"""Dataset exporters from plain data: the balanced selection of final rows, export files
+written so no reader sees a partial file (JSONL through a writer the caller gives, COCO from
+rows), and, on S3, versioned exports `v<N>/` completed by a manifest.
+
+Reading the final tables out of the warehouse is annotation_assets/exports.py's."""
 
 import fcntl
 import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 
 from annotation_assets.core import s3
 from annotation_assets.core.balance import balance_dataset
 from annotation_assets.core.spec import TaskSpec
-from annotation_assets.core.tables import scalar
-
-JSONL_COLUMNS = (
-    "id, text, label, source, confidence, drop_id, rule_names, model_version, annotators,"
-    " source_file, line_no, ingested_at"
-)
 
 
-def balanced_selection(
-    conn: duckdb.DuckDBPyConnection, spec: TaskSpec, mode: str
+def select_balanced(
+    labels: pd.Series, spec: TaskSpec, mode: str
 ) -> tuple[pd.Index, dict[str, Any]]:
-    """The final-dataset ids an export keeps under balance `mode` (spec `balance` settings),
-    and what balancing did: class counts before and after."""
-    labels = conn.execute(f'SELECT id, label FROM "{spec.name}".final_dataset').fetchdf()
-    series = labels.set_index("id")["label"]
+    """The ids of `labels` (the final dataset's label by id) an export keeps under balance
+    `mode` (spec `balance` settings), and what balancing did: class counts before and
+    after."""
     kept = balance_dataset(
-        series,
+        labels,
         mode=mode,
         max_ratio=spec.balance.max_ratio,
         target=spec.balance.target,
@@ -42,57 +37,40 @@ def balanced_selection(
     )
     report = {
         "mode": mode,
-        "before": {str(k): int(v) for k, v in series.value_counts().sort_index().items()},
-        "after": {str(k): int(v) for k, v in series.loc[kept].value_counts().sort_index().items()},
+        "before": {str(k): int(v) for k, v in labels.value_counts().sort_index().items()},
+        "after": {str(k): int(v) for k, v in labels.loc[kept].value_counts().sort_index().items()},
     }
     return kept, report
 
 
-def export_jsonl(
-    conn: duckdb.DuckDBPyConnection,
-    task: str,
+def write_export_file(
     out_dir: Path,
+    name: str,
+    write: Callable[[Path], int],
     *,
-    keep_ids: pd.Index | None = None,
+    errors: tuple[type[BaseException], ...] = (OSError,),
 ) -> tuple[Path, int]:
-    """Writes `<out_dir>/<task>.jsonl`, one final record per line in drop order (atomically:
-    a temporary file renamed into place), optionally only the rows in `keep_ids`. Returns the
-    path and the row count.
+    """Writes `<out_dir>/<name>` atomically: `write(tmp)` writes the temporary file
+    `.<name>.tmp` and returns its row count, and the file is synced and renamed into place.
+    Returns the path and the row count; any of `errors` raised on the way is an
+    ExportWriteError naming the file.
 
     Exports into one folder take turns (a lock on the folder, released by the kernel when a
-    writer dies), so the temporary name `.<task>.jsonl.tmp` has one writer at a time, and one
-    left by a killed export is overwritten and renamed by the next."""
+    writer dies), so the temporary name has one writer at a time, and one left by a killed
+    export is overwritten and renamed by the next."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / f"{task}.jsonl"
-    tmp = out_dir / f".{task}.jsonl.tmp"
-    where = ""
-    if keep_ids is not None:
-        conn.register("_keep", pd.DataFrame({"id": keep_ids.astype(str)}))
-        where = " WHERE f.id IN (SELECT id FROM _keep)"
-    query = (
-        f'SELECT {JSONL_COLUMNS} FROM "{task}".final_dataset f'
-        f' JOIN "{task}".drops d USING (drop_id){where}'
-        " ORDER BY d.seq, f.source_file, f.line_no NULLS LAST, f.id"
-    )
-    try:
-        with _folder_lock(out_dir) as locked:
-            try:
-                # DuckDB's own temporary file (tmp_<name>) would be visible and shared: we
-                # have one.
-                conn.execute(
-                    f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT json, USE_TMP_FILE false)"
-                )
-                rows = int(scalar(conn, f"SELECT count(*) FROM ({query})"))
-                _fsync(tmp)
-                os.replace(tmp, final)
-            except (OSError, duckdb.Error) as err:
-                if locked:  # the temporary file is ours alone: remove it
-                    with suppress(OSError):
-                        tmp.unlink(missing_ok=True)
-                raise ExportWriteError(final, err) from err
-    finally:
-        if keep_ids is not None:
-            conn.unregister("_keep")
+    final = out_dir / name
+    tmp = out_dir / f".{name}.tmp"
+    with _folder_lock(out_dir) as locked:
+        try:
+            rows = write(tmp)
+            _fsync(tmp)
+            os.replace(tmp, final)
+        except errors as err:
+            if locked:  # the temporary file is ours alone: remove it
+                with suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+            raise ExportWriteError(final, err) from err
     return final, rows
 
 
@@ -133,35 +111,20 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
-def export_coco(
-    conn: duckdb.DuckDBPyConnection,
+def write_coco_export(
+    rows: pd.DataFrame,
     spec: TaskSpec,
     out_dir: Path,
     *,
     keep_ids: pd.Index | None = None,
 ) -> tuple[Path, int]:
-    """Writes `<out_dir>/<task>.coco.json` for an image task: one image and one
-    whole-image annotation per final record. `file_name` is the image's path under the
-    home's drops/<task>/ folder (`<drop_id>/<file>`). Returns the path and the image count."""
+    """Writes `<out_dir>/<task>.coco.json` for an image task: one image and one whole-image
+    annotation per row of `rows` (final records in drop order, core/coco.py's columns;
+    `file_name` is the image's path under the home's drops/<task>/ folder, `<drop_id>/<file>`),
+    optionally only the rows in `keep_ids`. Returns the path and the image count."""
     from annotation_assets.core.coco import coco_dataset, write_coco
 
     task = spec.name
-    rows = conn.execute(
-        f"""
-        SELECT f.id, f.label, f.source, f.confidence, f.drop_id,
-               f.drop_id || '/' || json_extract_string(n.meta, '$.file') AS file,
-               CAST(json_extract(n.meta, '$.width') AS INTEGER) AS width,
-               CAST(json_extract(n.meta, '$.height') AS INTEGER) AS height
-        FROM "{task}".final_dataset f
-        JOIN "{task}".normalized_records n ON n.drop_id = f.drop_id AND n.record_id = f.id
-        JOIN "{task}".drops d ON d.drop_id = f.drop_id
-        ORDER BY d.seq, n.row_num
-        """
-    ).fetchdf()
     if keep_ids is not None:
         rows = rows[rows["id"].isin(set(keep_ids.astype(str)))]
     dataset = coco_dataset(rows, labels=spec.label_names, task=task, description=spec.description)
@@ -182,19 +145,6 @@ def spec_hash(spec: TaskSpec) -> str:
     """sha256 of the validated spec as canonical JSON (sorted keys, no spaces)."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def dataset_lineage(conn: duckdb.DuckDBPyConnection, task: str) -> dict[str, list[str]]:
-    """The model versions and drops (in drop order) that the final dataset's rows come from."""
-    models = conn.execute(
-        f'SELECT DISTINCT model_version FROM "{task}".final_dataset'
-        " WHERE model_version IS NOT NULL ORDER BY 1"
-    ).fetchall()
-    drops = conn.execute(
-        f'SELECT d.drop_id FROM "{task}".drops d WHERE d.drop_id IN'
-        f' (SELECT drop_id FROM "{task}".final_dataset) ORDER BY d.seq'
-    ).fetchall()
-    return {"model_versions": [str(m) for (m,) in models], "drops": [str(d) for (d,) in drops]}
 
 
 def file_digest(path: Path) -> tuple[str, int]:

@@ -5,18 +5,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotation_assets.core.spec import TaskSpec
+
 NO_LABEL = -1
 
 
 @dataclass(frozen=True)
 class StageVotes:
     """One stage's suggestion per record: label index (-1 = none) and confidence. A stage
-    whose confidences are not trusted (`may_accept=False`) can suggest but never accept."""
+    whose confidences are not trusted (`may_accept=False`) can suggest but never accept;
+    `may_accept` may also be given per record (a stage filled by several tiers)."""
 
     source: str
     label_index: np.ndarray
     confidence: np.ndarray
-    may_accept: bool = True
+    may_accept: bool | np.ndarray = True
 
 
 @dataclass(frozen=True)
@@ -48,3 +51,25 @@ def route_by_confidence(stages: Sequence[StageVotes], *, threshold: float) -> Ro
         best = np.where(better, stage.confidence, best)
         accepted |= sure
     return Routed(label_index=label, confidence=conf, source=source, accepted=accepted)
+
+
+def route_unknown(
+    routed: Routed, stages: Sequence[StageVotes], spec: TaskSpec, unknown: int
+) -> Routed:
+    """Records no stage accepted whose best score of any stage is below
+    `images.unknown_below` get the unknown label: accepted (`unknown_route: label`, at
+    confidence 1 - best score) or as the suggestion for review (`unknown_route: review`)."""
+    best = np.zeros(len(routed.label_index))
+    for stage in stages:
+        best = np.fmax(best, np.nan_to_num(stage.confidence))
+    low = ~routed.accepted & (best < spec.images.unknown_below)
+    label = routed.label_index.copy()
+    label[low] = unknown
+    if spec.images.unknown_route == "review":
+        return Routed(label, routed.confidence, routed.source, routed.accepted)
+    confidence = routed.confidence.copy()
+    confidence[low] = 1.0 - best[low]
+    source = routed.source.copy()
+    source[low] = stages[-1].source
+    accepted = routed.accepted | low
+    return Routed(label, confidence, source, accepted)

@@ -31,25 +31,36 @@ text in which two multiword-lexicon phrases overlap (resolved there greedily, lo
 scored with `polarity_scores`; a text in which an emoji match starts inside an earlier one and
 ends past it is translated by the package's `EmojiTranslator` (and then scored set-wise). So the
 output always equals per-record VADER.
+
+sentiment_text.py holds step 1; sentiment_tokens.py the UTF-8 buffers, tokens and vocabulary
+cache of steps 2 and 3; this module the rules (steps 4 and 5) and the API.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cache
-from itertools import repeat
 from typing import Any, TypeAlias
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
-from annotation_assets.core.arrays import find_sorted, ramps
+from annotation_assets.core.arrays import find_sorted
+from annotation_assets.core.sentiment_text import TextPreparer
+from annotation_assets.core.sentiment_tokens import (
+    Tokens,
+    Vocab,
+    VocabCache,
+    arrow_utf8,
+    ascii_space,
+    encode_texts,
+    factorize_tokens,
+    gather,
+)
 
 TextColumn: TypeAlias = Sequence[str | None] | pa.Array | pa.ChunkedArray
 CHUNK_RECORDS = 25_000
@@ -76,8 +87,6 @@ _CONTROL_WORDS = (
     "or",
     "nor",
 )
-_APOSTROPHE, _EMOJI_FIRST, _EMOJI_CHAR, _RESIDUE, _WIDE_SPACE = 1, 2, 4, 8, 16
-_BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)
 
 
 @dataclass(frozen=True)
@@ -94,173 +103,6 @@ class _PhraseTable:
         return found, np.where(found, self.values[at], 0.0)
 
 
-@dataclass(frozen=True)
-class _Vocab:
-    """Per distinct raw token: what the scoring rules read."""
-
-    upper: np.ndarray
-    in_lex: np.ndarray
-    lex: np.ndarray
-    booster: np.ndarray
-    is_booster: np.ndarray
-    negator: np.ndarray
-    word: np.ndarray
-
-
-_HASH_STEP = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _hashes(columns: Iterable[np.ndarray], n: int) -> np.ndarray:
-    """Polynomial hashes (wrapping 64-bit) of n sequences given column by column."""
-    h = np.zeros(n, dtype=np.uint64)
-    for column in columns:
-        h = h * _HASH_STEP + column.astype(np.uint64)
-    return h
-
-
-@dataclass(frozen=True)
-class _EmojiKeys:
-    """An emoji map's keys as code points, matched at many positions at once: per key
-    length, the keys' hashes (sorted), each hit checked code point by code point; and each
-    key's replacement, " description ", as code points back to back."""
-
-    lengths: tuple[int, ...]  # key lengths, longest first
-    hashes: dict[int, np.ndarray]  # per length: its keys' hashes, sorted
-    keys: dict[int, np.ndarray]  # per length: the key behind each hash
-    points: np.ndarray  # (keys, longest key) code points, zero padded
-    text: np.ndarray
-    text_at: np.ndarray
-    text_len: np.ndarray  # code points of each replacement
-    text_bytes: np.ndarray  # its UTF-8 bytes
-
-    @classmethod
-    def build(cls, emoji: Mapping[str, str]) -> _EmojiKeys:
-        items = [(key, description) for key, description in emoji.items() if key]
-        size = np.array([len(key) for key, _ in items], dtype=np.int64)
-        points = np.zeros((len(items), int(size.max(initial=1))), dtype=np.uint32)
-        for i, (key, _) in enumerate(items):
-            points[i, : len(key)] = [ord(ch) for ch in key]
-        hashes, keys = {}, {}
-        for n in np.unique(size).tolist():
-            rows = np.flatnonzero(size == n)
-            h = _hashes((points[rows, j] for j in range(n)), len(rows))
-            order = np.argsort(h, kind="stable")
-            if np.any(h[order][1:] == h[order][:-1]):  # pragma: no cover - no such map
-                raise ValueError(f"two emoji keys of {n} characters share a hash")
-            hashes[n], keys[n] = h[order], rows[order]
-        replacements = [f" {description} " for _, description in items]
-        text_len = np.array([len(r) for r in replacements], dtype=np.int64)
-        return cls(
-            lengths=tuple(sorted(hashes, reverse=True)),
-            hashes=hashes,
-            keys=keys,
-            points=points,
-            text=np.frombuffer(
-                "".join(replacements).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
-            ),
-            text_at=np.cumsum(text_len) - text_len,
-            text_len=text_len,
-            text_bytes=np.array(
-                [len(r.encode("utf-8", "surrogatepass")) for r in replacements], dtype=np.int64
-            ),
-        )
-
-    def longest(
-        self, cp: np.ndarray, at: np.ndarray, end: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """For positions `at` of code points `cp`, in texts ending at `end`: the length of the
-        longest key starting there and ending in the text (0: none), and which key."""
-        length = np.zeros(len(at), dtype=np.int64)
-        key = np.zeros(len(at), dtype=np.int64)
-        for n in self.lengths:
-            todo = np.flatnonzero((length == 0) & (at + n <= end))
-            if len(todo) == 0:
-                continue
-            window = at[todo, None] + np.arange(n)
-            h = _hashes((cp[window[:, j]] for j in range(n)), len(todo))
-            hashes = self.hashes[n]
-            hit, k = find_sorted(hashes, h)
-            maybe = np.flatnonzero(hit)
-            which = self.keys[n][k[maybe]]
-            same = np.all(self.points[which, :n] == cp[window[maybe]], axis=1)
-            length[todo[maybe[same]]] = n
-            key[todo[maybe[same]]] = which[same]
-        return length, key
-
-
-class _VocabCache:
-    """Vocabulary rows of the raw tokens met in earlier chunks, keyed by their exact UTF-8
-    bytes, so that each distinct token is cleaned and looked up (Python, one call per token)
-    once per scorer rather than once per chunk. Shared by the scoring threads; it stops
-    growing at `limit` tokens, after which new tokens are looked up per chunk."""
-
-    def __init__(self, build: Callable[[list[str]], _Vocab], limit: int) -> None:
-        self._build = build
-        self._limit = limit
-        self._ids: dict[bytes, int] = {}
-        self._rows: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def rows(self, keys: list[bytes]) -> _Vocab:
-        """The vocabulary rows of distinct raw tokens `keys`, in their order."""
-        with self._lock:
-            ids = self._ids
-            at = np.fromiter(map(ids.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
-            missing = np.flatnonzero(at < 0)
-            new = self._build([keys[i].decode("utf-8", "surrogatepass") for i in missing.tolist()])
-            known = np.flatnonzero(at >= 0)
-            columns = {}
-            for f in fields(_Vocab):
-                fresh = getattr(new, f.name)
-                column = np.empty(len(keys), dtype=fresh.dtype)
-                if len(known):
-                    column[known] = self._rows[f.name][at[known]]
-                column[missing] = fresh
-                columns[f.name] = column
-            self._remember([keys[i] for i in missing.tolist()], new)
-        return _Vocab(**columns)
-
-    def _remember(self, keys: list[bytes], new: _Vocab) -> None:
-        """Store the rows of new tokens while the cache has room (under the lock)."""
-        size = len(self._ids)
-        take = min(len(keys), self._limit - size)
-        if take <= 0:
-            return
-        for f in fields(_Vocab):
-            fresh = getattr(new, f.name)[:take]
-            stored = self._rows.get(f.name)
-            if stored is None or len(stored) < size + take:
-                grown = np.empty(min(max(2 * (size + take), 4096), self._limit), fresh.dtype)
-                if stored is not None:
-                    grown[:size] = stored[:size]
-                self._rows[f.name] = stored = grown
-            stored[size : size + take] = fresh
-        self._ids.update(zip(keys[:take], range(size, size + take), strict=True))
-
-
-@dataclass(frozen=True)
-class _Tokens:
-    """The tokens of a chunk of records, flat, in record order."""
-
-    vcode: np.ndarray  # vocabulary id per token
-    word: np.ndarray  # phrase-word id per token (0: not a phrase word)
-    rec: np.ndarray  # record per token
-    pos: np.ndarray  # position in its record
-    first: np.ndarray  # index of each record's first token
-    counts: np.ndarray  # tokens per record
-    byte_start: np.ndarray  # offset of each record in the chunk's UTF-8 buffer
-
-    def window(self, at: np.ndarray, offset: int, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """For tokens `at`: whether the n tokens from `offset` away lie in the same record,
-        and the flat index of the first of them (clipped to the array where they do not)."""
-        pos = self.pos[at] + offset
-        ok = (pos >= 0) & (pos + n <= self.counts[self.rec[at]])
-        return ok, np.clip(at + offset, 0, max(len(self.vcode) - 1, 0))
-
-
 class VaderBatchScorer:
     """The compound scores of a `vader.SentimentIntensityAnalyzer` (by default the package's
     own), set-wise. Word lists may be the analyzer's own; the emoji map is the package's."""
@@ -268,8 +110,6 @@ class VaderBatchScorer:
     def __init__(self, analyzer: Any = None) -> None:
         import vader
         import vader.constants as c
-        from vader.data.emoji import EMOJI
-        from vader.text import _APOSTROPHES, _EMOJI_RESIDUE, EmojiTranslator, normalize_apostrophes
 
         an = analyzer if analyzer is not None else vader.SentimentIntensityAnalyzer()
         self.analyzer = an
@@ -280,18 +120,9 @@ class VaderBatchScorer:
         self._negations: frozenset[str] = an.negations
         self._alpha = float(an.alpha)
         self._sentitext = vader.SentiText
-        apostrophes = {chr(k): str(v) for k, v in _APOSTROPHES.items()}
-        if any(len(plain) != 1 for plain in apostrophes.values()):
-            raise ValueError("apostrophe variants must map to one character each")
-        self._char_kind = _char_kinds(EMOJI, frozenset(_EMOJI_RESIDUE), apostrophes)
-        self._plain_apostrophe = np.arange(len(self._char_kind), dtype=np.uint32)
-        for variant, plain in apostrophes.items():
-            self._plain_apostrophe[ord(variant)] = ord(plain)
-        self._emoji = _EmojiKeys.build(EMOJI)
-        self._translate = EmojiTranslator(EMOJI).translate
-        self._normalize_apostrophes = normalize_apostrophes
+        self._text = TextPreparer()
         if [b for b in range(128) if chr(b).isspace()] != [*range(9, 14), *range(28, 33)]:
-            raise AssertionError("ASCII whitespace is not what _ascii_space assumes")
+            raise AssertionError("ASCII whitespace is not what ascii_space assumes")
 
         booster2 = {k: v for k, v in self._booster.items() if " " in k}
         phrase_sets: dict[str, tuple[Mapping[str, float], tuple[int, ...]]] = {
@@ -326,7 +157,7 @@ class VaderBatchScorer:
         self._multiword_lengths = sorted({k.count(" ") + 1 for k in an.multiword}, reverse=True)
         self._least_in_lexicon = "least" in self._lexicon
         self._compensated_sum = sys.version_info >= (3, 12)
-        self._vocab_cache = _VocabCache(self._vocab, VOCAB_CACHE_TOKENS)
+        self._vocab_cache = VocabCache(self._vocab, VOCAB_CACHE_TOKENS)
 
     def _table(self, phrases: Mapping[str, float], n: int) -> _PhraseTable:
         items = sorted(
@@ -363,10 +194,10 @@ class VaderBatchScorer:
             )
         load: Callable[[np.ndarray], tuple[bytes, np.ndarray]]
         if isinstance(texts, pa.Array | pa.ChunkedArray):
-            data, offsets, present = _arrow_utf8(texts)
+            data, offsets, present = arrow_utf8(texts)
 
             def load(rows: np.ndarray) -> tuple[bytes, np.ndarray]:
-                return _gather(data, offsets, rows)
+                return gather(data, offsets, rows)
 
         else:
             strings = texts
@@ -375,7 +206,7 @@ class VaderBatchScorer:
             )
 
             def load(rows: np.ndarray) -> tuple[bytes, np.ndarray]:
-                return _encode([strings[i] for i in rows.tolist()])  # type: ignore[misc]
+                return encode_texts([strings[i] for i in rows.tolist()])  # type: ignore[misc]
 
         out = np.full(len(present), np.nan, dtype=np.float64)
         rows = np.flatnonzero(present)
@@ -395,142 +226,16 @@ class VaderBatchScorer:
                 out[idx] = scores
         return out
 
-    # ---------------------------------------------------------------- text preparation
-
-    def _prepared(self, data: bytes, lens: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """The chunk's texts (UTF-8, back to back, `lens` bytes each) as the package tokenises
-        them, and their new lengths. Every text is non-empty (`compound` scores only those).
-
-        Only non-ASCII texts can change (every emoji key holds a non-ASCII character): those
-        holding an apostrophe variant, an emoji first character together with an emoji or
-        residue character, or non-ASCII whitespace (turned into spaces: the same tokens).
-        Those texts are decoded together into one code-point array and rewritten set-wise;
-        a text where an emoji match starts inside an earlier one and ends past it is left to
-        the package's translator, whose left-to-right walk settles it."""
-        raw = np.frombuffer(data, dtype=np.uint8)
-        high = raw >= 0x80
-        if not high.any():
-            return data, lens
-        offsets = np.zeros(len(lens) + 1, dtype=np.int64)
-        np.cumsum(lens, out=offsets[1:])
-        nonascii = np.flatnonzero(np.logical_or.reduceat(high, offsets[:-1]))
-        sel, sel_lens = _gather(raw, offsets, nonascii)
-        cp = np.frombuffer(
-            sel.decode("utf-8", "surrogatepass").encode("utf-32-le", "surrogatepass"), np.uint32
-        )
-        # code points per text: its bytes less its continuation bytes
-        continuation = (np.frombuffer(sel, dtype=np.uint8) & 0xC0) == 0x80
-        sel_at = np.cumsum(sel_lens) - sel_lens
-        cp_len = sel_lens - np.add.reduceat(continuation, sel_at, dtype=np.int64)
-        cp_at = np.append(0, np.cumsum(cp_len))
-        kind = self._char_kind[np.minimum(cp, len(self._char_kind) - 1)]
-        marked = np.flatnonzero(kind)
-        owner = np.searchsorted(cp_at, marked, side="right") - 1
-        kinds = kind[marked]
-
-        def holds(bit: int) -> np.ndarray:
-            return np.bincount(owner[(kinds & bit) != 0], minlength=len(nonascii)) > 0
-
-        walk = holds(_EMOJI_FIRST) & holds(_EMOJI_CHAR)
-        changed = walk | holds(_APOSTROPHE) | holds(_WIDE_SPACE)
-        if not changed.any():
-            return data, lens
-
-        out = cp.copy()
-        edit = np.flatnonzero((kinds & (_APOSTROPHE | _WIDE_SPACE)) != 0)
-        out[marked[edit]] = np.where(
-            (kinds[edit] & _APOSTROPHE) != 0, self._plain_apostrophe[cp[marked[edit]]], ord(" ")
-        )
-        walked = walk[owner]
-        first = np.flatnonzero(walked & ((kinds & _EMOJI_FIRST) != 0))
-        key_len, key = self._emoji.longest(cp, marked[first], cp_at[owner[first] + 1])
-        hit = first[key_len > 0]
-        span, key = key_len[key_len > 0], key[key_len > 0]
-        start = marked[hit]
-        # The package's walk skips a match that starts inside one it took. A match that also
-        # ends inside the earlier matches never changes what comes after, so a match is taken
-        # exactly when it starts at or after every earlier match's end (no match leaves its
-        # text, so earlier texts' matches end before this one starts). A match that starts
-        # inside and ends past them (a clash) leaves the walk to the package's translator, and
-        # the text's matches and residue stay here.
-        end = start + span
-        reach = np.maximum.accumulate(np.append(0, end[:-1])) if len(end) else end
-        inside = start < reach
-        clash = np.zeros(len(nonascii), dtype=bool)
-        clash[owner[hit[inside & (end > reach)]]] = True
-        mine = ~inside & ~clash[owner[hit]]
-        hit, span, key, start = hit[mine], span[mine], key[mine], start[mine]
-        residue = marked[walked & ~clash[owner] & ((kinds & (_EMOJI_FIRST | _RESIDUE)) == _RESIDUE)]
-        covered = np.repeat(start, span) + ramps(span)
-        gone = np.unique(np.concatenate([residue, covered]))  # residue may lie in a match
-        drop = np.zeros(len(cp), dtype=bool)
-        drop[gone] = True
-        # each match's replacement goes where its first code point was
-        size = self._emoji.text_len[key]
-        rewritten = np.insert(
-            out[~drop],
-            np.repeat(start - np.searchsorted(gone, start), size),
-            self._emoji.text[np.repeat(self._emoji.text_at[key], size) + ramps(size)],
-        )
-        new = (
-            rewritten.tobytes()
-            .decode("utf-32-le", "surrogatepass")
-            .encode("utf-8", "surrogatepass")
-        )
-        # bytes per text: its old length, less what went, plus what came (at marked points)
-        gone_owner = np.searchsorted(cp_at, gone, side="right") - 1
-        change = [
-            (gone_owner, -_utf8_width(cp[gone])),
-            (owner[edit], _utf8_width(out[marked[edit]]) - _utf8_width(cp[marked[edit]])),
-            (owner[hit], self._emoji.text_bytes[key]),
-        ]
-        new_lens = sel_lens + sum(
-            np.bincount(who, weights=delta, minlength=len(nonascii)).astype(np.int64)
-            for who, delta in change
-        )
-        new_end = np.cumsum(new_lens)
-        new_view = memoryview(new)
-        pieces: list[bytes | memoryview] = [
-            new_view[a:b]
-            for a, b in zip(
-                (new_end - new_lens)[changed].tolist(), new_end[changed].tolist(), strict=True
-            )
-        ]
-        rows = nonascii[changed]
-        lens = lens.copy()
-        lens[rows] = new_lens[changed]
-        for j in np.flatnonzero(clash[changed]).tolist():
-            i = int(rows[j])
-            text = data[offsets[i] : offsets[i + 1]].decode("utf-8", "surrogatepass")
-            # the same tokens, with any non-ASCII whitespace gone
-            translated = self._translate(self._normalize_apostrophes(text))
-            pieces[j] = " ".join(translated.split()).encode("utf-8", "surrogatepass")
-            lens[i] = len(pieces[j])
-        # the texts that changed, each in place of its old bytes
-        view = memoryview(data)
-        kept = [
-            view[a:b]
-            for a, b in zip(
-                np.append(0, offsets[rows + 1]).tolist(),
-                np.append(offsets[rows], len(data)).tolist(),
-                strict=True,
-            )
-        ]
-        spliced: list[bytes | memoryview] = [kept[0]]
-        for piece, after in zip(pieces, kept[1:], strict=True):
-            spliced += (piece, after)
-        return b"".join(spliced), lens
-
     # ----------------------------------------------------------------------- a chunk
 
-    def _tokens(self, data: bytes, lengths: np.ndarray) -> tuple[_Tokens, _Vocab, bytes]:
+    def _tokens(self, data: bytes, lengths: np.ndarray) -> tuple[Tokens, Vocab, bytes]:
         n = len(lengths)
         # One space after each text, so that no token runs from one record into the next.
         raw = np.insert(np.frombuffer(data, dtype=np.uint8), np.cumsum(lengths), ord(" "))
         big = raw.tobytes()
         rec_start = np.cumsum(lengths + 1) - (lengths + 1)
         # All whitespace is ASCII by now: tokens are the runs of other bytes.
-        space = _ascii_space(raw)
+        space = ascii_space(raw)
         word = ~space
         first = word.copy()
         first[1:] &= space[:-1]
@@ -541,10 +246,10 @@ class VaderBatchScorer:
         n_tok = len(starts)
         tok_first = np.searchsorted(starts, rec_start)
         counts = np.diff(np.append(tok_first, n_tok))
-        vcode, keys = _factorize_tokens(big, starts, ends)
+        vcode, keys = factorize_tokens(big, starts, ends)
         vocab = self._vocab_cache.rows(keys)
         rec = np.repeat(np.arange(n), counts)
-        tokens = _Tokens(
+        tokens = Tokens(
             vcode=vcode,
             word=vocab.word[vcode],
             rec=rec,
@@ -555,7 +260,7 @@ class VaderBatchScorer:
         )
         return tokens, vocab, big
 
-    def _vocab(self, strings: list[str]) -> _Vocab:
+    def _vocab(self, strings: list[str]) -> Vocab:
         """What each distinct raw token contributes, from the package's own token cleaning."""
         cleaned = self._sentitext(" ".join(strings), self._lexicon_keys).tokens
         if len(cleaned) != len(strings):  # pragma: no cover - tokens never hold whitespace
@@ -564,7 +269,7 @@ class VaderBatchScorer:
         m = len(lowered)
         lexicon, booster, negations = self._lexicon, self._booster, self._negations
         word_ids = self._word_ids
-        return _Vocab(
+        return Vocab(
             upper=np.fromiter((t.isupper() for t in cleaned), dtype=bool, count=m),
             in_lex=np.fromiter((w in lexicon for w in lowered), dtype=bool, count=m),
             lex=np.fromiter((lexicon.get(w, 0.0) for w in lowered), dtype=np.float64, count=m),
@@ -577,7 +282,7 @@ class VaderBatchScorer:
         )
 
     def _phrase_starts(
-        self, tok: _Tokens, name: str, n: int, phrase_at: np.ndarray
+        self, tok: Tokens, name: str, n: int, phrase_at: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Flat indices where an n-word phrase of set `name` starts (inside one record), and
         its values; `phrase_at` holds the flat indices of every phrase word."""
@@ -588,7 +293,7 @@ class VaderBatchScorer:
         found, values = self._tables[name][n].find(self._grams(tok, cand, 0, n))
         return cand[found], values[found]
 
-    def _grams(self, tok: _Tokens, at: np.ndarray, offset: int, n: int) -> np.ndarray:
+    def _grams(self, tok: Tokens, at: np.ndarray, offset: int, n: int) -> np.ndarray:
         """Word-id codes of the n tokens from `offset` away; -1 where they leave the record."""
         ok, start = tok.window(at, offset, n)
         code = np.zeros(len(at), dtype=np.int64)
@@ -601,7 +306,7 @@ class VaderBatchScorer:
         """Scores of one chunk of non-empty texts, UTF-8 back to back, `sizes` bytes each."""
         c = self._c
         n = len(sizes)
-        tok, v, big = self._tokens(*self._prepared(data, sizes))
+        tok, v, big = self._tokens(*self._text.prepared(data, sizes))
         w = self._w
 
         n_upper = np.bincount(tok.rec, weights=v.upper[tok.vcode], minlength=n)
@@ -723,7 +428,7 @@ class VaderBatchScorer:
         self,
         val: np.ndarray,
         before: tuple[tuple[np.ndarray, np.ndarray], ...],
-        v: _Vocab,
+        v: Vocab,
         capd: np.ndarray,
     ) -> np.ndarray:
         """Boosters/dampeners and negation over the three preceding tokens, nearest first."""
@@ -769,7 +474,7 @@ class VaderBatchScorer:
         return val
 
     def _special_idioms(
-        self, val: np.ndarray, tok: _Tokens, at: np.ndarray, phrase_at: np.ndarray
+        self, val: np.ndarray, tok: Tokens, at: np.ndarray, phrase_at: np.ndarray
     ) -> np.ndarray:
         """Special-case idioms around each scoring token, then "kind of"-style dampener
         bigrams just before it, in the package's order."""
@@ -832,103 +537,6 @@ class VaderBatchScorer:
         return total
 
 
-def _arrow_utf8(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An Arrow string array's UTF-8 bytes (uint8, read in place), the offsets of each text's
-    bytes (n + 1, int64) and whether each text is present (non-null and non-empty)."""
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.chunk(0) if texts.num_chunks == 1 else texts.combine_chunks()
-    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-        if not pa.types.is_string_view(texts.type):
-            raise TypeError(f"texts must be strings, got an Arrow array of {texts.type}")
-        texts = texts.cast(pa.large_string())
-    _, offset_buffer, data_buffer = texts.buffers()
-    n = len(texts)
-    width = np.int32 if pa.types.is_string(texts.type) else np.int64
-    offsets = (
-        np.frombuffer(offset_buffer, dtype=width)[texts.offset : texts.offset + n + 1]
-        if offset_buffer is not None
-        else np.zeros(n + 1)
-    ).astype(np.int64)
-    data = (
-        np.frombuffer(data_buffer, dtype=np.uint8)
-        if data_buffer is not None
-        else np.zeros(0, dtype=np.uint8)
-    )
-    present = np.diff(offsets) > 0
-    if texts.null_count:
-        present &= texts.is_valid().to_numpy(zero_copy_only=False)
-    return data, offsets, present
-
-
-def _encode(texts: list[str]) -> tuple[bytes, np.ndarray]:
-    """The texts' UTF-8 bytes back to back (lone surrogates kept, as the package keeps them)
-    and each one's length in bytes."""
-    sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    for i in [i for i, t in enumerate(texts) if not t.isascii()]:
-        sizes[i] = len(texts[i].encode("utf-8", "surrogatepass"))
-    return "".join(texts).encode("utf-8", "surrogatepass"), sizes
-
-
-def _gather(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """The bytes of texts `rows` (ascending) back to back, and each one's length."""
-    starts = offsets[rows]
-    lens = offsets[rows + 1] - starts
-    if len(rows) == 0:
-        return b"", lens
-    if rows[-1] - rows[0] == len(rows) - 1:  # consecutive rows: one slice
-        return data[starts[0] : starts[0] + int(lens.sum())].tobytes(), lens
-    return data[np.repeat(starts, lens) + ramps(lens)].tobytes(), lens
-
-
-def _factorize_tokens(
-    big: bytes, starts: np.ndarray, ends: np.ndarray
-) -> tuple[np.ndarray, list[bytes]]:
-    """A vocabulary id per token, equal exactly for equal tokens, and the vocabulary (each
-    distinct token's UTF-8 bytes).
-
-    Tokens are keyed by their bytes read as little-endian 64-bit words (zero past the end) and
-    their length; longer tokens fold in one word per 8 bytes, so the ids are exact."""
-    n_tok = len(starts)
-    if n_tok == 0:
-        return np.zeros(0, dtype=np.int64), []
-    padded = np.frombuffer(big + bytes(16), dtype=np.uint8)
-    words = np.ndarray((len(big) + 8,), dtype="<u8", buffer=padded.data, strides=(1,))
-    length = ends - starts
-    code = pd.factorize(words[starts] & _BYTE_MASKS[np.minimum(length, 8)])[0].astype(np.int64)
-    step = 8
-    longer = np.flatnonzero(length > step)
-    while len(longer):
-        rest = np.minimum(length[longer] - step, 8)
-        word_code = pd.factorize(words[starts[longer] + step] & _BYTE_MASKS[rest])[0]
-        pair = code[longer] * (int(word_code.max()) + 1) + word_code
-        code[longer] = pd.factorize(pair)[0] + int(code.max()) + 1
-        step += 8
-        longer = longer[length[longer] > step]
-    if b"\0" in big:
-        # A NUL byte reads like the zero padding: tell tokens apart by their length too.
-        vcode, _ = pd.factorize(code * (int(length.max()) + 1) + length)
-    else:
-        # Without NUL bytes the codes already tell every token apart: make them dense.
-        used = np.zeros(int(code.max()) + 1, dtype=bool)
-        used[code] = True
-        vcode = (np.cumsum(used) - 1)[code]
-    rep = np.empty(int(vcode.max()) + 1, dtype=np.int64)
-    rep[vcode] = np.arange(n_tok)
-    return vcode.astype(np.int64), [
-        big[s:e] for s, e in zip(starts[rep].tolist(), ends[rep].tolist(), strict=True)
-    ]
-
-
-def _ascii_space(raw: np.ndarray) -> np.ndarray:
-    """Which bytes are ASCII whitespace to `str.split()`: 9-13 and 28-32 (comparisons, several
-    times faster than a table lookup per byte)."""
-    space = raw <= 32
-    odd = (raw <= 8) | ((raw - np.uint8(14)) <= 13)  # control bytes that are not whitespace
-    if odd.any():
-        space &= ~odd
-    return space
-
-
 def _even_chunks(rows: np.ndarray, most: int, workers: int) -> list[np.ndarray]:
     """`rows` in chunks of at most `most`, as many as a multiple of `workers` and of even
     size, so that no thread is left scoring a last short chunk alone."""
@@ -940,12 +548,6 @@ def _even_chunks(rows: np.ndarray, most: int, workers: int) -> list[np.ndarray]:
     return np.array_split(rows, n)
 
 
-def _utf8_width(cp: np.ndarray) -> np.ndarray:
-    """Bytes each code point takes in UTF-8 (lone surrogates, as surrogatepass writes them,
-    three)."""
-    return 1 + (cp >= 0x80).astype(np.int64) + (cp >= 0x800) + (cp >= 0x10000)
-
-
 def _round4(x: np.ndarray) -> np.ndarray:
     """`round(value, 4)` for each value: numpy's rounding, and Python's correctly rounded one
     where the scaled value lies too near a half for numpy's to be trusted."""
@@ -954,30 +556,6 @@ def _round4(x: np.ndarray) -> np.ndarray:
     for i in np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6).tolist():
         out[i] = round(float(x[i]), 4)
     return out
-
-
-def _char_kinds(
-    emoji: Mapping[str, str], residue: frozenset[str], apostrophes: Iterable[str]
-) -> np.ndarray:
-    """Per code point, bit flags: apostrophe variant, emoji first character, non-ASCII
-    character of an emoji key or residue, residue, non-ASCII whitespace."""
-    if any(key.isascii() for key in emoji):
-        raise ValueError("an all-ASCII emoji key would need every text translated")
-    chars = {ch for key in emoji for ch in key if not ch.isascii()} | set(residue)
-    firsts = {key[0] for key in emoji if key}
-    apostrophes = set(apostrophes)
-    wide = [cp for cp in range(128, sys.maxunicode + 1) if chr(cp).isspace()]
-    table = np.zeros(max([ord(ch) for ch in chars | firsts | apostrophes] + wide) + 2, np.uint8)
-    table[wide] |= _WIDE_SPACE
-    for bit, group in (
-        (_APOSTROPHE, apostrophes),
-        (_EMOJI_FIRST, firsts),
-        (_EMOJI_CHAR, chars),
-        (_RESIDUE, residue),
-    ):
-        for ch in group:
-            table[ord(ch)] |= bit
-    return table
 
 
 def default_workers() -> int:

@@ -168,7 +168,7 @@ class Costs(_Strict):
 
 
 class Balance(_Strict):
-    """How `annotate export --balance` evens out classes (see README: exports)."""
+    """How `annotate export --balance` evens out classes (see docs/quality-report.md)."""
 
     mode: Literal["none", "downsample", "stratified"] = "none"
     max_ratio: Annotated[float, Field(ge=1.0)] = 1.0
@@ -221,7 +221,7 @@ class Delivery(_Strict):
 
 
 class TaskSpec(_Strict):
-    """One annotation task; see the README for every field."""
+    """One annotation task; docs/task-specs.md describes every field."""
 
     name: Annotated[str, Field(pattern=TASK_NAME.pattern, max_length=63)]
     kind: Literal["text_classification", "image_classification"]

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import duckdb
 
 from annotation_assets.core import s3
-from annotation_assets.core.tables import PARTITIONED, TABLES, create_statements
+from annotation_assets.warehouse.tables import PARTITIONED, TABLES, create_statements
 
 DROP_KEYED = frozenset(PARTITIONED | {"drops", "stage_timings"})
 # Shared tables and the columns that identify a row. human_labels is a log: every column

@@ -1,6 +1,7 @@
-"""Regenerate the bundled demo drops under demo_data/drops/product_reviews/ (deterministic).
+"""Regenerate the bundled demo drops under annotation_assets/demo_data/drops/product_reviews/
+(deterministic).
 
-Run: python -m annotation_assets.demo_data.make_demo_drops
+Run from the project root: python -m tools.make_demo_drops
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from annotation_assets.core.synthetic import FORMATS, generate_reviews, write_drop
+from tools.synthetic import FORMATS, generate_reviews, write_drop
 
-DROPS_DIR = Path(__file__).resolve().parent / "drops" / "product_reviews"
+DEMO_DATA = Path(__file__).resolve().parents[1] / "annotation_assets" / "demo_data"
+DROPS_DIR = DEMO_DATA / "drops" / "product_reviews"
 BAD_UTF8_MARK = "@@BAD_BYTES@@"
 
 

@@ -1,6 +1,7 @@
-"""Regenerate the bundled demo image drops under demo_data/drops/product_images/ (deterministic).
+"""Regenerate the bundled demo image drops under annotation_assets/demo_data/drops/product_images/
+(deterministic).
 
-Run: python -m annotation_assets.demo_data.make_demo_images
+Run from the project root: python -m tools.make_demo_images
 
 Two drops of small (96 x 96) product-like drawings with a ``manifest.jsonl`` each:
 apparel (t-shirts, hoodies, trousers, dresses), electronics (phones, laptops, headphones,
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-DROPS_DIR = Path(__file__).resolve().parent / "drops" / "product_images"
+DEMO_DATA = Path(__file__).resolve().parents[1] / "annotation_assets" / "demo_data"
+DROPS_DIR = DEMO_DATA / "drops" / "product_images"
 SIZE = 96
 URL = "https://shop.example.com/p/"
 

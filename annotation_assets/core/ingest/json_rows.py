@@ -1,0 +1,286 @@
+"""The rows of JSON record files: `.jsonl` (one value a line) and `.json` (top-level arrays
+and values one after another, read forward in pieces)."""
+
+import codecs
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from annotation_assets.core.ingest.files import (
+    DAMAGED_FILE,
+    INVALID_UTF8,
+    LINE_TOO_LONG,
+    MALFORMED_JSON,
+    NOT_AN_OBJECT,
+    UNREADABLE_FILE,
+    Row,
+    damage_detail,
+    decode_utf8,
+    has_surrogates,
+    open_text_lines,
+    without_bom,
+)
+
+
+def jsonl_rows(path: Path, max_line_bytes: int) -> Iterator[Row]:
+    with open_text_lines(path) as fh:
+        for line_no, raw in enumerate(without_bom(fh), start=1):
+            raw = raw.rstrip(b"\r\n")
+            if not raw.strip():
+                continue
+            text, valid = decode_utf8(raw)
+            if not valid:
+                yield Row(line_no, text, error=INVALID_UTF8, detail="line is not valid UTF-8")
+            elif len(raw) > max_line_bytes:
+                yield Row(line_no, text, error=LINE_TOO_LONG, detail=f"{len(raw)} bytes")
+            else:
+                yield _parse_json_line(line_no, text)
+
+
+def _parse_json_line(line_no: int, text: str) -> Row:
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return Row(line_no, text, error=MALFORMED_JSON, detail="nesting too deep")
+    except ValueError as err:
+        return Row(line_no, text, error=MALFORMED_JSON, detail=str(err)[:200])
+    if not isinstance(value, dict):
+        return Row(line_no, text, error=NOT_AN_OBJECT, detail=type(value).__name__)
+    return Row(line_no, text, record=value)
+
+
+_JSON = json.JSONDecoder()
+# Characters parsed before the buffer drops them. Small, because a value that does not parse
+# costs a count of the newlines before it in the buffer (json.JSONDecodeError's line number).
+_JSON_FORGET_AFTER = 1 << 14
+_JSON_READ_PIECE = 1 << 16
+# A value parsed or failing this close to the end of what has been read may go on past it (a
+# number cut at "1." or "1e", a literal at "-Infinit"); it is parsed again with more of the file.
+_JSON_TAIL = 16
+_OVER_LIMIT = "a value of over"
+_JSON_NOT_SPACE = re.compile(r"[^ \t\n\r]")
+
+
+class _JsonText:
+    """A `.json` file's text, read forward in pieces as it is parsed. Bytes that are not UTF-8
+    become lone surrogates (`surrogateescape`), which no valid UTF-8 text decodes to, so a value
+    holding them is known to come from invalid bytes. Counts lines (and the columns of text
+    already dropped) as the reader moves on."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+        self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self.buf = ""
+        self.eof = False
+        self.line = 1  # the line number at buf[counted]
+        self.counted = 0
+        self.column = 0  # characters dropped from the front of the buffer on buf[0]'s line
+        self.indent: str | None = ""  # those, when they are spaces and tabs only (else None)
+        self.damage: str | None = None  # why the file could not be read to its end
+        self.escaped = False  # whether any byte read so far was not UTF-8
+
+    def read(self, chars: int = 1) -> bool:
+        """Appends at least `chars` more characters (fewer at the end of the file); False at
+        the end of the file."""
+        if self.eof:
+            return False
+        parts = [self.buf]
+        got = 0
+        while got < chars:
+            try:  # in small reads, so that damage costs little of the text before it
+                raw = self.fh.read(_JSON_READ_PIECE)
+            except DAMAGED_FILE as err:
+                self.damage, raw = damage_detail(err), b""
+            text = self.decoder.decode(raw, final=not raw)
+            self.escaped = self.escaped or has_surrogates(text)
+            parts.append(text)
+            got += len(text)
+            if not raw:
+                self.eof = True
+                break
+        self.buf = "".join(parts)
+        return True
+
+    def line_at(self, pos: int) -> int:
+        """The line number of buf[pos]; `pos` never goes back between calls."""
+        self.line += self.buf.count("\n", self.counted, pos)
+        self.counted = pos
+        return self.line
+
+    def column_at(self, pos: int) -> int:
+        """The column (from 1) of buf[pos] on its line."""
+        start = self.buf.rfind("\n", 0, pos)
+        return pos - start if start >= 0 else self.column + pos + 1
+
+    def starts_line(self, pos: int) -> str | None:
+        """The indentation before buf[pos] when nothing else precedes it on its line; None
+        when something does."""
+        start = self.buf.rfind("\n", 0, pos) + 1
+        before = self.buf[start:pos]
+        if start == 0:  # the line may have begun in dropped text
+            if self.indent is None:
+                return None
+            before = self.indent + before
+        return None if before.strip(" \t") else before
+
+    def forget_before(self, pos: int) -> int:
+        """Drops the text before `pos` (already parsed); returns pos's new index, 0."""
+        self.line_at(pos)
+        last = self.buf.rfind("\n", 0, pos)
+        head = self.buf[last + 1 : pos]  # the dropped part of buf[pos]'s line
+        if last >= 0:
+            self.column, self.indent = len(head), ""
+        else:
+            self.column += len(head)
+        if self.indent is not None:
+            self.indent = None if head.strip(" \t") or self.column > 256 else self.indent + head
+        self.buf = self.buf[pos:]
+        self.counted = 0
+        return 0
+
+    def skip_space(self, pos: int) -> int:
+        """The index of the first character at or after `pos` that is not JSON whitespace,
+        reading on as needed (dropping what it passes); len(buf) at the end of the file."""
+        while True:
+            found = _JSON_NOT_SPACE.search(self.buf, pos)
+            if found is not None:
+                return found.start()
+            pos = self.forget_before(len(self.buf))
+            if not self.read():
+                return pos
+
+    def value_at(self, start: int, limit: int | None) -> tuple[Any, int, str | None]:
+        """The JSON value starting at `start`: (value, end, None), or (None, where, why) when it
+        does not parse, or when it runs past `limit` characters without ending (where = -1)."""
+        while True:
+            try:
+                value, end = _JSON.raw_decode(self.buf, start)
+                if end < len(self.buf) - _JSON_TAIL or self.eof:
+                    return value, end, None
+            except RecursionError:
+                return None, start, "nesting too deep"
+            except json.JSONDecodeError as err:
+                may_go_on = err.msg.startswith("Unterminated string") or (
+                    err.pos >= len(self.buf) - _JSON_TAIL
+                )
+                if self.eof or not may_go_on:
+                    line = self.line_at(start) + self.buf.count("\n", start, err.pos)
+                    column = self.column_at(err.pos)
+                    return None, err.pos, f"{err.msg}: line {line} column {column}"
+            except ValueError as err:  # e.g. an integer of over 4300 digits
+                return None, start, str(err)[:200]
+            if limit is not None and len(self.buf) - start > limit:
+                return None, -1, f"{_OVER_LIMIT} {limit} characters"
+            self.read(len(self.buf) - start)  # doubles what is held of the value
+
+    def next_line_starting(self, after: int, prefix: str) -> int:
+        """The index just past `prefix` on the first line after `after` that begins with
+        `prefix` followed by "{"; len(buf) (having read the whole file) when none does."""
+        needle = "\n" + prefix + "{"
+        frm = after
+        while True:
+            at = self.buf.find(needle, frm)
+            if at >= 0:
+                return at + 1 + len(prefix)
+            frm = max(frm, len(self.buf) - len(needle))
+            if not self.read(len(self.buf)):  # doubling: the skipped text is kept whole
+                return len(self.buf)
+
+    def read_all(self) -> None:
+        while self.read(len(self.buf)):
+            pass
+
+
+def json_rows(path: Path, max_line_bytes: int) -> Iterator[Row]:
+    """The rows of a `.json` file: the elements of top-level arrays (Scrapy's and most
+    scrapers' JSON feeds, minified or pretty-printed; a feed appended to twice), and values
+    outside arrays one after another (JSON Lines under a `.json` name, one pretty-printed
+    object). Each row is numbered by the line its value starts on. A value that does not
+    parse is kept with its text up to the next line that starts an object at the first
+    element's indentation (Scrapy puts each element on its own line, `json.dump(indent=...)`
+    indents them evenly), or up to the end of the file when the first element does not start
+    its line (a minified array). A missing comma between two elements is passed over: both
+    records are whole."""
+    with open_text_lines(path) as fh:
+        src = _JsonText(fh)
+        pos = src.skip_space(0)
+        if src.buf.startswith("\ufeff", pos):
+            pos = src.skip_space(pos + 1)
+        in_array = after_value = False
+        first = True
+        prefix: str | None = None  # the indentation of elements that start their line
+        # Over-long values are given up on after max_line_bytes only where reading can pick
+        # up again at a line start; elsewhere they are parsed to their end.
+        limit = max_line_bytes + _JSON_TAIL
+        while True:
+            if pos > _JSON_FORGET_AFTER:
+                pos = src.forget_before(pos)
+            pos = src.skip_space(pos)
+            if pos >= len(src.buf):
+                break
+            char = src.buf[pos]
+            if char == "]" and in_array:
+                in_array = after_value = False
+                pos += 1
+                continue
+            if char == "[" and not in_array:
+                in_array, after_value = True, False
+                pos += 1
+                continue
+            if after_value and char == ",":
+                after_value = False
+                pos += 1
+                continue
+            # An element that follows the one before it without a comma is read all the same:
+            # the records are whole, only a separator is missing.
+            if first:  # elements starting their line are looked for again after damage
+                first = False
+                prefix = src.starts_line(pos)
+            value, end, why = src.value_at(pos, limit if prefix is not None else None)
+            line_no = src.line_at(pos)
+            if why is None:
+                text = src.buf[pos:end]
+                row = _json_value_row(line_no, text, value, max_line_bytes, src.escaped)
+                after_value = in_array
+            else:
+                if prefix is not None:
+                    # from the value's own line, not from where the damage was seen: a value
+                    # cut short is noticed only in what follows it (the next element, or more
+                    # of them parsed as its nested values)
+                    resume = src.next_line_starting(pos, prefix)
+                else:  # no line to pick up at: the rest of the file is kept as one row
+                    src.read_all()
+                    resume = len(src.buf)
+                text = src.buf[pos:resume].rstrip()
+                row = _json_value_row(line_no, text, None, max_line_bytes, src.escaped, why)
+                end, after_value = resume, False
+            yield row
+            pos = end
+    if src.damage is not None:
+        yield Row(None, None, error=UNREADABLE_FILE, detail=src.damage)
+
+
+def _json_value_row(
+    line_no: int,
+    text: str,
+    value: Any,
+    max_line_bytes: int,
+    escaped: bool,
+    error: str | None = None,
+) -> Row:
+    """The row of one value of a `.json` file, or of the text that failed to parse (`error`).
+    `escaped`: whether the file has shown bytes that are not UTF-8 (lone surrogates in the
+    text, which nothing else decodes to) so far."""
+    if escaped and has_surrogates(text):
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return Row(line_no, shown, error=INVALID_UTF8, detail="value is not valid UTF-8")
+    size = len(text.encode("utf-8")) if len(text) * 4 > max_line_bytes else 0
+    if size > max_line_bytes and (error is None or error.startswith(_OVER_LIMIT)):
+        return Row(line_no, text, error=LINE_TOO_LONG, detail=f"{size} bytes")
+    if error is not None:
+        return Row(line_no, text, error=MALFORMED_JSON, detail=error[:200])
+    if not isinstance(value, dict):
+        return Row(line_no, text, error=NOT_AN_OBJECT, detail=type(value).__name__)
+    return Row(line_no, text, record=value)

@@ -1,0 +1,1 @@
+"""The stage computations over the warehouse: what each asset of a task computes."""
