@@ -34,6 +34,10 @@ def pipeline_job() -> dg.JobDefinition:
     return defs.resolve_job_def(f"{TASK}_pipeline")
 
 
+# Slow: alone it takes about 100 s, but after the rest of the default suite each of its Dask
+# steps waited 60 s for Dagster's compute-log capture to finish (not yet understood), which put
+# the suite past CI's limit. Run it with `.venv/bin/pytest -m slow tests/test_scale_out.py`.
+@pytest.mark.slow
 def test_a_backfill_of_drops_runs_its_steps_on_a_dask_cluster(
     tmp_path: Path,
     tasks_dir: Callable[..., Path],
