@@ -58,7 +58,7 @@ lock: | $(UV)
 # `packaging` to name the requirement that no longer fits).
 lock-check: | $(UV)
 	$(BIN)/python $(CHECK_LOCK) pyproject.toml $(LOCK) $(LOCK_CONSTRAINTS)
-	$(BIN)/python $(CHECK_LOCK) --subset-of $(LOCK) pyproject.toml $(DEPLOY_LOCK)
+	$(BIN)/python $(CHECK_LOCK) --subset-of $(LOCK) $(DEPLOY_LOCK)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/annotate demo

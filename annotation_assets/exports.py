@@ -10,6 +10,7 @@ import pandas as pd
 
 from annotation_assets.core import export
 from annotation_assets.core.spec import TaskSpec
+from annotation_assets.warehouse.sql import literal
 from annotation_assets.warehouse.tables import scalar
 
 JSONL_COLUMNS = (
@@ -50,7 +51,7 @@ def export_jsonl(
 
     def write(tmp: Path) -> int:
         # DuckDB's own temporary file (tmp_<name>) would be visible and shared: we have one.
-        conn.execute(f"COPY ({query}) TO '{_sql_path(tmp)}' (FORMAT json, USE_TMP_FILE false)")
+        conn.execute(f"COPY ({query}) TO {literal(str(tmp))} (FORMAT json, USE_TMP_FILE false)")
         return int(scalar(conn, f"SELECT count(*) FROM ({query})"))
 
     try:
@@ -60,10 +61,6 @@ def export_jsonl(
     finally:
         if keep_ids is not None:
             conn.unregister("_keep")
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def export_coco(

@@ -2,7 +2,7 @@
 
     python tools/check_lock.py pyproject.toml requirements.lock [lock-constraints.txt]
     python tools/check_lock.py --stamp pyproject.toml requirements.lock [lock-constraints.txt]
-    python tools/check_lock.py --subset-of requirements.lock pyproject.toml deploy/requirements.lock
+    python tools/check_lock.py --subset-of requirements.lock deploy/requirements.lock
 
 `--subset-of MAIN` checks a lock made from MAIN (the deploy image's runtime set, resolved with
 MAIN as constraints): made from the same inputs (its fingerprint) and every pin equal to MAIN's.
@@ -209,7 +209,7 @@ def check(pyproject_text: str, lock_text: str, constraints_text: str = "") -> No
         )
 
 
-def check_subset(pyproject_text: str, lock_text: str, main_text: str) -> None:
+def check_subset(lock_text: str, main_text: str) -> None:
     """A lock resolved with the main lock as constraints: same inputs, the same versions."""
     recorded = read_stamp(lock_text)
     if recorded is None or recorded != read_stamp(main_text):
@@ -227,35 +227,29 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+USAGE = "usage: check_lock.py [--stamp] PYPROJECT LOCK [CONSTRAINTS] | --subset-of MAIN LOCK"
+
+
 def main(argv: list[str]) -> int:
-    stamp = argv[:1] == ["--stamp"]
-    subset = argv[:1] == ["--subset-of"]
-    args = argv[1:] if stamp else argv[2:] if subset else argv
-    if len(args) not in (2, 3) or (subset and len(argv) != 4):
-        print(
-            "usage: check_lock.py [--stamp | --subset-of MAIN_LOCK] PYPROJECT LOCK [CONSTRAINTS]",
-            file=sys.stderr,
-        )
+    mode = argv[0] if argv[:1] in (["--stamp"], ["--subset-of"]) else "--check"
+    args = argv[1:] if mode != "--check" else argv
+    if len(args) not in ((2,) if mode == "--subset-of" else (2, 3)):
+        print(USAGE, file=sys.stderr)
         return 2
-    if subset:
-        args = [*args, argv[1]]  # the main lock stands where the constraints would
     paths = [Path(a) for a in args]
     try:
-        texts = [p.read_text(encoding="utf-8") for p in paths]
+        texts = [p.read_text(encoding="utf-8") for p in paths] + [""]
     except (OSError, UnicodeDecodeError) as exc:
         print(f"cannot read the lock's inputs ({one_line(exc)}): {REFRESH}", file=sys.stderr)
         return 1
-    pyproject_text, lock_text = texts[0], texts[1]
-    constraints_text = texts[2] if len(texts) == 3 else ""
     try:
-        if subset:
-            check_subset(pyproject_text, lock_text, constraints_text)
-            return 0
-        if stamp:
-            digest = fingerprint(tomllib.loads(pyproject_text), constraints_text)
-            paths[1].write_text(stamped(lock_text, digest), encoding="utf-8")
-            return 0
-        check(pyproject_text, lock_text, constraints_text)
+        if mode == "--subset-of":  # MAIN LOCK
+            check_subset(texts[1], texts[0])
+        elif mode == "--stamp":
+            digest = fingerprint(tomllib.loads(texts[0]), texts[2])
+            paths[1].write_text(stamped(texts[1], digest), encoding="utf-8")
+        else:
+            check(texts[0], texts[1], texts[2])
     except OutOfDate as exc:
         why = one_line(exc)
         print(f"{paths[1]} is out of date with {paths[0]} ({why}): {REFRESH}", file=sys.stderr)

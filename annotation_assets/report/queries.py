@@ -41,7 +41,7 @@ def _drop_table(conn: duckdb.DuckDBPyConnection, spec: TaskSpec) -> pd.DataFrame
     throughput: list[float | None] = []
     for drop_id, seq in drops:
         counts = drop_counts(conn, task, drop_id)
-        figures = drop_throughput(conn, spec, drop_id)
+        figures = drop_throughput(conn, spec, drop_id, counts)
         rows.append(
             [drop_id, seq]
             + [counts["ingested"], counts["quarantined"], counts["duplicates"]]

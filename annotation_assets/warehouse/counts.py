@@ -55,20 +55,24 @@ def record_stage_time(
 
 
 def drop_throughput(
-    conn: duckdb.DuckDBPyConnection, spec: TaskSpec, drop_id: str
+    conn: duckdb.DuckDBPyConnection,
+    spec: TaskSpec,
+    drop_id: str,
+    counts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Throughput of the labeling process for a drop:
     T = records / (t_auto + hitl_rate * records * latency_human), in records per hour, where
     t_auto is the measured wall time of the automated stages and hitl_rate the share of records
     that needed a person; with each stage's share and, given `costs`, the cost per labeled
-    record."""
+    record. `counts` is the drop's `drop_counts`, where the caller already has it."""
     task = spec.name
     timings = dict(
         conn.execute(
             f"SELECT stage, seconds FROM {q(task, 'stage_timings')} WHERE drop_id = ?", [drop_id]
         ).fetchall()
     )
-    counts = drop_counts(conn, task, drop_id)
+    if counts is None:
+        counts = drop_counts(conn, task, drop_id)
     records = int(
         scalar(
             conn,

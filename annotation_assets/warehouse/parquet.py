@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import duckdb
 
 from annotation_assets.core import s3
+from annotation_assets.warehouse.sql import literal, q
 from annotation_assets.warehouse.tables import PARTITIONED, TABLES, create_statements
 
 DROP_KEYED = frozenset(PARTITIONED | {"drops", "stage_timings"})
@@ -248,14 +249,6 @@ class S3Store:
         return False
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _q(task: str, table: str) -> str:
-    return f'"{task}"."{table}"'
-
-
 def _partition_file(task: str, table: str, drop_id: str) -> str:
     return f"{task}/{table}/drop={drop_id}.parquet"
 
@@ -339,12 +332,12 @@ class ParquetTables:
             else:
                 for rel in rels:
                     drop_id = rel.rsplit("/", 1)[1].removeprefix("drop=").removesuffix(".parquet")
-                    db.execute(f"DELETE FROM {_q(task, table)} WHERE drop_id = ?", [drop_id])
+                    db.execute(f"DELETE FROM {q(task, table)} WHERE drop_id = ?", [drop_id])
                     if rel in listing:
                         local = self.store.local_copy(rel, listing[rel])
                         db.execute(
-                            f"INSERT INTO {_q(task, table)} BY NAME SELECT * FROM "
-                            f"read_parquet({_sql_str(str(local))}, union_by_name = true)"
+                            f"INSERT INTO {q(task, table)} BY NAME SELECT * FROM "
+                            f"read_parquet({literal(str(local))}, union_by_name = true)"
                         )
         self._tags = listing
         return db
@@ -358,20 +351,20 @@ class ParquetTables:
         listing: dict[str, str],
     ) -> None:
         if any(rel not in listing for rel in rels):  # compacted: read the table again
-            db.execute(f"DELETE FROM {_q(task, table)}")
+            db.execute(f"DELETE FROM {q(task, table)}")
             prefix = f"{task}/{table}/"
             rels = [rel for rel in listing if rel.startswith(prefix) and rel.endswith(".parquet")]
         if not rels:
             return
-        files = ", ".join(_sql_str(str(self.store.local_copy(rel, listing[rel]))) for rel in rels)
+        files = ", ".join(literal(str(self.store.local_copy(rel, listing[rel]))) for rel in rels)
         keys = APPEND_ONLY[table]
         key_sql = ", ".join(f'"{k}"' for k in keys)
         match = " AND ".join(f't."{k}" IS NOT DISTINCT FROM s."{k}"' for k in keys)
         source = f"read_parquet([{files}], union_by_name = true)"
         db.execute(
-            f"INSERT INTO {_q(task, table)} BY NAME "
+            f"INSERT INTO {q(task, table)} BY NAME "
             f"SELECT DISTINCT ON ({key_sql}) * FROM {source} s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {_q(task, table)} t WHERE {match}) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {q(task, table)} t WHERE {match}) "
             f"ORDER BY {key_sql}"
         )
 
@@ -382,7 +375,7 @@ class ParquetTables:
             cols = ", ".join(f'"{k}"' for k in keys)
             conn.execute(
                 f'CREATE TEMP TABLE "_loaded_{task}_{table}" AS '
-                f"SELECT DISTINCT {cols} FROM {_q(task, table)}"
+                f"SELECT DISTINCT {cols} FROM {q(task, table)}"
             )
         part_files = {
             table: [rel for rel in self._tags if rel.startswith(f"{task}/{table}/part-")]
@@ -396,7 +389,7 @@ class ParquetTables:
     ) -> dict[str, tuple[int, int]]:
         """Per drop: row count and an order-independent sum of row hashes."""
         rows = conn.execute(
-            f"SELECT drop_id, count(*), sum(hash(t)::HUGEINT) FROM {_q(task, table)} t "
+            f"SELECT drop_id, count(*), sum(hash(t)::HUGEINT) FROM {q(task, table)} t "
             "GROUP BY drop_id"
         ).fetchall()
         return {str(drop): (int(n), int(h)) for drop, n, h in rows}
@@ -419,8 +412,8 @@ class ParquetTables:
                         continue
                     local = Path(tmp) / f"{table}-{uuid.uuid4().hex}.parquet"
                     conn.execute(
-                        f"COPY (SELECT * FROM {_q(task, table)} WHERE drop_id = "
-                        f"{_sql_str(drop_id)}) TO {_sql_str(str(local))} (FORMAT parquet)"
+                        f"COPY (SELECT * FROM {q(task, table)} WHERE drop_id = "
+                        f"{literal(drop_id)}) TO {literal(str(local))} (FORMAT parquet)"
                     )
                     self.store.put(local, rel)
             for table, keys in APPEND_ONLY.items():
@@ -437,7 +430,7 @@ class ParquetTables:
     ) -> None:
         match = " AND ".join(f't."{k}" IS NOT DISTINCT FROM l."{k}"' for k in keys)
         new_rows = (
-            f"SELECT * FROM {_q(task, table)} t WHERE NOT EXISTS "
+            f"SELECT * FROM {q(task, table)} t WHERE NOT EXISTS "
             f'(SELECT 1 FROM "_loaded_{task}_{table}" l WHERE {match})'
         )
         n_new = conn.execute(f"SELECT count(*) FROM ({new_rows})").fetchall()[0][0]
@@ -445,8 +438,8 @@ class ParquetTables:
             return
         compact = len(parts) + 1 > COMPACT_AFTER
         local = Path(tmp) / f"{table}-{uuid.uuid4().hex}.parquet"
-        query = f"SELECT * FROM {_q(task, table)}" if compact else new_rows
-        conn.execute(f"COPY ({query}) TO {_sql_str(str(local))} (FORMAT parquet)")
+        query = f"SELECT * FROM {q(task, table)}" if compact else new_rows
+        conn.execute(f"COPY ({query}) TO {literal(str(local))} (FORMAT parquet)")
         self.store.put(local, f"{task}/{table}/part-{uuid.uuid4().hex}.parquet")
         if compact:  # the new part holds every row: the old parts can go
             for rel in parts:

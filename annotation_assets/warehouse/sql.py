@@ -27,6 +27,11 @@ def q(task: str, table: str) -> str:
     return f'"{task}"."{table}"'
 
 
+def literal(value: str) -> str:
+    """`value` as a quoted SQL string literal (a path in COPY ... TO, say)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def replace_rows(
     conn: duckdb.DuckDBPyConnection,
     task: str,
