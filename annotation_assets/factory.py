@@ -18,6 +18,7 @@ from annotation_assets.home import Home
 from annotation_assets.progress import ProgressReporter
 from annotation_assets.review_assets import build_human_labels_asset
 from annotation_assets.stages.dataset import build_final_dataset
+from annotation_assets.stages.heavy import label_by_heavy
 from annotation_assets.stages.ingest import ingest_drop
 from annotation_assets.stages.model import label_by_model
 from annotation_assets.stages.normalize import normalize_drop
@@ -26,7 +27,7 @@ from annotation_assets.stages.rules import label_by_rules
 from annotation_assets.warehouse.counts import drop_throughput, record_stage_time
 from resources import LabelModels, S3Storage, Warehouse
 
-STAGES = ("ingest", "normalize", "rules", "model", "review", "dataset")
+STAGES = ("ingest", "normalize", "rules", "model", "heavy", "review", "dataset")
 STAGE_TABLES = (
     "raw_records",
     "normalized_records",
@@ -34,6 +35,7 @@ STAGE_TABLES = (
     "duplicates",
     "rule_labels",
     "model_labels",
+    "heavy_labels",
     "hitl_pending",
     "final_dataset",
 )
@@ -257,20 +259,12 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
         partitions_def=parts,
         group_name=group_name(task, "model"),
         kinds={"duckdb", "pytorch"},
-        description="Small-model (and heavy-model) labels for records the rules left unsure, "
-        "and the cascade's decision for every record.",
+        description="Small-model labels (n-gram tier, sentence encoder and head) for records "
+        "the rules left unsure, and the decision after rules and small model for every record.",
     )
     def model_labels(
         context: dg.AssetExecutionContext, warehouse: Warehouse, label_models: LabelModels
     ) -> dg.MaterializeResult:
-        heavy, heavy_status = None, "off for text tasks"
-        if spec.is_image:
-            heavy, heavy_status = label_models.clip_for(spec)
-            if heavy is None:
-                context.log.warning(
-                    f"{heavy_status}: labeling images from their metadata text only "
-                    "(source=model_text)"
-                )
         with _Timer(warehouse, task, context.partition_key, "model") as timer:
             result = label_by_model(
                 warehouse.connect,
@@ -278,8 +272,6 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
                 context.partition_key,
                 encoder=label_models.encoder_for(spec),
                 store=label_models.store_for(task),
-                heavy=heavy,
-                item_root=home.drop_dir(task, context.partition_key),
                 progress=_reporter(context),
             )
             timer.records = result.n_scored
@@ -287,7 +279,6 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
             "dagster/row_count": result.n_records,
             "dagster/column_schema": md.column_schema("model_labels"),
             "model_version": result.model_version,
-            "heavy_model": heavy_status,
             "model_kind": result.model_kind,
             "scored_by_model": result.n_scored,
             "newly_encoded": result.n_encoded,
@@ -310,8 +301,79 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
         return dg.MaterializeResult(metadata=meta)
 
     @dg.asset(
-        key=key("hitl_pending"),
+        key=key("heavy_labels"),
         deps=[key("model_labels"), key("human_labels")],
+        partitions_def=parts,
+        group_name=group_name(task, "heavy"),
+        kinds={"duckdb", "pytorch"} if spec.is_image else {"duckdb", "openai"},
+        description="The heavy tier (a language model behind an OpenAI-compatible server for "
+        "text, zero-shot CLIP for images) on the records rules and small model left unsure, "
+        "and the cascade's decision for every record.",
+    )
+    def heavy_labels(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, label_models: LabelModels
+    ) -> dg.MaterializeResult:
+        drop_id = context.partition_key
+        labeler = scorer = None
+        if spec.is_image:
+            scorer, heavy_model = label_models.clip_for(spec)
+            if scorer is None:
+                context.log.warning(
+                    f"{heavy_model}: labeling images from their metadata text only "
+                    "(source=model_text)"
+                )
+        else:
+            labeler, heavy_model = label_models.labeler_for(spec)
+            if labeler is None and spec.heavy is not None:
+                context.log.warning(f"heavy model off: {heavy_model}; records wait for review")
+        with _Timer(warehouse, task, drop_id, "heavy") as timer:
+            result = label_by_heavy(
+                warehouse.connect,
+                spec,
+                drop_id,
+                labeler=labeler,
+                scorer=scorer,
+                model=heavy_model,
+                item_root=home.drop_dir(task, drop_id),
+                progress=_reporter(context),
+            )
+            timer.records = result.sent
+        if result.unavailable:
+            context.log.warning(
+                f"heavy model unavailable for {result.unavailable} records (they wait for "
+                "review; a later run asks again)"
+            )
+        meta: dict[str, Any] = {
+            "dagster/row_count": result.n_records,
+            "dagster/column_schema": md.column_schema("heavy_labels"),
+            "heavy_model": heavy_model,
+            "heavy_version": result.version or "off",
+            "records_sent": result.sent,
+            "accepted": result.accepted,
+            "invalid_answers": result.invalid_answers,
+            "unavailable": result.unavailable,
+            "not_sent": result.not_sent,
+            "cache_hits": result.cache_hits,
+            "latency_p50_s": result.latency_p50_s,
+            "latency_p95_s": result.latency_p95_s,
+            "tokens_in": result.tokens_in,
+            "tokens_out": result.tokens_out,
+            "cost": result.cost,
+            "may_accept": result.may_accept,
+            "accepted_by_source": md.counts_json(result.accepted_by_source),
+            "left_for_review": result.pending,
+            "kept_earlier_acceptances": result.kept_earlier,
+        }
+        for name, value in result.calibration.items():
+            if isinstance(value, bool):
+                meta[f"calibration_{name}"] = value
+            elif isinstance(value, int | float):
+                meta[f"calibration_{name}"] = float(value) if np.isfinite(value) else None
+        return dg.MaterializeResult(metadata=meta)
+
+    @dg.asset(
+        key=key("hitl_pending"),
+        deps=[key("heavy_labels"), key("human_labels")],
         partitions_def=parts,
         group_name=group_name(task, "review"),
         kinds={"duckdb"},
@@ -371,7 +433,15 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
         )
 
     human_labels = build_human_labels_asset(spec, home)
-    stages = [raw_records, normalize, rule_labels, model_labels, hitl_pending, final_dataset]
+    stages = [
+        raw_records,
+        normalize,
+        rule_labels,
+        model_labels,
+        heavy_labels,
+        hitl_pending,
+        final_dataset,
+    ]
     job = dg.define_asset_job(
         name=f"{task}_pipeline",
         selection=dg.AssetSelection.assets(*stages),
@@ -384,7 +454,9 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     )
     rescore_job = dg.define_asset_job(
         name=f"{task}_rescore",
-        selection=dg.AssetSelection.assets(rule_labels, model_labels, hitl_pending, final_dataset),
+        selection=dg.AssetSelection.assets(
+            rule_labels, model_labels, heavy_labels, hitl_pending, final_dataset
+        ),
         description="Retrains on the latest human decisions and re-scores one drop.",
     )
     return TaskAssets(

@@ -124,7 +124,7 @@ def build_human_labels_asset(spec: TaskSpec, home: Home) -> dg.AssetsDefinition:
             decisions = human_decisions(conn, spec)
             conn.register("_decided", decisions[decisions["status"] == reconcile.DECIDED])
             pairs = conn.execute(
-                f'SELECT m.label, d.label FROM "{task}".model_labels m JOIN _decided d'
+                f'SELECT m.label, d.label FROM "{task}".heavy_labels m JOIN _decided d'
                 " USING (record_id) WHERE m.label IS NOT NULL"
             ).fetchall()
             conn.unregister("_decided")

@@ -138,10 +138,22 @@ class Runner:
         return self.summary(spec.name, drop_id)
 
     def announce_heavy_model(self, task: str) -> None:
-        """For image tasks, says once per process whether CLIP will run or images are labeled
-        from their metadata text alone (source=model_text)."""
+        """Says once per process what the heavy tier is: for image tasks whether CLIP will run
+        or images are labeled from their metadata text alone (source=model_text); for text
+        tasks with `heavy:` the model and its endpoint (never the key)."""
         spec = self.spec(task)
-        if not spec.is_image or task in self._announced:
+        if task in self._announced or not (spec.is_image or spec.heavy is not None):
+            return
+        self._announced.add(task)
+        if not spec.is_image:
+            assert spec.heavy is not None
+            where = spec.heavy.base_url or os.environ.get("OPENAI_BASE_URL") or "OpenAI's API"
+            what = (
+                f"{spec.heavy.model} at {where}"
+                if spec.heavy.kind == "llm"
+                else f"the local model in {spec.heavy.path}"
+            )
+            print(f"annotate: {task}: heavy model {what}", file=sys.stderr)
             return
         from resources import LabelModels
 
@@ -149,7 +161,6 @@ class Runner:
             models_dir=str(self.home.models), clip_path=os.environ.get("ANNOTATION_CLIP", "")
         )
         scorer, status = models.clip_for(spec)
-        self._announced.add(task)
         if scorer is None:
             print(
                 f"annotate: {task}: {status}; labeling images from their metadata text only "

@@ -16,6 +16,11 @@ Two variants run in one invocation, each in a fresh home and tasks folder:
            answering a random other label with probability --error-rate; records left
            contested come back in the next review export and are decided by a `lead`
            adjudicator (listed in `review.adjudicators`) who gives the corpus label.
+- heavy:   as perfect, with the heavy stage on (`heavy: {kind: llm}`) against a simulated
+           language model: the tests' loopback Chat Completions server (tests/llm_server.py)
+           answering the corpus label with probability --heavy-accuracy, else another label,
+           with over-confident log-probabilities. Compare its review rate and precision by
+           source with the perfect variant's (`--variants perfect,heavy`).
 
 For each drop, in order, through the `annotate` CLI only: `run tweets --drop D` (summary = last
 stdout line), the drop's auto-accepted precision read right away from the warehouse
@@ -177,7 +182,9 @@ def load_corpus(cache: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 # -------------------------------------------------------------------------------------- spec
 
 
-def task_spec(*, annotators: int, adjudicators: list[str]) -> dict[str, Any]:
+def task_spec(
+    *, annotators: int, adjudicators: list[str], heavy_url: str | None = None
+) -> dict[str, Any]:
     """The `tweets` task: rules and examples written by hand for tweets, not fitted to the
     corpus (rule confidences are guesses; below auto_accept a rule only suggests)."""
     return {
@@ -301,7 +308,37 @@ def task_spec(*, annotators: int, adjudicators: list[str]) -> dict[str, Any]:
             "min_agreement": 0.5,
             "adjudicators": adjudicators,
         },
-    }
+    } | (
+        {"heavy": {"kind": "llm", "model": "simulated", "base_url": heavy_url}} if heavy_url else {}
+    )
+
+
+def heavy_variant(drops: list[list[dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
+    """The perfect variant with the heavy stage on, against a simulated language model that
+    knows each record's corpus label (by its normalized text) and gives it with probability
+    --heavy-accuracy."""
+    sys.path.insert(0, str(ROOT))
+    from annotation_assets.core.normalize import normalize_text
+    from tests.llm_server import ChatServer
+
+    labels = ["negative", "neutral", "positive"]
+    truth = {normalize_text(r["text"]): r["gold"] for drop in drops for r in drop}
+    server = ChatServer(labels=labels, truth=truth, accuracy=args.heavy_accuracy).start()
+    try:
+        result = run_variant(
+            "heavy",
+            drops,
+            annotators=1,
+            error_rate=0.0,
+            seed=args.seed,
+            audit=args.audit,
+            heavy_url=server.base_url,
+        )
+    finally:
+        server.stop()
+    result["heavy_accuracy"] = args.heavy_accuracy
+    result["heavy_requests"] = server.answered
+    return result
 
 
 # ---------------------------------------------------------------------------------- baselines
@@ -492,6 +529,7 @@ def run_variant(
     error_rate: float,
     seed: int,
     audit: int = 0,
+    heavy_url: str | None = None,
 ) -> dict[str, Any]:
     gold = {r["id"]: r["gold"] for drop in drops for r in drop}
     drop_of = {r["id"]: f"d{i + 1:02d}" for i, drop in enumerate(drops) for r in drop}
@@ -507,7 +545,7 @@ def run_variant(
         home, tasks = work / "home", work / "tasks"
         tasks.mkdir()
         adjudicators = [LEAD] if annotators > 1 else []
-        spec = task_spec(annotators=annotators, adjudicators=adjudicators)
+        spec = task_spec(annotators=annotators, adjudicators=adjudicators, heavy_url=heavy_url)
         (tasks / f"{TASK}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), "utf-8")
         result["spec"] = spec
         cli = Cli(home, tasks)
@@ -803,6 +841,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotators", type=int, default=2, help="noisy variant only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--heavy-accuracy", type=float, default=0.78, help="heavy variant: the simulated LLM's"
+    )
+    parser.add_argument(
         "--audit",
         type=int,
         default=40,
@@ -810,7 +851,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
-        "--variants", default="perfect,noisy", help="comma list of perfect,noisy (default both)"
+        "--variants",
+        default="perfect,noisy",
+        help="comma list of perfect,noisy,heavy (default perfect,noisy)",
     )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -842,6 +885,8 @@ def main(argv: list[str] | None = None) -> int:
                     audit=args.audit,
                 )
             )
+        elif name == "heavy":
+            variants.append(heavy_variant(drops, args))
         else:
             raise SystemExit(f"unknown variant {name!r}")
         print(report(variants[-1]) + "\n", flush=True)

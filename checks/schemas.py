@@ -2,7 +2,7 @@
 
 import pandera.pandas as pa
 
-from annotation_assets.core import images, ingest
+from annotation_assets.core import images, ingest, llm
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.warehouse import codes
 
@@ -28,9 +28,12 @@ PENDING_REASONS = [
     "contested",
     "awaiting_votes",
     "rule_conflict",
+    "invalid_answer",
+    "heavy_unavailable",
     "no_suggestion",
     "low_confidence",
 ]
+HEAVY_STATUSES = list(llm.HEAVY_STATUSES)
 _UNIT = [pa.Check.in_range(0.0, 1.0)]
 
 
@@ -97,6 +100,22 @@ def table_schemas(spec: TaskSpec) -> dict[str, pa.DataFrameSchema]:
                 "record_id": _str(unique=True),
                 "model_label": _str(nullable=True, checks=label),
                 "model_confidence": _prob(nullable=True),
+                "label": _str(nullable=True, checks=label),
+                "confidence": _prob(),
+                "source": _str(
+                    nullable=True,
+                    checks=[pa.Check.isin(["rule", "model", codes.IMAGE_TEXT_SOURCE])],
+                ),
+                "accepted": pa.Column(bool),
+            }
+        ),
+        "heavy_labels": pa.DataFrameSchema(
+            {
+                "drop_id": drop,
+                "record_id": _str(unique=True),
+                "heavy_label": _str(nullable=True, checks=label),
+                "heavy_confidence": _prob(nullable=True),
+                "heavy_status": _str(nullable=True, checks=[pa.Check.isin(HEAVY_STATUSES)]),
                 "label": _str(nullable=True, checks=label),
                 "confidence": _prob(),
                 "source": _str(

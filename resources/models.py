@@ -6,8 +6,11 @@ import dagster as dg
 import numpy as np
 
 from annotation_assets.core.encoder import TextEncoder, bundled_encoder_path, load_encoder
+from annotation_assets.core.llm import Labeler
 from annotation_assets.core.model_store import ModelStore
-from annotation_assets.core.spec import TaskSpec
+from annotation_assets.core.spec import HeavySettings, TaskSpec
+from resources.llm import ChatLabeler
+from resources.local_llm import LocalLabeler
 
 
 class ClipHeavyScorer:
@@ -33,6 +36,11 @@ def _load_clip(path: str, batch_size: int, templates: tuple[str, ...]) -> object
     from annotation_assets.core.clip import ClipScorer
 
     return ClipScorer(Path(path), batch_size=batch_size, templates=templates)
+
+
+@lru_cache(maxsize=2)
+def _load_local(path: str, settings: HeavySettings, labels: tuple[str, ...]) -> LocalLabeler:
+    return LocalLabeler(settings, list(labels), Path(path))
 
 
 class LabelModels(dg.ConfigurableResource):
@@ -68,6 +76,21 @@ class LabelModels(dg.ConfigurableResource):
             return None, f"CLIP weights {wanted!r} not found locally (nothing is downloaded)"
         scorer = _load_clip(str(path), spec.model.clip_batch_size, tuple(spec.model.clip_templates))
         return ClipHeavyScorer(scorer, spec), f"CLIP from {path}"
+
+    def labeler_for(self, spec: TaskSpec) -> tuple[Labeler | None, str]:
+        """The language model of a text task's heavy tier (spec `heavy:`), or None and why
+        there is none; the description names the model and endpoint, never the key."""
+        if spec.heavy is None:
+            return None, "off (no heavy: in the task spec)"
+        if spec.heavy.kind == "transformers":
+            path = Path(spec.heavy.path or "").expanduser()
+            if not path.is_dir():
+                return None, f"heavy.path {str(path)!r} is not a folder (nothing is downloaded)"
+            local = _load_local(str(path.resolve()), spec.heavy, tuple(spec.label_names))
+            return local, f"{local.kind} model from {path}"
+        labeler = ChatLabeler(spec.heavy, spec.label_names)
+        where = labeler.base_url or "the OpenAI API (no heavy.base_url or OPENAI_BASE_URL)"
+        return labeler, f"{spec.heavy.model} at {where}"
 
     def store_for(self, task: str) -> ModelStore:
         return ModelStore(Path(self.models_dir) / task)

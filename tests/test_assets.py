@@ -106,6 +106,7 @@ def test_every_check_runs_and_passes_on_a_clean_drop(deployment: Deployment) -> 
         "duplicates",
         "rule_labels",
         "model_labels",
+        "heavy_labels",
         "hitl_pending",
         "final_dataset",
     ):
@@ -286,10 +287,11 @@ def test_definitions_expose_stage_groups_checks_sensor_and_job(
         assert defs.resolve_sensor_def(f"{task}_rescore_after_reviews") is not None
         assert defs.resolve_job_def(f"{task}_rescore") is not None
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert {"reviews_ingest", "reviews_rules", "reviews_model", "reviews_dataset"} <= groups
-    assert "reviews_review" in groups
-    # 8 schema checks, conservation, unique ids, balance, drift, review rate, agreement
-    assert len(list(graph.asset_check_keys)) == 2 * 14
+    cascade = {"reviews_rules", "reviews_model", "reviews_heavy", "reviews_review"}
+    assert {"reviews_ingest", "reviews_dataset"} | cascade <= groups
+    assert graph.get(dg.AssetKey(["reviews", "heavy_labels"])).group_name == "reviews_heavy"
+    # 9 schema checks, conservation, unique ids, balance, drift, review rate, agreement
+    assert len(list(graph.asset_check_keys)) == 2 * 15
 
 
 def test_a_record_with_split_human_votes_stays_pending_even_if_a_rule_is_sure(

@@ -90,6 +90,8 @@ TABLES = {
     "model_versions": "* EXCLUDE (created_at, artifact),"
     " replace(artifact, $home, '<home>') AS artifact",
     "model_labels": "*",
+    "heavy_labels": "*",
+    "llm_responses": "* EXCLUDE (created_at, latency_s)",
     "human_labels": "* EXCLUDE (imported_at)",
     "hitl_pending": "*",
     "stage_timings": "drop_id, stage, records",
@@ -104,6 +106,7 @@ ROW_KEYS = {
     "normalized_records": "drop_id, record_id",
     "rule_labels": "drop_id, record_id",
     "model_labels": "drop_id, record_id",
+    "heavy_labels": "drop_id, record_id",
     "hitl_pending": "drop_id, record_id",
     "final_dataset": "id",
     "stage_timings": "drop_id, stage",

@@ -72,7 +72,7 @@ def test_clip_scores_the_images_the_rules_and_text_model_left_unsure(
     d = _deploy(tmp_path, tiny_encoder_dir, clip_dir)
     assert d.run("2026-11-02", task=TASK).success
     heavy = d.sql(
-        f"SELECT count(*), count(DISTINCT heavy_version) FROM {TASK}.model_labels"
+        f"SELECT count(*), count(DISTINCT heavy_version) FROM {TASK}.heavy_labels"
         " WHERE heavy_label IS NOT NULL"
     )[0]
     unsettled = d.sql(
@@ -91,11 +91,11 @@ def test_without_clip_weights_images_are_labeled_from_metadata_text_visibly(
     mat = next(
         m
         for m in result.get_asset_materialization_events()
-        if m.asset_key.path == [TASK, "model_labels"]
+        if m.asset_key.path == [TASK, "heavy_labels"]
     )
     heavy_status = mat.materialization.metadata["heavy_model"].value
     assert "no CLIP weights" in str(heavy_status)
-    assert d.sql(f"SELECT count(*) FROM {TASK}.model_labels WHERE heavy_label IS NOT NULL") == [
+    assert d.sql(f"SELECT count(*) FROM {TASK}.heavy_labels WHERE heavy_label IS NOT NULL") == [
         (0,)
     ]
     sources = {s for (s,) in d.sql(f"SELECT DISTINCT suggested_by FROM {TASK}.hitl_pending")}
@@ -186,7 +186,7 @@ def test_an_image_record_without_a_file_gets_no_heavy_vote_and_the_rest_are_scor
     scored = [
         r
         for (r,) in d.sql(
-            f"SELECT record_id FROM {TASK}.model_labels"
+            f"SELECT record_id FROM {TASK}.heavy_labels"
             " WHERE drop_id = ? AND heavy_label IS NOT NULL ORDER BY record_id",
             drop,
         )
@@ -202,11 +202,11 @@ def test_an_image_record_without_a_file_gets_no_heavy_vote_and_the_rest_are_scor
     result = job.execute_in_process(
         partition_key=drop,
         instance=d.instance,
-        asset_selection=[dg.AssetKey([TASK, "model_labels"])],
+        asset_selection=[dg.AssetKey([TASK, "heavy_labels"])],
     )
     assert result.success
     heavy = dict(
-        d.sql(f"SELECT record_id, heavy_label FROM {TASK}.model_labels WHERE drop_id = ?", drop)
+        d.sql(f"SELECT record_id, heavy_label FROM {TASK}.heavy_labels WHERE drop_id = ?", drop)
     )
     assert heavy[no_file] is None and heavy[empty_file] is None
     assert all(heavy[r] is not None for r in scored[2:])

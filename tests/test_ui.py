@@ -47,6 +47,7 @@ STAGE_ASSETS = (
     "normalized_records",
     "rule_labels",
     "model_labels",
+    "heavy_labels",
     "hitl_pending",
     "final_dataset",
 )

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from annotation_assets.core.spec import TaskSpec
 
@@ -73,3 +74,31 @@ def route_unknown(
     source[low] = stages[-1].source
     accepted = routed.accepted | low
     return Routed(label, confidence, source, accepted)
+
+
+def keep_earlier_acceptances(
+    out: pd.DataFrame, previous: pd.DataFrame, threshold: float, sources: Sequence[str]
+) -> tuple[pd.DataFrame, int]:
+    """Re-scoring after new human decisions re-scores the records still waiting; a record a
+    stage already auto-accepted from one of `sources` keeps that label (and its model
+    version) as long as its text is unchanged, its confidence still clears the threshold and
+    no rule now settles it, so a dataset does not churn and the review queue does not refill
+    with records that had left it. Returns the rows and how many kept their earlier label."""
+    if previous.empty:
+        return out, 0
+    earlier = previous[
+        previous["accepted"]
+        & previous["source"].isin(list(sources))
+        & (previous["confidence"] >= threshold)
+    ].set_index("record_id")
+    current = out.set_index("record_id")
+    same = current.index.intersection(earlier.index)
+    same = same[
+        (current.loc[same, "dedup_key"].to_numpy() == earlier.loc[same, "dedup_key"].to_numpy())
+        & (current.loc[same, "source"].to_numpy() != "rule")
+    ]
+    if len(same) == 0:
+        return out, 0
+    columns = [c for c in current.columns if c in earlier.columns and c != "drop_id"]
+    current.loc[same, columns] = earlier.loc[same, columns]
+    return current.reset_index()[out.columns], len(same)

@@ -134,6 +134,58 @@ class ModelSettings(_Strict):
         return [check_label_template(t) for t in value]
 
 
+class HeavySettings(_Strict):
+    """The heavy tier of a text task: a language model behind any OpenAI-compatible Chat
+    Completions server (docs/heavy-models.md describes every field)."""
+
+    kind: Literal["llm", "transformers"]
+    model: Annotated[str, Field(min_length=1)] | None = None  # kind llm: the server's model
+    path: str | None = None  # kind transformers: a local model folder
+    nli_template: str = "This text is {label}."  # kind transformers, an NLI classifier
+    base_url: str | None = None  # else OPENAI_BASE_URL
+    max_records_per_drop: Annotated[int, Field(ge=0)] | None = None
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 4
+    timeout_seconds: Annotated[float, Field(gt=0.0)] = 60.0
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 4
+    structured_output: Literal["auto", "json_schema", "plain"] = "auto"
+    logprobs: bool = True
+    samples: Annotated[int, Field(ge=1, le=20)] = 1
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.0
+    max_tokens: Annotated[int, Field(ge=1, le=4096)] = 32
+    few_shot: Annotated[int, Field(ge=0, le=50)] = 4
+    similar_examples: Annotated[int, Field(ge=0, le=50)] = 4
+    min_reviewed: Annotated[int, Field(ge=0)] = 50
+    accept_unreviewed: bool = False
+    price_per_input_token: Annotated[float, Field(ge=0.0)] = 0.0
+    price_per_output_token: Annotated[float, Field(ge=0.0)] = 0.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_has_its_model(self) -> "HeavySettings":
+        if self.kind == "llm" and not self.model:
+            raise ValueError("model: give the server's model name (kind llm)")
+        if self.kind == "transformers" and not self.path:
+            raise ValueError("path: give a local model folder (kind transformers)")
+        return self
+
+    @field_validator("nli_template")
+    @classmethod
+    def _nli_label_slot(cls, value: str) -> str:
+        return check_label_template(value)
+
+    @model_validator(mode="after")
+    def _samples_vary(self) -> "HeavySettings":
+        if self.samples > 1 and self.temperature == 0:
+            raise ValueError("samples > 1 needs temperature > 0 (identical answers agree)")
+        return self
+
+
 class ClassBalanceCheck(_Strict):
     max_ratio: Annotated[float, Field(ge=1.0)] = 20.0
 
@@ -242,6 +294,7 @@ class TaskSpec(_Strict):
     source: str | None = None
     sink: str | None = None
     delivery: Delivery = Delivery()
+    heavy: HeavySettings | None = None
 
     @field_validator("source")
     @classmethod
@@ -297,6 +350,8 @@ class TaskSpec(_Strict):
         for label in self.balance.target or {}:
             if label not in self.labels:
                 raise ValueError(f"balance.target.{label}: unknown label {label!r}")
+        if self.heavy is not None and self.kind != "text_classification":
+            raise ValueError("heavy: the LLM tier serves text tasks (image tasks use model.clip)")
         if self.sink and self.delivery.sink and self.sink != self.delivery.sink:
             raise ValueError("delivery.sink: differs from sink; give only one of them")
         return self

@@ -39,6 +39,7 @@ def _drop_table(conn: duckdb.DuckDBPyConnection, spec: TaskSpec) -> pd.DataFrame
     drops = conn.execute(f"SELECT drop_id, seq FROM {q(task, 'drops')} ORDER BY seq").fetchall()
     rows: list[list[Any]] = []
     throughput: list[float | None] = []
+    cost: list[float | None] = []
     for drop_id, seq in drops:
         counts = drop_counts(conn, task, drop_id)
         figures = drop_throughput(conn, spec, drop_id, counts)
@@ -49,6 +50,7 @@ def _drop_table(conn: duckdb.DuckDBPyConnection, spec: TaskSpec) -> pd.DataFrame
             + [counts["final_rows"], counts["hitl_pending"]]
         )
         throughput.append(figures["throughput_per_hour"])
+        cost.append(figures.get("cost_per_labeled_record"))
     frame = pd.DataFrame(rows, columns=["drop_id", "seq", *COUNTED])
     for col in frame.columns.drop(["drop_id"]):
         frame[col] = frame[col].astype("int64")
@@ -58,6 +60,8 @@ def _drop_table(conn: duckdb.DuckDBPyConnection, spec: TaskSpec) -> pd.DataFrame
         frame["records"] > 0, sent / frame["records"].clip(lower=1), 0.0
     )
     frame["throughput_per_hour"] = throughput
+    # spec `costs` per record and stage, plus the heavy model's token cost
+    frame["cost_per_labeled_record"] = pd.Series(cost, dtype="float64")
     return frame
 
 
@@ -99,7 +103,7 @@ def _confidences(conn: duckdb.DuckDBPyConnection, task: str) -> dict[str, np.nda
 
     out = {
         "rule (rule-accepted)": values(
-            f"SELECT r.rule_confidence FROM {q(task, 'model_labels')} m"
+            f"SELECT r.rule_confidence FROM {q(task, 'heavy_labels')} m"
             f" JOIN {q(task, 'rule_labels')} r USING (drop_id, record_id)"
             " WHERE m.accepted AND m.source = 'rule' AND r.rule_confidence IS NOT NULL"
         ),
@@ -108,7 +112,7 @@ def _confidences(conn: duckdb.DuckDBPyConnection, task: str) -> dict[str, np.nda
             " WHERE model_confidence IS NOT NULL"
         ),
         "heavy": values(
-            f"SELECT heavy_confidence FROM {q(task, 'model_labels')}"
+            f"SELECT heavy_confidence FROM {q(task, 'heavy_labels')}"
             " WHERE heavy_confidence IS NOT NULL"
         ),
     }
@@ -296,8 +300,10 @@ def collect_report_data(
     conn.register("_report_humans", decided)
     try:
         scored = conn.execute(
-            f"SELECT m.label, m.confidence, m.model_label, m.model_confidence, h.human"
-            f" FROM {q(task, 'model_labels')} m LEFT JOIN _report_humans h USING (record_id)"
+            f"SELECT d.label, d.confidence, m.model_label, m.model_confidence, h.human"
+            f" FROM {q(task, 'model_labels')} m"
+            f" JOIN {q(task, 'heavy_labels')} d USING (drop_id, record_id)"
+            " LEFT JOIN _report_humans h USING (record_id)"
         ).fetchdf()
     finally:
         conn.unregister("_report_humans")

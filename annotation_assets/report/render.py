@@ -91,6 +91,7 @@ SUMMARY_COLUMNS = (
     ("final", "final", ""),
     ("review rate", "review_rate", "pct"),
     ("throughput (records/h)", "throughput_per_hour", "rate"),
+    ("cost / labeled record", "cost_per_labeled_record", ""),
 )
 
 
@@ -101,12 +102,13 @@ def _summary_section(data: ReportData) -> list[Block]:
     kinds = [k for _, _, k in SUMMARY_COLUMNS]
     rows = [[row[c] for _, c, _ in SUMMARY_COLUMNS] for _, row in data.drops.iterrows()]
     sums = data.drops[[c for _, c, _ in SUMMARY_COLUMNS[1:8]]].sum()
-    total = ["all drops", *(int(v) for v in sums), data.review_rate, None]
+    total = ["all drops", *(int(v) for v in sums), data.review_rate, None, None]
     return [
         _table(header, rows, table_id="summary-table", kinds=kinds, total=total),
         _note(
             "review rate = (human-decided + pending) / normalized records; throughput = records"
-            " / (automated wall time + review rate × records × human latency), per hour."
+            " / (automated wall time + review rate × records × human latency), per hour; cost"
+            " from the spec's `costs` and the heavy model's token prices."
         ),
     ]
 
@@ -346,7 +348,8 @@ def _what_if_section(data: ReportData, pngs: Mapping[str, str]) -> list[Block]:
     )
     parts.append(
         _note(
-            "each record's automatic label and confidence from model_labels; accuracy is"
+            "each record's automatic label and confidence from heavy_labels (the cascade's"
+            " decision after its last automated tier); accuracy is"
             " measured on the records people decided that the threshold would auto-accept."
         )
     )

@@ -40,7 +40,7 @@ def build_final_dataset(connect: Connect, spec: TaskSpec, drop_id: str) -> Final
                    r.rules_fired AS rule_names, m.model_version,
                    h.annotators, n.source_file, n.line_no, n.ingested_at
             FROM {q(task, "normalized_records")} n
-            JOIN {q(task, "model_labels")} m USING (drop_id, record_id)
+            JOIN {q(task, "heavy_labels")} m USING (drop_id, record_id)
             LEFT JOIN {q(task, "rule_labels")} r USING (drop_id, record_id)
             LEFT JOIN _decisions h ON h.record_id = n.record_id
             WHERE n.drop_id = ?

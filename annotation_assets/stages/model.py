@@ -2,14 +2,14 @@
 
 The tiers (core/tiers.py) run in order, each scoring only the records every earlier stage
 left below the auto-accept threshold: the n-gram tier, then the sentence encoder and its head
-(or the zero/few-shot prototype scorer on a cold start), then the heavy scorer where one is
-given. Every record is routed through the cascade and model_labels written. The models are
-trained (or loaded from the model store) by warehouse/training.py."""
+(or the zero/few-shot prototype scorer on a cold start). Every record is routed through the
+rules and these tiers and model_labels written; the heavy tier comes after, in its own stage
+(stages/heavy.py). The models are trained (or loaded from the model store) by
+warehouse/training.py."""
 
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,21 +20,23 @@ from annotation_assets.core.calibration import threshold_what_if
 from annotation_assets.core.classifier import HEAD, LabelModel
 from annotation_assets.core.fast_model import NGRAM, FastModel
 from annotation_assets.core.model_store import ModelStore
-from annotation_assets.core.routing import NO_LABEL, StageVotes, route_by_confidence, route_unknown
+from annotation_assets.core.routing import (
+    NO_LABEL,
+    StageVotes,
+    keep_earlier_acceptances,
+    route_by_confidence,
+)
 from annotation_assets.core.spec import TaskSpec
 from annotation_assets.core.tiers import (
-    HEAVY,
     MODEL,
     Batch,
     Encoder,
-    HeavyScorer,
-    HeavyTier,
     NgramTier,
     Progress,
     Tier,
     scored_rows,
 )
-from annotation_assets.warehouse.codes import IMAGE_TEXT_SOURCE, MODEL_SOURCES
+from annotation_assets.warehouse.codes import IMAGE_TEXT_SOURCE, SMALL_MODEL_SOURCES
 from annotation_assets.warehouse.embeddings import embed_and_score
 from annotation_assets.warehouse.sql import Connect, drop_seq, q, replace_rows
 from annotation_assets.warehouse.tables import transaction
@@ -150,23 +152,20 @@ def cascade_tiers(
     encoder: Encoder,
     model: LabelModel,
     fast: FastModel | None,
-    heavy: HeavyScorer | None,
 ) -> list[Tier]:
-    """The task's learned tiers in cascade order: the n-gram tier (when trained), the encoder
-    with its head, the heavy scorer (when given)."""
+    """The task's small-model tiers in cascade order: the n-gram tier (when trained), then
+    the encoder with its head."""
     tiers: list[Tier] = []
     if fast is not None:
         tiers.append(NgramTier(fast, may_accept=not _fast_tier_unchecked(fast, spec)))
     may_accept = model.kind == HEAD or spec.model.zero_shot_auto_accept
     tiers.append(EncoderTier(connect, spec.name, encoder, model, may_accept=may_accept))
-    if heavy is not None:
-        tiers.append(HeavyTier(heavy, spec.label_names, images=spec.is_image))
     return tiers
 
 
 # records_by_tier and the stage's timings name the text cascade's tiers even when one is off
-REPORTED_COUNTS = (f"{NGRAM}_scored", f"{NGRAM}_settled", "encoder_scored", "heavy_scored")
-REPORTED_LAPS = ("train_encoder_head", f"train_{NGRAM}", NGRAM, "encoder", "heavy")
+REPORTED_COUNTS = (f"{NGRAM}_scored", f"{NGRAM}_settled", "encoder_scored")
+REPORTED_LAPS = ("train_encoder_head", f"train_{NGRAM}", NGRAM, "encoder")
 
 
 @dataclass
@@ -256,17 +255,13 @@ def label_by_model(
     *,
     encoder: Encoder,
     store: ModelStore,
-    heavy: HeavyScorer | None = None,
-    item_root: Path | None = None,
     progress: Progress | None = None,
 ) -> ModelResult:
-    """Scores records the rules did not settle through the cascade's tiers (n-gram, encoder
-    with head, heavy scorer where given), routes every record through the cascade, and writes
-    model_labels.
+    """Scores records the rules did not settle through the small model's tiers (n-gram,
+    encoder with head), routes every record through rules and tiers, and writes model_labels.
 
     The small model reads the record's text; for image tasks that is the image's metadata
-    (title, alt text, file name), so its source is `model_text`. The heavy model gets the text
-    of text records, or the image files (under `item_root`) of image records."""
+    (title, alt text, file name), so its source is `model_text`."""
     task = spec.name
     labels = spec.label_names
     index = {label: i for i, label in enumerate(labels)}
@@ -280,8 +275,7 @@ def label_by_model(
         # keys stay in Arrow (no Python string per record)
         frame = _arrow_frame(
             conn.sql(
-                "SELECT n.record_id, n.dedup_key, r.rule_label, r.rule_confidence,"
-                " json_extract_string(n.meta, '$.file') AS file"
+                "SELECT n.record_id, n.dedup_key, r.rule_label, r.rule_confidence"
                 f" FROM {q(task, 'normalized_records')} n"
                 f" LEFT JOIN {q(task, 'rule_labels')} r USING (drop_id, record_id)"
                 " WHERE n.drop_id = ? ORDER BY n.row_num",
@@ -296,38 +290,32 @@ def label_by_model(
     clock.lap("train_encoder_head")
     fast = fast_model_for(connect, spec, store, train) if model.kind == HEAD else None
     clock.lap(f"train_{NGRAM}")
-    tiers = cascade_tiers(connect, spec, encoder, model, fast, heavy)
+    tiers = cascade_tiers(connect, spec, encoder, model, fast)
     rule_idx = frame["rule_label"].map(index).fillna(NO_LABEL).to_numpy(dtype=np.int64)
     rule_conf = frame["rule_confidence"].fillna(0.0).to_numpy(dtype=np.float64)
     n = len(frame)
     settled = rule_conf >= threshold
     where = np.flatnonzero(~settled)
     texts = _DropTexts(connect, task, drop_id, frame)
-    root = item_root or Path(".")
 
     def batch_of(rows: np.ndarray) -> Batch:
-        def files() -> list[str | None]:
-            # Ingest records every image's file; a record without one (a table edited by
-            # hand) gets None, and no vote from a tier that reads files.
-            named = frame["file"].iloc[rows].tolist()
-            return [str(root / f) if isinstance(f, str) and f != "" else None for f in named]
+        return Batch(frame["dedup_key"].iloc[rows], lambda: texts.at(rows), lambda: [])
 
-        return Batch(frame["dedup_key"].iloc[rows], lambda: texts.at(rows), files)
-
-    votes = {MODEL: _Votes.empty(n, len(labels)), HEAVY: _Votes.empty(n, len(labels))}
+    votes = {MODEL: _Votes.empty(n, len(labels))}
     settled_by = _route_through(
         tiers, settled, batch_of, votes, threshold=threshold, clock=clock, progress=progress
     )
-    stages = [StageVotes("rule", rule_idx, rule_conf)]
-    sources = {MODEL: IMAGE_TEXT_SOURCE if spec.is_image else "model", HEAVY: "heavy"}
-    for slot, source in sources.items():
-        if any(tier.slot == slot for tier in tiers):
-            v = votes[slot]
-            stages.append(StageVotes(source, v.label, v.confidence, may_accept=v.may_accept))
+    small = votes[MODEL]
+    stages = [
+        StageVotes("rule", rule_idx, rule_conf),
+        StageVotes(
+            IMAGE_TEXT_SOURCE if spec.is_image else "model",
+            small.label,
+            small.confidence,
+            may_accept=small.may_accept,
+        ),
+    ]
     routed = route_by_confidence(stages, threshold=threshold)
-    if spec.images.unknown_label is not None:
-        routed = route_unknown(routed, stages, spec, index[spec.images.unknown_label])
-    small, big = votes[MODEL], votes[HEAVY]
     out = pd.DataFrame(
         {
             "drop_id": drop_id,
@@ -337,16 +325,13 @@ def label_by_model(
             "model_confidence": small.confidence,
             "model_probs": _probability_lists(small.probs, small.version),
             "model_version": small.version,
-            "heavy_label": [labels[i] if i != NO_LABEL else None for i in big.label],
-            "heavy_confidence": big.confidence,
-            "heavy_version": big.version,
             "label": [labels[i] if i != NO_LABEL else None for i in routed.label_index],
             "confidence": routed.confidence,
             "source": [s or None for s in routed.source],
             "accepted": routed.accepted,
         }
     )
-    out, kept = _keep_earlier_acceptances(out, previous, threshold)
+    out, kept = keep_earlier_acceptances(out, previous, threshold, SMALL_MODEL_SOURCES)
     with connect() as conn, transaction(conn):
         replace_rows(conn, task, "model_labels", drop_id, out)
     clock.lap("route_and_write")
@@ -408,31 +393,3 @@ def _arrow_frame(table: pa.Table) -> pd.DataFrame:
         return pd.ArrowDtype(kind) if text else None
 
     return table.to_pandas(types_mapper=arrow_strings)
-
-
-def _keep_earlier_acceptances(
-    out: pd.DataFrame, previous: pd.DataFrame, threshold: float
-) -> tuple[pd.DataFrame, int]:
-    """Re-scoring after new human decisions re-scores the records still waiting; a record a
-    model already auto-accepted keeps that label (and its model version) as long as its text
-    is unchanged, its confidence still clears the threshold and no rule now settles it, so a
-    dataset does not churn and the review queue does not refill with records that had left
-    it."""
-    if previous.empty:
-        return out, 0
-    earlier = previous[
-        previous["accepted"]
-        & previous["source"].isin(MODEL_SOURCES)
-        & (previous["confidence"] >= threshold)
-    ].set_index("record_id")
-    current = out.set_index("record_id")
-    same = current.index.intersection(earlier.index)
-    same = same[
-        (current.loc[same, "dedup_key"].to_numpy() == earlier.loc[same, "dedup_key"].to_numpy())
-        & (current.loc[same, "source"].to_numpy() != "rule")
-    ]
-    if len(same) == 0:
-        return out, 0
-    columns = [c for c in current.columns if c in earlier.columns and c != "drop_id"]
-    current.loc[same, columns] = earlier.loc[same, columns]
-    return current.reset_index()[out.columns], len(same)

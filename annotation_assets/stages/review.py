@@ -30,10 +30,12 @@ def queue_for_review(connect: Connect, spec: TaskSpec, drop_id: str) -> PendingR
                    CASE WHEN h.status = 'contested' THEN 'contested'
                         WHEN h.status = 'awaiting_votes' THEN 'awaiting_votes'
                         WHEN r.rule_conflict THEN 'rule_conflict'
+                        WHEN m.heavy_status = 'invalid_answer' THEN 'invalid_answer'
+                        WHEN m.heavy_status = 'unavailable' THEN 'heavy_unavailable'
                         WHEN m.label IS NULL THEN 'no_suggestion'
                         ELSE 'low_confidence' END AS reason,
                    m.model_version
-            FROM {q(task, "model_labels")} m
+            FROM {q(task, "heavy_labels")} m
             JOIN {q(task, "normalized_records")} n USING (drop_id, record_id)
             LEFT JOIN {q(task, "rule_labels")} r USING (drop_id, record_id)
             LEFT JOIN _decisions h USING (record_id)

@@ -5,7 +5,7 @@ from typing import Any
 
 import duckdb
 
-from annotation_assets.core.spec import TaskSpec
+from annotation_assets.core.spec import Costs, TaskSpec
 from annotation_assets.warehouse.codes import SOURCES
 from annotation_assets.warehouse.sql import Connect, now, q
 from annotation_assets.warehouse.tables import first_row, scalar, transaction
@@ -82,11 +82,11 @@ def drop_throughput(
     )
     scored = first_row(
         conn.execute(
-            f"SELECT count(model_version), count(heavy_version) FROM {q(task, 'model_labels')}"
-            " WHERE drop_id = ?",
+            f"SELECT count(model_version), count(heavy_version), coalesce(sum(cost), 0)"
+            f" FROM {q(task, 'heavy_labels')} WHERE drop_id = ?",
             [drop_id],
         )
-    ) or (0, 0)
+    ) or (0, 0, 0.0)
     human = counts["by_source"]["human"] + counts["hitl_pending"]
     hitl_rate = human / records if records else 0.0
     t_auto = float(sum(timings.values()))
@@ -105,10 +105,17 @@ def drop_throughput(
         }
         | {"human": round(hitl_rate, 4)},
     }
-    if spec.costs is not None and counts["final_rows"]:
-        c = spec.costs
+    if scored[1]:
+        out["heavy_records"] = int(scored[1])
+        out["heavy_token_cost"] = round(float(scored[2]), 6)  # heavy.price_per_*_token
+    if (spec.costs is not None or scored[2]) and counts["final_rows"]:
+        c = spec.costs or Costs()
         spend = (
-            records * c.rule + int(scored[0]) * c.model + int(scored[1]) * c.heavy + human * c.human
+            records * c.rule
+            + int(scored[0]) * c.model
+            + int(scored[1]) * c.heavy
+            + float(scored[2])
+            + human * c.human
         )
         out["cost_per_labeled_record"] = round(spend / counts["final_rows"], 6)
     return out

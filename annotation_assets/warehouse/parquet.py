@@ -52,6 +52,7 @@ DROP_KEYED = frozenset(PARTITIONED | {"drops", "stage_timings"})
 APPEND_ONLY: dict[str, tuple[str, ...]] = {
     "embeddings": ("encoder", "dedup_key"),
     "model_versions": ("version",),
+    "llm_responses": ("key",),
     "human_labels": (
         "record_id",
         "label",
