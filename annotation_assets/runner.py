@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from annotation_assets.core.llm import public_endpoint
 from annotation_assets.core.spec import TaskSpec, check_drop_id, load_task_specs
 from annotation_assets.core.staging import staging_folder
 from annotation_assets.home import Home
@@ -147,7 +148,7 @@ class Runner:
         self._announced.add(task)
         if not spec.is_image:
             assert spec.heavy is not None
-            where = spec.heavy.base_url or os.environ.get("OPENAI_BASE_URL") or "OpenAI's API"
+            where = public_endpoint(spec.heavy.base_url or os.environ.get("OPENAI_BASE_URL"))
             what = (
                 f"{spec.heavy.model} at {where}"
                 if spec.heavy.kind == "llm"

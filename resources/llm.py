@@ -23,6 +23,7 @@ from annotation_assets.core.llm import (
     agreement,
     bounded,
     parse_answer,
+    public_endpoint,
     response_format,
     span_probability,
 )
@@ -70,6 +71,11 @@ class ChatLabeler:
         self.logprobs = settings.logprobs
 
     @property
+    def where(self) -> str:
+        """The endpoint as shown in logs and metadata: without any user:password part."""
+        return public_endpoint(self.base_url)
+
+    @property
     def version(self) -> str:
         return f"llm:{self.settings.model}"
 
@@ -77,6 +83,9 @@ class ChatLabeler:
         """The settings that change an answer (part of the response cache's key)."""
         s = self.settings
         return {
+            "endpoint": self.base_url or "",
+            "structured_output": s.structured_output,
+            "logprobs": s.logprobs,
             "samples": s.samples,
             "temperature": s.temperature,
             "max_tokens": s.max_tokens,
@@ -102,14 +111,20 @@ class ChatLabeler:
             try:
                 return self.client.chat.completions.create(**kwargs), structured
             except openai.APIStatusError as err:
-                if err.status_code not in _UNSUPPORTED or not (structured or logprobs):
+                if err.status_code not in _UNSUPPORTED:
                     raise
-                # drop what the server may not support, structured output first; a fixed
-                # `structured_output: json_schema` is never dropped
+                # drop a parameter the server says it does not take (its error names it); a
+                # fixed `structured_output: json_schema` is never dropped. Any other 400 (a
+                # prompt over the context length, say) fails this record only.
+                said = f"{err.message} {err.body}".lower()
                 with self._lock:
-                    if structured and self.settings.structured_output == "auto":
+                    if (
+                        structured
+                        and self.settings.structured_output == "auto"
+                        and any(w in said for w in ("response_format", "json_schema", "schema"))
+                    ):
                         self.structured = False
-                    elif logprobs:
+                    elif logprobs and "logprob" in said:
                         self.logprobs = False
                     else:
                         raise
@@ -125,6 +140,8 @@ class ChatLabeler:
         probability: float | None = None
         tokens_in = tokens_out = 0
         want = self.settings.samples
+        glitch = False  # no choices or empty content: not cached, asked again next run
+        scored = None  # whether log-probabilities came back usable (None: none came back)
         try:
             while len(samples) < want:
                 response, structured = self._request(messages, want - len(samples))
@@ -134,14 +151,19 @@ class ChatLabeler:
                 if not response.choices:
                     samples.append(None)
                     reasons.append("no choices in the response")
+                    glitch = True
                 for choice in response.choices[: want - len(samples)]:
                     content = choice.message.content if choice.message else None
                     label, why, span = parse_answer(content, self.labels, structured=structured)
                     samples.append(label)
                     if why:
                         reasons.append(why)
-                    if probability is None and label is not None and want == 1:
-                        probability = span_probability(_tokens(choice), span)
+                        glitch = glitch or why == "empty answer"
+                    if want == 1 and label is not None:
+                        tokens = _tokens(choice)
+                        if tokens is not None:  # asked and sent: the label's probability
+                            probability = span_probability(tokens, span, content)
+                            scored = probability is not None
         except Exception as err:  # noqa: BLE001 - any failure of the server or its answer
             # (a malformed body included) leaves the record for review, never fails the stage
             return Answer(
@@ -165,18 +187,26 @@ class ChatLabeler:
                 tokens_out,
                 latency,
                 samples=samples,
+                cacheable=not glitch,
             )
-        confidence = probability if probability is not None else share
+        if scored is None:
+            confidence = share  # no log-probabilities: the agreement of the samples
+        else:  # sent but unusable (not spelling the answer, a null): no confidence at all
+            confidence = probability if probability is not None else float("nan")
         return Answer(
             label, confidence, ANSWERED, "", tokens_in, tokens_out, latency, samples=samples
         )
 
 
-def _tokens(choice: Any) -> list[tuple[str, float]]:
-    """The (token, log-probability) pairs of a choice's content, [] when the server sent
-    none."""
+def _tokens(choice: Any) -> list[tuple[str, float | None]] | None:
+    """The (token, log-probability) pairs of a choice's content (a null log-probability as
+    None), None when the server sent none."""
     logprobs = getattr(choice, "logprobs", None)
     content = getattr(logprobs, "content", None) if logprobs is not None else None
     if not content:
-        return []
-    return [(str(t.token), float(t.logprob)) for t in content if t is not None]
+        return None
+    return [
+        (str(t.token), None if t.logprob is None else float(t.logprob))
+        for t in content
+        if t is not None
+    ]

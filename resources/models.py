@@ -89,8 +89,7 @@ class LabelModels(dg.ConfigurableResource):
             local = _load_local(str(path.resolve()), spec.heavy, tuple(spec.label_names))
             return local, f"{local.kind} model from {path}"
         labeler = ChatLabeler(spec.heavy, spec.label_names)
-        where = labeler.base_url or "the OpenAI API (no heavy.base_url or OPENAI_BASE_URL)"
-        return labeler, f"{spec.heavy.model} at {where}"
+        return labeler, f"{spec.heavy.model} at {labeler.where}"
 
     def store_for(self, task: str) -> ModelStore:
         return ModelStore(Path(self.models_dir) / task)

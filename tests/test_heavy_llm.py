@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from annotation_assets.core import llm
@@ -78,6 +79,13 @@ def test_confidence_is_the_label_tokens_probability() -> None:
     tokens = [('{"label": "', 0.0), ("posit", math.log(0.9)), ("ive", math.log(0.5)), ('"}', 0.0)]
     assert llm.span_probability(tokens, span) == pytest.approx(0.45)
     assert llm.span_probability([], span) is None
+    minus_inf = [('{"label": "', 0.0), ("positive", -math.inf), ('"}', 0.0)]
+    assert llm.span_probability(minus_inf, span, content) == 0.0
+    assert llm.span_probability([("posit", -0.1)], span, content) is None  # spells nothing
+    assert (
+        llm.span_probability([('{"label": "', 0.0), ("positive", None), ('"}', 0.0)], span) is None
+    )
+    assert llm.bounded("\ud800 x").encode("utf-8")  # a lone surrogate becomes storable
     assert llm.agreement(["a", "b", "a", None]) == ("a", 0.5)
     assert llm.agreement([None, None])[0] is None
 
@@ -104,17 +112,19 @@ def test_the_record_text_is_last_in_the_last_user_message() -> None:
 def test_calibration_maps_raw_confidence_to_the_share_people_agreed_with() -> None:
     raw = [0.6] * 50 + [0.95] * 50
     correct = [0.0] * 30 + [1.0] * 20 + [1.0] * 45 + [0.0] * 5
-    cal = llm.fit_answer_calibration(raw, correct)  # type: ignore[arg-type]
+    cal = llm.fit_answer_calibration(np.array(raw), np.array(correct))
     assert cal.n_reviewed == 100
     assert cal(pytest.importorskip("numpy").array([0.6, 0.95])).tolist() == pytest.approx(
         [0.4, 0.9]
     )
     assert cal.ece_after < cal.ece_before
+    all_right = llm.fit_answer_calibration(np.array([0.3, 0.6, 0.9]), np.ones(3))
+    assert all_right(np.array([0.05, 0.6])).tolist() == [0.05, 0.6]  # one outcome: identity
 
 
 def test_spec_errors_are_one_line_naming_the_field() -> None:
     for heavy, field in (
-        ({"kind": "llm"}, "heavy.model"),
+        ({"kind": "llm"}, "heavy: model"),
         ({"kind": "llm", "model": "m", "base_url": "ftp://x"}, "heavy.base_url"),
         ({"kind": "llm", "model": "m", "samples": 3}, "heavy"),
         ({"kind": "gpt", "model": "m"}, "heavy.kind"),
@@ -383,6 +393,10 @@ def test_invalid_answers_and_the_cap_send_records_to_review_with_the_reason(
     )
 
 
+class _Killed(BaseException):
+    """What a kill does to the stage: not an error it may turn into a record's reason."""
+
+
 class _Crashing:
     """A labeler that dies (as a killed process would stop answering) at its n-th request."""
 
@@ -394,7 +408,7 @@ class _Crashing:
     def ask(self, messages: list[dict[str, str]]) -> llm.Answer:
         self.calls += 1
         if self.calls >= self.at:
-            raise RuntimeError("killed")
+            raise _Killed("killed")
         return self.inner.ask(messages)
 
 
@@ -415,7 +429,7 @@ def test_a_crash_rerun_is_served_from_the_cache(
     )
     warehouse = Warehouse.for_home(d.home)
     labeler = ChatLabeler(spec.heavy, spec.label_names, env={})  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(_Killed):
         label_by_heavy(
             warehouse.connect, spec, "d1", labeler=_Crashing(labeler, CACHE_FLUSH_EVERY + 6)
         )
@@ -457,6 +471,10 @@ def test_calibration_keeps_heavy_acceptances_accurate_once_people_reviewed(
     decisions.write_text("\n".join(lines) + "\n")
     done = Cli(d.home.root, d.tasks, tiny_encoder_dir)("review", "import", TASK, str(decisions))
     assert done.returncode == 0, done.stderr[-2000:]
+    # re-scoring the reviewed drop keeps the votes calibration is fitted on
+    assert d.run("d1").success
+    kept = d.sql(f"SELECT count(*) FROM {TASK}.heavy_labels WHERE heavy_label IS NOT NULL")
+    assert kept[0][0] >= len(queue)
 
     d.drop("d2", second)
     asked = len(server.requests)
@@ -485,3 +503,35 @@ def test_a_malformed_response_leaves_the_record_for_review(server: ChatServer) -
     answer = _ask(_labeler(server, max_retries=0), "x")
     assert answer.status == llm.UNAVAILABLE and answer.label is None
     assert answer.detail.startswith("bad response")
+
+
+def test_a_400_about_something_else_fails_one_record_not_structured_output(
+    server: ChatServer,
+) -> None:
+    server.script = [Fault(400)]  # "scripted 400": names no parameter (a prompt too long)
+    labeler = _labeler(server)
+    assert _ask(labeler, "x").status == llm.UNAVAILABLE
+    server.truth["y"] = "positive"
+    answer = _ask(labeler, "y")
+    assert answer.label == "positive" and "response_format" in server.requests[-1]
+    assert not math.isnan(answer.confidence) and answer.confidence < 1.0
+
+
+def test_usable_logprobs_or_no_confidence(server: ChatServer) -> None:
+    """Log-probabilities that came back but do not spell the answer give no confidence (not
+    the 1.0 of a single sample); none at all give the samples' agreement."""
+    server.truth["z"] = "neutral"
+    original = server.completion
+
+    def broken(body: dict[str, Any]) -> dict[str, Any]:
+        out = original(body)
+        for choice in out["choices"]:
+            choice["logprobs"]["content"] = choice["logprobs"]["content"][:1]
+        return out
+
+    server.completion = broken  # type: ignore[method-assign]
+    answer = _ask(_labeler(server), "z")
+    assert answer.label == "neutral" and math.isnan(answer.confidence)
+    server.completion = original  # type: ignore[method-assign]
+    server.logprobs = False
+    assert _ask(_labeler(server), "z").confidence == 1.0

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
@@ -22,8 +23,8 @@ from annotation_assets.core.calibration import expected_calibration_error
 
 ANSWERED = "answered"
 INVALID_ANSWER = "invalid_answer"
-UNAVAILABLE = "unavailable"  # the server could not be reached or kept failing
-NOT_SENT = "not_sent"  # over heavy.max_records_per_drop, or the server was given up on
+UNAVAILABLE = "unavailable"  # the server could not be reached, kept failing, or was given up on
+NOT_SENT = "not_sent"  # over heavy.max_records_per_drop
 HEAVY_STATUSES = (ANSWERED, INVALID_ANSWER, UNAVAILABLE, NOT_SENT)
 DETAIL_CHARS = 200  # how much of a bad answer or error is kept
 
@@ -50,6 +51,7 @@ class Answer:
     latency_s: float = 0.0
     cached: bool = False
     samples: list[str | None] = field(default_factory=list)
+    cacheable: bool = True  # False for a glitch worth asking again (no choices, empty content)
 
     def as_cached(self) -> "Answer":
         return Answer(
@@ -75,6 +77,14 @@ class Labeler(Protocol):
     def answer_settings(self) -> dict[str, Any]: ...
 
     def ask(self, messages: list[dict[str, str]]) -> Answer: ...
+
+
+def public_endpoint(url: str | None) -> str:
+    """An endpoint as logs and metadata show it: without a user:password part or query."""
+    if not url:
+        return "the OpenAI API (no heavy.base_url or OPENAI_BASE_URL)"
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
 
 
 def system_message(description: str, labels: dict[str, str]) -> str:
@@ -135,8 +145,11 @@ def cache_key(model: str, messages: Sequence[dict[str, str]], settings: dict[str
 
 
 def bounded(text: str | None, limit: int = DETAIL_CHARS) -> str:
+    """At most `limit` characters of `text`, valid UTF-8 (a lone surrogate from a model's
+    answer would make the warehouse refuse the row)."""
     text = "" if text is None else str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def parse_answer(
@@ -145,7 +158,9 @@ def parse_answer(
     """(label, why not, where the label sits in `content`): the label when the answer is
     exactly one of `labels`, else None and a one-line reason. A structured answer is a JSON
     object with a string `label`; a plain answer is the label alone."""
-    if content is None or not content.strip():
+    if not isinstance(content, str):
+        return None, f"not text: {type(content).__name__}", None
+    if not content.strip():
         return None, "empty answer", None
     allowed = set(labels)
     if structured:
@@ -160,22 +175,27 @@ def parse_answer(
                 at = content.find(quoted)
                 span = (at + 1, at + len(quoted) - 1) if at >= 0 else None
                 return value, "", span
-            return None, f"not a label: {bounded(json.dumps(value, ensure_ascii=False), 80)}", None
+            return None, f"not a label: {bounded(json.dumps(value), 80)}", None
         # a server that ignored response_format may still answer plainly
     value = content.strip()
     if value in allowed:
         start = content.find(value)
         return value, "", (start, start + len(value))
-    return None, f"not a label: {bounded(json.dumps(content, ensure_ascii=False), 80)}", None
+    return None, f"not a label: {bounded(json.dumps(content), 80)}", None
 
 
 def span_probability(
-    tokens: Sequence[tuple[str, float]], span: tuple[int, int] | None
+    tokens: Sequence[tuple[str, float | None]],
+    span: tuple[int, int] | None,
+    content: str | None = None,
 ) -> float | None:
     """The probability the model gave the characters in `span` of its answer: exp of the sum
-    of the log-probabilities of the tokens that overlap it (None when the tokens do not spell
-    the answer out, or none overlap)."""
+    of the log-probabilities of the tokens that overlap it; 0 for a token of probability 0,
+    None when a log-probability is missing or none overlap. The tokens must spell the answer
+    (`content`) out, else None."""
     if span is None or not tokens:
+        return None
+    if content is not None and "".join(t for t, _ in tokens) != content:
         return None
     start, end = span
     pos, total, seen = 0, 0.0, False
@@ -183,8 +203,10 @@ def span_probability(
         lo, hi = pos, pos + len(token)
         pos = hi
         if hi > start and lo < end:
-            if logprob is None or not math.isfinite(logprob):
+            if logprob is None or math.isnan(logprob) or logprob == math.inf:
                 return None
+            if logprob == -math.inf:
+                return 0.0
             total += logprob
             seen = True
     if not seen:
@@ -255,7 +277,7 @@ def fit_answer_calibration(raw: np.ndarray, correct: np.ndarray) -> AnswerCalibr
         return AnswerCalibration(0, float("nan"), float("nan"), float("nan"), None)
     before = expected_calibration_error(raw, correct)
     iso = None
-    if len(np.unique(correct)) > 1 or len(np.unique(raw)) > 1:
+    if len(np.unique(correct)) > 1 and len(np.unique(raw)) > 1:
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
         iso.fit(raw, correct)
     calibration = AnswerCalibration(len(raw), float(correct.mean()), before, float("nan"), iso)

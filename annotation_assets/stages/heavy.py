@@ -199,13 +199,18 @@ class LLMTier(Tier):
                     UNAVAILABLE,
                     f"not sent: the server failed {breaker.limit} requests in a row",
                 )
-            answer = self.labeler.ask(prompts[i])
+            try:
+                answer = self.labeler.ask(prompts[i])
+            except Exception as err:  # noqa: BLE001 - a labeler that fails (a local model
+                # out of memory, say) leaves the record for review, as a server that fails
+                answer = Answer(None, float("nan"), UNAVAILABLE, f"failed ({type(err).__name__})")
             breaker.record(answer)
             return answer
 
         if progress:
             progress("heavy tier", 0, len(rows))
-        with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
+        pool = ThreadPoolExecutor(max_workers=settings.concurrency)
+        try:
             pending: dict[Future[Answer], int] = {pool.submit(ask, i): i for i in rows}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -213,14 +218,16 @@ class LLMTier(Tier):
                     i = pending.pop(future)
                     answer = future.result()
                     done.append((i, answer))
-                    if answer.status in (ANSWERED, INVALID_ANSWER):
+                    if answer.status in (ANSWERED, INVALID_ANSWER) and answer.cacheable:
                         unsaved.append((keys[i], answer))
                 if len(unsaved) >= CACHE_FLUSH_EVERY:
                     self._save(unsaved)
                     unsaved = []
                 if progress:
                     progress("heavy tier", len(done), len(rows))
-        self._save(unsaved)
+        finally:  # what was answered is kept, even when the stage is interrupted
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._save(unsaved)
         return done
 
     def _save(self, answers: list[tuple[str, Answer]]) -> None:
@@ -543,7 +550,9 @@ def label_by_heavy(
             "accepted": routed.accepted,
         }
     )
-    out, result.kept_earlier = keep_earlier_acceptances(out, previous, threshold, ("heavy",))
+    _keep_unasked_votes(out, previous, status)
+    if tier is not None and may_accept:  # a gate closed since (or no tier) keeps nothing
+        out, result.kept_earlier = keep_earlier_acceptances(out, previous, threshold, ("heavy",))
     with connect() as conn, transaction(conn):
         replace_rows(conn, task, "heavy_labels", drop_id, out)
     result.accepted = int((out["accepted"] & (out["source"] == "heavy")).sum())
@@ -552,6 +561,40 @@ def label_by_heavy(
     result.pending = int((~out["accepted"]).sum())
     result.seconds = time.perf_counter() - start
     return result
+
+
+HEAVY_VOTE = (
+    "heavy_label",
+    "heavy_confidence",
+    "heavy_raw_confidence",
+    "heavy_version",
+    "heavy_status",
+    "heavy_detail",
+    "tokens_in",
+    "tokens_out",
+)
+
+
+def _keep_unasked_votes(
+    out: pd.DataFrame, previous: pd.DataFrame, status: list[str | None]
+) -> None:
+    """A record not asked this time (accepted earlier, or decided by a person since) keeps the
+    heavy vote an earlier run gave it for the same text: decided records' votes are what
+    calibration is fitted on, and a re-score must not erase them. Its cost was paid then."""
+    if previous.empty:
+        return
+    unasked = np.array([s is None for s in status], dtype=bool)
+    earlier = previous[previous["heavy_status"].notna()].set_index("record_id")
+    rows = np.flatnonzero(unasked & out["record_id"].isin(earlier.index).to_numpy())
+    if not len(rows):
+        return
+    ids = out["record_id"].iloc[rows]
+    same = earlier.loc[ids, "dedup_key"].to_numpy() == out["dedup_key"].iloc[rows].to_numpy()
+    rows, ids = rows[same], ids[same]
+    for column in HEAVY_VOTE:
+        out.loc[out.index[rows], column] = earlier.loc[ids, column].to_numpy()
+    for column in ("tokens_in", "tokens_out"):
+        out[column] = pd.to_numeric(out[column]).fillna(0).astype("int64")
 
 
 def _decide(

@@ -82,7 +82,9 @@ def drop_throughput(
     )
     scored = first_row(
         conn.execute(
-            f"SELECT count(model_version), count(heavy_version), coalesce(sum(cost), 0)"
+            "SELECT count(model_version),"
+            " count(*) FILTER (WHERE heavy_status IN ('answered', 'invalid_answer')),"
+            " coalesce(sum(cost), 0)"
             f" FROM {q(task, 'heavy_labels')} WHERE drop_id = ?",
             [drop_id],
         )
