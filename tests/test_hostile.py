@@ -26,6 +26,7 @@ from annotation_assets.core.model_store import ModelStore
 from annotation_assets.core.spec import TaskSpec, parse_task_spec
 from annotation_assets.home import PROJECT_ROOT
 from annotation_assets.stages.dataset import build_final_dataset
+from annotation_assets.stages.heavy import label_by_heavy
 from annotation_assets.stages.ingest import ingest_drop
 from annotation_assets.stages.model import label_by_model
 from annotation_assets.stages.normalize import normalize_drop
@@ -162,8 +163,8 @@ def _run_stages(
         drop_id,
         encoder=load_encoder(str(encoder), spec.model.max_length, spec.model.batch_size),
         store=ModelStore(models),
-        item_root=drop_dir,
     )
+    label_by_heavy(connect, spec, drop_id, item_root=drop_dir)
     queue_for_review(connect, spec, drop_id)
     build_final_dataset(connect, spec, drop_id)
 
