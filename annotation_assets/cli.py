@@ -382,6 +382,7 @@ def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
     from annotation_assets.stages import human
     from annotation_assets.warehouse.counts import drop_counts
     from annotation_assets.warehouse.decisions import human_decisions
+    from annotation_assets.warehouse.tuning import comparisons
 
     spec = runner.spec(args.task)
     source = Path(args.file)
@@ -401,7 +402,17 @@ def cmd_review_import(runner: Runner, args: argparse.Namespace) -> int:
         raise UsageError(f"no valid decisions in {source.name} ({len(report.errors)} errors)")
     if report.imported:
         reviews.keep_copy(source, kept)
+    store = runner.home.models / spec.name
+    compared = len(comparisons(store))
     drops = runner.apply_reviews(spec.name)
+    for done in comparisons(store)[compared:]:  # the fine-tunes this import started
+        print(
+            f"annotate: {spec.name}: fine-tuned encoder {done['version']} in"
+            f" {done.get('train_seconds') or 0:.0f}s; "
+            + ("promoted" if done["promoted"] else "not promoted, the encoder in force stays")
+            + f" ({done['reason']})",
+            file=sys.stderr,
+        )
     with warehouse.connect() as conn:
         decisions = human_decisions(conn, spec)
         totals = [drop_counts(conn, spec.name, d) for d in drops]

@@ -25,6 +25,7 @@ from annotation_assets.stages.normalize import normalize_drop
 from annotation_assets.stages.review import queue_for_review
 from annotation_assets.stages.rules import label_by_rules
 from annotation_assets.warehouse.counts import drop_throughput, record_stage_time
+from annotation_assets.warehouse.tuning import TuneOutcome, champion_version, tune_encoder
 from resources import LabelModels, S3Storage, Warehouse
 
 STAGES = ("ingest", "normalize", "rules", "model", "heavy", "review", "dataset")
@@ -100,6 +101,13 @@ class _Timer:
             warehouse, task, drop_id, stage = self.args
             seconds = time.perf_counter() - self.start
             record_stage_time(warehouse.connect, task, drop_id, stage, seconds, self.records)
+
+
+def _finite(value: Any) -> float | int | None:
+    """A number for metadata (None for a missing or non-finite one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if np.isfinite(value) else None
 
 
 def _reporter(context: dg.AssetExecutionContext) -> ProgressReporter:
@@ -254,8 +262,58 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
         )
 
     @dg.asset(
+        key=key("tuned_encoder"),
+        deps=[key("human_labels")],
+        group_name=group_name(task, "model"),
+        kinds={"pytorch"},
+        description="The task's sentence encoder fine-tuned on human decisions, the spec's "
+        "examples and confident rule labels, once enough decisions exist (model.finetune_*); "
+        "a new version replaces the one in force only when it beats it on held-out decisions.",
+    )
+    def tuned_encoder(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, label_models: LabelModels
+    ) -> dg.MaterializeResult:
+        warehouse.ensure_task(task)
+        base_path = label_models.base_encoder_path(spec)
+        base = label_models.open_encoder(spec, base_path)
+        store = label_models.store_for(task).root
+        try:
+            outcome = tune_encoder(
+                warehouse.connect,
+                spec,
+                store,
+                base_path=base_path,
+                base=base,
+                load=lambda path: label_models.open_encoder(spec, path),
+                progress=_reporter(context),
+                forget_vectors=warehouse.backend == "duckdb",
+            )
+        except Exception as err:  # noqa: BLE001
+            # the decisions are already imported and the encoder in force is unchanged: a
+            # failed fine-tune must not stop re-scoring with them
+            context.log.error(f"fine-tuning failed, the encoder in force stays: {err!r}")
+            outcome = TuneOutcome(
+                "failed", f"{type(err).__name__}: {err}"[:500], champion_version(store, base.name)
+            )
+        context.log.info(f"tuned encoder: {outcome.status}: {outcome.reason}")
+        meta: dict[str, Any] = {
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "champion": outcome.champion or "base encoder",
+        }
+        if outcome.version is not None:
+            meta |= {"challenger": outcome.version, "promoted": outcome.promoted}
+            meta |= {f"challenger_{k}": _finite(v) for k, v in outcome.challenger.items()}
+            meta |= {f"champion_{k}": _finite(v) for k, v in outcome.incumbent.items()}
+            for name in ("train_seconds", "epochs_run", "best_epoch", "train_rows"):
+                meta[name] = _finite(outcome.metrics.get(name))
+            meta["stopped"] = str(outcome.metrics.get("stopped"))
+            meta["pruned_versions"] = dg.MetadataValue.json(outcome.pruned)
+        return dg.MaterializeResult(metadata=meta)
+
+    @dg.asset(
         key=key("model_labels"),
-        deps=[key("rule_labels"), key("human_labels")],
+        deps=[key("rule_labels"), key("human_labels"), key("tuned_encoder")],
         partitions_def=parts,
         group_name=group_name(task, "model"),
         kinds={"duckdb", "pytorch"},
@@ -449,8 +507,9 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     )
     import_reviews_job = dg.define_asset_job(
         name=f"{task}_import_reviews",
-        selection=dg.AssetSelection.assets(human_labels),
-        description=f"Imports the decision files in reviews/{task}/ into human_labels.",
+        selection=dg.AssetSelection.assets(human_labels, tuned_encoder),
+        description=f"Imports the decision files in reviews/{task}/ into human_labels, then "
+        "fine-tunes the encoder when due.",
     )
     rescore_job = dg.define_asset_job(
         name=f"{task}_rescore",
@@ -462,7 +521,7 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
     return TaskAssets(
         spec=spec,
         partitions=parts,
-        assets=[*stages, human_labels],
+        assets=[*stages, human_labels, tuned_encoder],
         job=job,
         import_reviews_job=import_reviews_job,
         rescore_job=rescore_job,

@@ -192,7 +192,8 @@ def build_review_sensors(
     partitions: dg.DynamicPartitionsDefinition,
 ) -> list[dg.SensorDefinition]:
     """A sensor importing decision files dropped in reviews/<task>/, and one re-scoring every
-    drop whenever human_labels is materialized (by that sensor, the CLI or the UI)."""
+    drop whenever the import job finishes (tuned_encoder, materialized after human_labels,
+    by that sensor, the CLI or the UI)."""
     task = spec.name
     folder = home.reviews / task
 
@@ -216,7 +217,8 @@ def build_review_sensors(
         )
 
     @dg.asset_sensor(
-        asset_key=dg.AssetKey([task, "human_labels"]),
+        # the last asset of the import job: decisions imported, the encoder tuned if due
+        asset_key=dg.AssetKey([task, "tuned_encoder"]),
         job=rescore_job,
         name=f"{task}_rescore_after_reviews",
         default_status=dg.DefaultSensorStatus.RUNNING,

@@ -9,6 +9,7 @@ from annotation_assets.core.encoder import TextEncoder, bundled_encoder_path, lo
 from annotation_assets.core.llm import Labeler
 from annotation_assets.core.model_store import ModelStore
 from annotation_assets.core.spec import HeavySettings, TaskSpec
+from annotation_assets.warehouse.tuning import champion_version, encoders_dir
 from resources.llm import ChatLabeler
 from resources.local_llm import LocalLabeler
 
@@ -52,16 +53,32 @@ class LabelModels(dg.ConfigurableResource):
     encoder_path: str = ""
     clip_path: str = ""
 
-    def encoder_for(self, spec: TaskSpec) -> TextEncoder:
+    def base_encoder_path(self, spec: TaskSpec) -> Path:
+        """The folder of the task's base encoder (before any fine-tuning)."""
         path = spec.model.encoder or self.encoder_path or str(bundled_encoder_path())
         if not Path(path).is_dir():
             raise dg.Failure(
                 f"encoder for task {spec.name!r} not found at {path} (model.encoder must be a "
                 "local transformers folder; nothing is downloaded)"
             )
-        return load_encoder(
-            path, spec.model.max_length, spec.model.batch_size, spec.model.encoder_precision
-        )
+        return Path(path)
+
+    def base_encoder_for(self, spec: TaskSpec) -> TextEncoder:
+        return self.open_encoder(spec, self.base_encoder_path(spec))
+
+    def open_encoder(self, spec: TaskSpec, path: Path) -> TextEncoder:
+        m = spec.model
+        return load_encoder(str(path), m.max_length, m.batch_size, m.encoder_precision)
+
+    def encoder_for(self, spec: TaskSpec) -> TextEncoder:
+        """The encoder in force: the task's promoted fine-tuned version (warehouse/tuning.py)
+        when there is one for its base encoder and `model.finetune` is on, else the base."""
+        base = self.base_encoder_for(spec)
+        if not spec.model.finetune:
+            return base
+        store = Path(self.models_dir) / spec.name
+        version = champion_version(store, base.name)
+        return base if version is None else self.open_encoder(spec, encoders_dir(store) / version)
 
     def clip_for(self, spec: TaskSpec) -> tuple[ClipHeavyScorer | None, str]:
         """The CLIP heavy stage of an image task, or None with the reason it is unavailable

@@ -141,12 +141,18 @@ def train_head(
     seed: int = 0,
     kind: str = HEAD,
     fit: Callable[[Any, np.ndarray, np.ndarray], LinearClassifierMixin] | None = None,
+    calibrate_on: np.ndarray | None = None,
 ) -> LabelModel:
     """Fits a class-balanced linear classifier (`fit(x, y, sample_weight)`, by default an L2
     logistic regression) and its calibration temperature; with at least `min_reviewed`
     human-reviewed rows (`reviewed` mask), also an isotonic recalibration on their out-of-fold
     probabilities, and a threshold what-if table measured on them. `embeddings` may be any
-    (n, d) feature matrix, dense or sparse."""
+    (n, d) feature matrix, dense or sparse.
+
+    `calibrate_on` (a row mask) limits the temperature and the isotonic map to those rows'
+    out-of-fold logits: with a fine-tuned encoder, the rows it was not trained on (its vectors
+    of its own training texts are more separable than those of new texts, so their
+    out-of-fold confidences would flatter it). Ignored with fewer than `min_reviewed` rows."""
     fit = fit or _fit
     balanced = _balanced_weights(labels, weights, n_labels)
     min_count = int(np.bincount(labels, minlength=n_labels)[np.unique(labels)].min())
@@ -157,8 +163,12 @@ def train_head(
         for train_idx, test_idx in splitter.split(embeddings, labels):
             clf = fit(embeddings[train_idx], labels[train_idx], balanced[train_idx])
             oof[test_idx] = _full_logits(clf, embeddings[test_idx], n_labels)
-        temperature = fit_temperature(oof, labels)
+        fitted = np.ones(len(labels), dtype=bool)
+        if calibrate_on is not None and int(calibrate_on.sum()) >= min_reviewed:
+            fitted = calibrate_on
+        temperature = fit_temperature(oof[fitted], labels[fitted])
     else:
+        fitted = np.ones(len(labels), dtype=bool)
         temperature = 1.0
     head = fit(embeddings, labels, balanced)
     metrics: dict[str, float | int | str | None] = {
@@ -166,14 +176,15 @@ def train_head(
         "cv_folds": n_splits,
     }
     if n_splits >= 2:
-        raw = softmax(oof)
-        calibrated = softmax(oof, temperature=temperature)
-        correct = (raw.argmax(axis=1) == labels).astype(float)
+        raw = softmax(oof[fitted])
+        calibrated = softmax(oof[fitted], temperature=temperature)
+        correct = (raw.argmax(axis=1) == labels[fitted]).astype(float)
         metrics.update(
             cv_accuracy=float(correct.mean()),
             cv_ece_raw=float(expected_calibration_error(raw.max(axis=1), correct)),
             cv_ece_calibrated=float(expected_calibration_error(calibrated.max(axis=1), correct)),
             temperature=float(temperature),
+            calibration_rows=int(fitted.sum()),
         )
     model = LabelModel(
         version=version,
@@ -183,9 +194,9 @@ def train_head(
         head=head,
         metrics=metrics,
     )
-    if n_splits >= 2 and reviewed is not None and int(reviewed.sum()) > 0:
-        probs = softmax(oof[reviewed], temperature=temperature)
-        y = labels[reviewed]
+    if n_splits >= 2 and reviewed is not None and int((reviewed & fitted).sum()) > 0:
+        probs = softmax(oof[reviewed & fitted], temperature=temperature)
+        y = labels[reviewed & fitted]
         _recalibrate_on_reviewed(model, probs, y, min_reviewed=min_reviewed, seed=seed)
     return model
 
@@ -218,6 +229,15 @@ def _recalibrate_on_reviewed(
     if crossed_ece < model.metrics["reviewed_ece"]:  # type: ignore[operator]
         model.calibrator = IsotonicCalibrator(min_samples=max(5, min_reviewed // 6)).fit(probs, y)
     model.metrics["isotonic_applied"] = int(model.calibrator is not None)
+
+
+def fit_head_logits(
+    x_train: np.ndarray, y: np.ndarray, w: np.ndarray, x_eval: np.ndarray, *, n_labels: int
+) -> np.ndarray:
+    """Uncalibrated (n_eval, n_labels) logits of the default head (class-balanced logistic
+    regression) fitted on the training rows: contenders compared on held-out rows."""
+    clf = _fit(x_train, y, _balanced_weights(y, w, n_labels))
+    return _full_logits(clf, x_eval, n_labels)
 
 
 def _fit(x: Any, y: np.ndarray, w: np.ndarray) -> LogisticRegression:

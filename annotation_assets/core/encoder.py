@@ -3,11 +3,13 @@
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
+
+from annotation_assets.core.finetune import trained_keys
 
 DEFAULT_BATCH_SIZE = 16
 Precision = Literal["auto", "float32", "bfloat16"]
@@ -94,6 +96,12 @@ class TextEncoder:
         self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self._model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
         self.dim = int(self._model.config.hidden_size)
+
+    @cached_property
+    def trained_keys(self) -> frozenset[str]:
+        """The dedup keys of the texts this encoder was fine-tuned on (core/finetune.py);
+        empty for an encoder that was not."""
+        return trained_keys(self.path)
 
     def encode(
         self,

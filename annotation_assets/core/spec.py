@@ -115,6 +115,18 @@ class ModelSettings(_Strict):
     fast_tier_word_ngrams: tuple[int, int] = (1, 2)
     fast_tier_char_ngrams: tuple[int, int] | None = (3, 5)
     fast_tier_min_reviewed: Annotated[int, Field(ge=0)] = 30
+    # fine-tuning the encoder on people's decisions (docs/model.md, "The tuned encoder")
+    finetune: bool = True
+    finetune_min_reviewed: Annotated[int, Field(ge=2)] = 200
+    finetune_regrow: Annotated[float, Field(ge=0.0)] = 0.25
+    finetune_holdout_share: Annotated[float, Field(ge=0.05, le=0.5)] = 0.2
+    finetune_epochs: Annotated[int, Field(ge=1, le=50)] = 3
+    finetune_learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 4e-5
+    finetune_batch_size: Annotated[int, Field(ge=1, le=512)] = 16
+    finetune_max_length: Annotated[int, Field(ge=8, le=512)] = 128
+    finetune_seed: int = 0
+    finetune_max_seconds: Annotated[float, Field(gt=0.0)] = 900.0
+    finetune_keep_versions: Annotated[int, Field(ge=0, le=100)] = 2
 
     @field_validator("fast_tier_word_ngrams", "fast_tier_char_ngrams")
     @classmethod

@@ -130,7 +130,15 @@ def label_model_for(
                 groups=train["seq"].astype("int64"),  # a new drop's texts batch together
             )
             reviewed = (train["origin"] == "human").to_numpy()
-            model = train_head(x, y, w, n_labels=len(labels), version=version, reviewed=reviewed)
+            model = train_head(
+                x,
+                y,
+                w,
+                n_labels=len(labels),
+                version=version,
+                reviewed=reviewed,
+                calibrate_on=_unseen_by(encoder, train["dedup_key"]),
+            )
             model.metrics["train_by_origin"] = json.dumps(train["origin"].value_counts().to_dict())
             store.save(model)
         # also when loaded: a run killed between saving and registering left no row
@@ -155,6 +163,15 @@ def label_model_for(
         store.save(model)
     _register_model(connect, task, model, encoder.name, train, str(store.path(model.version)))
     return model, len(descriptions) + sum(len(e) for e in examples)
+
+
+def _unseen_by(encoder: Encoder, keys: pd.Series) -> np.ndarray | None:
+    """For a fine-tuned encoder, the rows whose texts it was not trained on (the head is
+    calibrated on those); None for an encoder that was not fine-tuned."""
+    seen = getattr(encoder, "trained_keys", None)
+    if not seen:
+        return None
+    return ~keys.isin(seen).to_numpy()
 
 
 def enough_examples(spec: TaskSpec, train: pd.DataFrame) -> bool:
