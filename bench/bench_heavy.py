@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx2 as httpx  # noqa: E402  (the HTTP client the openai client uses)
+from harness import cpu_flags  # noqa: E402
 
 from annotation_assets.core.llm import build_messages, response_format  # noqa: E402
 from annotation_assets.core.spec import HeavySettings  # noqa: E402
@@ -36,21 +37,6 @@ from resources.llm import ChatLabeler  # noqa: E402
 from tests.llm_server import ChatServer  # noqa: E402
 
 LABELS = ["negative", "neutral", "positive"]
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "model name" in ln), "?"
-    )
-    flags = next(
-        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
-    )
-    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model}; {' '.join(wanted) or 'no avx2'}"
 
 
 def timed(fn, prompts, workers: int) -> float:  # type: ignore[no-untyped-def]

@@ -21,6 +21,12 @@ Two variants run in one invocation, each in a fresh home and tasks folder:
            answering the corpus label with probability --heavy-accuracy, else another label,
            with over-confident log-probabilities. Compare its review rate and precision by
            source with the perfect variant's (`--variants perfect,heavy`).
+- frozen:  as perfect, with `model.finetune: false`: the encoder stays the bundled MiniLM.
+           The perfect variant fine-tunes it once --finetune-min-reviewed decisions exist
+           (and again as they grow; docs/model.md, "The tuned encoder"), so
+           `--variants frozen,perfect` prints frozen and fine-tuned side by side on the same
+           drops: review rate and the small model's auto-accepted share and precision per
+           drop, each fine-tune's seconds and held-out comparison.
 
 For each drop, in order, through the `annotate` CLI only: `run tweets --drop D` (summary = last
 stdout line), the drop's auto-accepted precision read right away from the warehouse
@@ -63,6 +69,7 @@ from typing import Any
 
 import duckdb
 import yaml
+from harness import cpu_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "out"
@@ -183,7 +190,11 @@ def load_corpus(cache: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 
 def task_spec(
-    *, annotators: int, adjudicators: list[str], heavy_url: str | None = None
+    *,
+    annotators: int,
+    adjudicators: list[str],
+    heavy_url: str | None = None,
+    model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `tweets` task: rules and examples written by hand for tweets, not fitted to the
     corpus (rule confidences are guesses; below auto_accept a rule only suggests)."""
@@ -302,7 +313,7 @@ def task_spec(
             ],
         },
         "thresholds": {"auto_accept": 0.85},
-        "model": {"label_template": "A tweet that is {label}."},
+        "model": {"label_template": "A tweet that is {label}."} | (model or {}),
         "review": {
             "annotators_per_record": annotators,
             "min_agreement": 0.5,
@@ -478,6 +489,15 @@ def _contested_outcome(home: Path) -> dict[str, int]:
     return {k: int(n) for k, n in rows}
 
 
+def _finetunes(home: Path) -> list[dict[str, Any]]:
+    """Every fine-tune of the encoder in this home: its held-out comparison with the encoder
+    in force, whether it was promoted, and its training seconds."""
+    path = home / "models" / TASK / "encoders" / "comparisons.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def _precision(rows: list[tuple[str, str, str, str]], gold: dict[str, str]) -> float | None:
     return accuracy([r[1] for r in rows], [gold[r[0]] for r in rows])
 
@@ -530,6 +550,7 @@ def run_variant(
     seed: int,
     audit: int = 0,
     heavy_url: str | None = None,
+    model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     gold = {r["id"]: r["gold"] for drop in drops for r in drop}
     drop_of = {r["id"]: f"d{i + 1:02d}" for i, drop in enumerate(drops) for r in drop}
@@ -545,7 +566,9 @@ def run_variant(
         home, tasks = work / "home", work / "tasks"
         tasks.mkdir()
         adjudicators = [LEAD] if annotators > 1 else []
-        spec = task_spec(annotators=annotators, adjudicators=adjudicators, heavy_url=heavy_url)
+        spec = task_spec(
+            annotators=annotators, adjudicators=adjudicators, heavy_url=heavy_url, model=model
+        )
         (tasks / f"{TASK}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), "utf-8")
         result["spec"] = spec
         cli = Cli(home, tasks)
@@ -627,6 +650,7 @@ def run_variant(
             with open(work / "export" / f"{TASK}.jsonl", encoding="utf-8") as fh:
                 final = [json.loads(line) for line in fh if line.strip()]
             fired = _rules_fired(home)
+            result["finetunes"] = _finetunes(home)
             if annotators > 1:
                 result["contested_outcome"] = _contested_outcome(home)
         except CommandFailed as err:
@@ -708,6 +732,44 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     ]
     fmt = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
     return "\n".join([fmt(header), *(fmt(r) for r in rows)])
+
+
+def side_by_side(frozen: dict[str, Any], tuned: dict[str, Any]) -> str:
+    """The frozen encoder against the fine-tuned one on the same drops: review rate, and the
+    small model's auto-accepted share of the drop with its precision."""
+    lines = ["== frozen encoder vs fine-tuned (the perfect variant), same drops"]
+    rows = []
+    totals = {"frozen": [0, 0, 0], "tuned": [0, 0, 0]}  # model-accepted, correct, eligible
+    for f, t in zip(frozen["drops"], tuned["drops"], strict=False):
+        cells = [f["drop"]]
+        for name, d in (("frozen", f), ("tuned", t)):
+            eligible = d["records"] - d["quarantined"] - d["duplicates"]
+            n_model = d["auto_by_source"].get("model", 0)
+            prec = d["auto_precision_by_source"].get("model")
+            totals[name][0] += n_model
+            totals[name][1] += round((prec or 0.0) * n_model)
+            totals[name][2] += eligible
+            share = n_model / eligible if eligible else None
+            cells += [_f(d["review_rate"]), _f(share), _f(prec)]
+        rows.append(cells)
+    header = ["drop"] + [
+        f"{v}_{k}" for v in ("frozen", "tuned") for k in ("review", "model_share", "model_prec")
+    ]
+    lines.append(_table(header, rows))
+    (fa, fc, fe), (ta, tc, te) = totals["frozen"], totals["tuned"]
+    lines.append(
+        f"small model auto-accepted, all drops: frozen {fa} of {fe} at precision"
+        f" {_f(fc / fa if fa else None)}; fine-tuned {ta} of {te} at precision"
+        f" {_f(tc / ta if ta else None)}; ratio {_f(ta / fa if fa else None, 2)}"
+        " (the tuned encoder serves only drops scored after its promotion)"
+    )
+    for name, v in (("frozen", frozen), ("fine-tuned", tuned)):
+        fin = v.get("final", {})
+        lines.append(
+            f"{name}: final accuracy {_f(fin.get('accuracy'))}, human rows"
+            f" {fin.get('by_source', {}).get('human', {}).get('rows', '-')}"
+        )
+    return "\n".join(lines)
 
 
 def report(result: dict[str, Any]) -> str:
@@ -823,6 +885,16 @@ def report(result: dict[str, Any]) -> str:
         ],
     ]
     lines.append(_table(["labeling", "rows", "accuracy", "final/base", "auto/base"], rows))
+    for t in result.get("finetunes", []):
+        ch, cp = t["challenger"], t["champion"]
+        lines.append(
+            f"fine-tune {t['version']} at {t['n_reviewed']} decisions,"
+            f" {_f(t['train_seconds'], 0)}s:"
+            f" held-out n={t['n_heldout']}: accuracy {_f(ch['accuracy'])} vs {_f(cp['accuracy'])},"
+            f" share >= threshold {_f(ch['coverage'])} vs {_f(cp['coverage'])} at precision"
+            f" {_f(ch['precision'])} vs {_f(cp['precision'])};"
+            f" {'promoted' if t['promoted'] else 'kept the champion'} ({t['reason']})"
+        )
     if result.get("rules"):
         lines.append(
             "rule precision (all drops): "
@@ -849,11 +921,17 @@ def main(argv: list[str] | None = None) -> int:
         default=40,
         help="auto-accepted records added to each review round (review export --audit)",
     )
+    parser.add_argument(
+        "--finetune-min-reviewed",
+        type=int,
+        default=200,
+        help="perfect variant: human decisions before the encoder is fine-tuned",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--variants",
         default="perfect,noisy",
-        help="comma list of perfect,noisy,heavy (default perfect,noisy)",
+        help="comma list of perfect,noisy,heavy,frozen (default perfect,noisy)",
     )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -864,14 +942,26 @@ def main(argv: list[str] | None = None) -> int:
     shuffled = corpus[:]
     random.Random(args.seed).shuffle(shuffled)
     drops = [shuffled[i * args.per_drop : (i + 1) * args.per_drop] for i in range(args.drops)]
+    print(f"cpu: {cpu_flags()}; python {platform.python_version()}", flush=True)
     started = time.perf_counter()
     load_at_start = os.getloadavg()
     variants = []
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
-        if name == "perfect":
+        if name in ("perfect", "frozen"):
+            model = (
+                {"finetune": False}
+                if name == "frozen"
+                else {"finetune_min_reviewed": args.finetune_min_reviewed}
+            )
             variants.append(
                 run_variant(
-                    name, drops, annotators=1, error_rate=0.0, seed=args.seed, audit=args.audit
+                    name,
+                    drops,
+                    annotators=1,
+                    error_rate=0.0,
+                    seed=args.seed,
+                    audit=args.audit,
+                    model=model,
                 )
             )
         elif name == "noisy":
@@ -890,6 +980,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise SystemExit(f"unknown variant {name!r}")
         print(report(variants[-1]) + "\n", flush=True)
+    named = {v["variant"]: v for v in variants}
+    if "frozen" in named and "perfect" in named:
+        print(side_by_side(named["frozen"], named["perfect"]) + "\n", flush=True)
     total = time.perf_counter() - started
     print(f"total wall time {total:.0f}s", flush=True)
     payload = {

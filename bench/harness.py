@@ -96,3 +96,20 @@ def measure_sizes(
     path = write_report(out, bench, started, {"results": results})
     print(f"results written to {path}", flush=True)
     return 0
+
+
+def cpu_flags() -> str:
+    """The CPU model and which of its vector instructions matter to the encoder (AVX2,
+    AVX-512, bfloat16): figures from machines that differ here are not comparable."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "model name" in ln), "?"
+    )
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
+    )
+    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{model}; {' '.join(wanted) or 'no avx2'}"

@@ -116,6 +116,7 @@ def test_status_of_a_fresh_home_says_nothing_ran(cli: Cli) -> None:
     assert "no drops" in p.stdout
 
 
+@pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_status_with_another_tasks_folder_names_the_tasks_the_warehouse_holds(
     cli: Cli, drop: Path, tmp_path: Path
 ) -> None:
@@ -176,6 +177,7 @@ def test_a_malformed_spec_is_reported_in_one_line_naming_file_and_field(
     assert "t.yaml" in line and "thresholds.auto_accept" in line
 
 
+@pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_output_paths_that_cannot_be_written_are_refused_in_one_line(
     cli: Cli, drop: Path, tmp_path: Path
 ) -> None:
@@ -212,6 +214,7 @@ def test_a_home_that_is_a_file_or_lies_under_one_is_refused(
     assert ("lies under the file" if under else "is a file, not a folder") in line
 
 
+@pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_review_export_takes_its_format_from_the_file_name_unless_given(
     cli: Cli, drop: Path, tmp_path: Path
 ) -> None:

@@ -17,7 +17,14 @@ from tests.conftest import review_records, write_jsonl
 from tests.test_assets import use_backend
 
 
-@pytest.mark.parametrize(("backend", "drops"), [("duckdb", 8), ("parquet", 4)])
+@pytest.mark.parametrize(
+    ("backend", "drops"),
+    [
+        ("duckdb", 3),
+        pytest.param("duckdb", 8, marks=pytest.mark.slow),
+        pytest.param("parquet", 4, marks=pytest.mark.slow),
+    ],
+)
 def test_drops_run_concurrently_without_losing_or_duplicating_rows(
     tmp_path: Path,
     tasks_dir: Callable[..., Path],

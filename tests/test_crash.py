@@ -477,6 +477,7 @@ def _trial(reference: Reference, workdir: Path, seed: int) -> None:
 # ---------------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_three_kills_in_a_row_then_a_rerun_end_where_an_uninterrupted_run_ends(
     one_drop: Reference, tmp_path: Path
 ) -> None:
@@ -496,6 +497,7 @@ def test_a_run_killed_at_a_random_point_then_rerun_ends_where_an_uninterrupted_r
     _trial(two_drops, tmp_path, seed)
 
 
+@pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_a_killed_export_never_shows_a_partial_file_and_the_rerun_cleans_up(
     one_drop: Reference, tmp_path: Path
 ) -> None:

@@ -119,6 +119,7 @@ def test_unknown_route_label_gives_low_scoring_images_the_unknown_class(
     assert unknown == non_rule > 0
 
 
+@pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_coco_export_loads_in_pycocotools_and_review_round_trip_reaches_it(
     tmp_path: Path, tiny_encoder_dir: Path, clip_dir: Path
 ) -> None:

@@ -38,6 +38,7 @@ def _failed_in_one_line(p: Any) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_review_round_trip_decides_every_queued_record(cli: Cli, tmp_path: Path) -> None:
     drop = tmp_path / "in" / "drop-0001"
     write_jsonl(drop, review_records(30))
@@ -100,6 +101,7 @@ def test_review_round_trip_decides_every_queued_record(cli: Cli, tmp_path: Path)
     assert again["decided"] == pending
 
 
+@pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_an_annotator_going_back_to_an_earlier_label_through_the_cli_ends_there(
     cli: Cli, tmp_path: Path
 ) -> None:

@@ -67,6 +67,7 @@ def test_run_from_s3_gives_the_same_summary_as_the_local_drop(
     assert s3_bucket.server.secret_key not in from_s3.stdout + from_s3.stderr
 
 
+@pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_export_to_s3_twice_writes_v1_and_v2_with_manifests_that_match(
     s3_bucket: S3Bucket, s3_cli: Cli, local_drop: Path, tmp_path: Path
 ) -> None:
@@ -105,6 +106,7 @@ def test_export_to_s3_twice_writes_v1_and_v2_with_manifests_that_match(
         assert data == local_bytes
 
 
+@pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_export_uses_the_specs_sink_when_out_is_not_given(
     s3_bucket: S3Bucket, tmp_path: Path, tasks_dir: Callable[..., Path], local_drop: Path
 ) -> None:

@@ -223,7 +223,8 @@ def finetune_encoder(
         if best is None or key > best[0]:
             best = (key, epoch + 1, model.state())
         elif epoch + 1 - best[1] >= settings.patience:
-            stopped = "early_stop"
+            if epoch + 1 < settings.epochs:  # epochs were left to run
+                stopped = "early_stop"
             break
         if out_of_time:
             stopped = "time_budget"
