@@ -15,7 +15,7 @@ the stage itself never fails on the server's account, and loses no record."""
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +49,14 @@ from annotation_assets.core.spec import TaskSpec
 from annotation_assets.core.tiers import HEAVY, Batch, HeavyScorer, HeavyTier, Progress, Tier
 from annotation_assets.warehouse.codes import IMAGE_TEXT_SOURCE
 from annotation_assets.warehouse.decisions import decided_records
-from annotation_assets.warehouse.sql import Connect, append_rows, q, replace_rows
+from annotation_assets.warehouse.sql import (
+    Connect,
+    append_rows,
+    drop_texts,
+    q,
+    registered,
+    replace_rows,
+)
 from annotation_assets.warehouse.tables import transaction
 
 CACHE_FLUSH_EVERY = 64  # answers written to the response cache at a time (a crash loses fewer)
@@ -274,22 +281,6 @@ def _read_drop(conn: Any, spec: TaskSpec, drop_id: str) -> pd.DataFrame:
     ).fetchdf()
 
 
-def _texts(conn: Any, task: str, drop_id: str, record_ids: Sequence[str]) -> list[str]:
-    want = pd.DataFrame({"record_id": list(record_ids), "ord": np.arange(len(record_ids))})
-    conn.register("_want_heavy", want)
-    try:
-        found = conn.execute(
-            f"SELECT n.text FROM _want_heavy w JOIN {q(task, 'normalized_records')} n"
-            " ON n.record_id = w.record_id AND n.drop_id = ? ORDER BY w.ord",
-            [drop_id],
-        ).fetchall()
-    finally:
-        conn.unregister("_want_heavy")
-    if len(found) != len(record_ids):
-        raise LookupError(f"drop {drop_id!r}: records changed while the stage ran; run it again")
-    return [row[0] for row in found]
-
-
 def _spec_examples(spec: TaskSpec, n: int) -> list[Example]:
     """Up to `n` of the spec's examples, taking the labels in turn."""
     queues = [[Example(t, label) for t in texts] for label, texts in spec.examples.items()]
@@ -314,8 +305,7 @@ def _similar_examples(
     decided = decided_records(conn, spec)[["record_id", "label"]]
     if decided.empty:
         return empty
-    conn.register("_decided_heavy", decided)
-    try:
+    with registered(conn, "_decided_heavy", decided):
         known = conn.execute(
             "SELECT any_value(n.text) AS text, n.dedup_key, any_value(d.label) AS label,"
             " any_value(e.vector) AS vector"
@@ -324,20 +314,16 @@ def _similar_examples(
             " GROUP BY n.dedup_key ORDER BY n.dedup_key",
             [encoder],
         ).fetchdf()
-    finally:
-        conn.unregister("_decided_heavy")
     if known.empty:
         return empty
-    conn.register("_heavy_keys", pd.DataFrame({"dedup_key": keys.astype(str).to_numpy()}))
-    try:
+    wanted = pd.DataFrame({"dedup_key": keys.astype(str).to_numpy()})
+    with registered(conn, "_heavy_keys", wanted):
         mine = conn.execute(
             f"SELECT e.dedup_key, any_value(e.vector) AS vector FROM {q(task, 'embeddings')} e"
             " WHERE e.encoder = ? AND e.dedup_key IN (SELECT dedup_key FROM _heavy_keys)"
             " GROUP BY e.dedup_key",
             [encoder],
         ).fetchdf()
-    finally:
-        conn.unregister("_heavy_keys")
     if mine.empty:
         return empty
     bank = _unit(np.stack(known["vector"].to_numpy()))
@@ -464,7 +450,9 @@ def label_by_heavy(
 
     def texts_at() -> pd.Series:
         with connect() as conn:
-            found = _texts(conn, task, drop_id, frame["record_id"].iloc[rows].astype(str).tolist())
+            found = drop_texts(
+                conn, task, drop_id, frame["record_id"].iloc[rows].astype(str).tolist()
+            )
         return pd.Series(found, index=rows)
 
     if isinstance(tier, LLMTier):

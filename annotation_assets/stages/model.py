@@ -38,7 +38,7 @@ from annotation_assets.core.tiers import (
 )
 from annotation_assets.warehouse.codes import IMAGE_TEXT_SOURCE, SMALL_MODEL_SOURCES
 from annotation_assets.warehouse.embeddings import embed_and_score
-from annotation_assets.warehouse.sql import Connect, drop_seq, q, replace_rows
+from annotation_assets.warehouse.sql import Connect, drop_seq, drop_texts, q, replace_rows
 from annotation_assets.warehouse.tables import transaction
 from annotation_assets.warehouse.training import fast_model_for, label_model_for, training_set
 
@@ -88,35 +88,15 @@ def _texts_at(
     connect: Connect, task: str, drop_id: str, frame: pd.DataFrame, positions: np.ndarray
 ) -> list[str]:
     """The normalized texts of the records at `positions` of `frame` (record_id, dedup_key),
-    in that order: a stage reads only the texts it scores rather than the whole drop's. The
-    text must still have the key the stage read with it, so a drop re-normalized meanwhile
-    fails the stage instead of caching a vector under another text's key."""
-    if len(positions) == 0:
-        return []
-    want = pd.DataFrame(
-        {
-            "record_id": frame["record_id"].iloc[positions].to_numpy(),
-            "dedup_key": frame["dedup_key"].iloc[positions].to_numpy(),
-            "ord": np.arange(len(positions)),
-        }
-    )
+    in that order, each still under the key the stage read with it."""
     with connect() as conn:
-        conn.register("_want_texts", want)
-        try:
-            found = conn.execute(
-                f"SELECT n.text FROM _want_texts w JOIN {q(task, 'normalized_records')} n"
-                " ON n.record_id = w.record_id AND n.dedup_key = w.dedup_key AND n.drop_id = ?"
-                " ORDER BY w.ord",
-                [drop_id],
-            ).fetchall()
-        finally:
-            conn.unregister("_want_texts")
-    if len(found) != len(positions):
-        raise LookupError(
-            f"drop {drop_id!r}: {len(positions) - len(found)} records changed while the stage"
-            " ran (normalized again?); run the stage again"
+        return drop_texts(
+            conn,
+            task,
+            drop_id,
+            frame["record_id"].iloc[positions].tolist(),
+            frame["dedup_key"].iloc[positions].tolist(),
         )
-    return [row[0] for row in found]
 
 
 class EncoderTier(Tier):

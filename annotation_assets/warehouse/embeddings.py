@@ -10,7 +10,7 @@ import pandas as pd
 from annotation_assets.core.classifier import LabelModel
 from annotation_assets.core.encoder import DEFAULT_BATCH_SIZE
 from annotation_assets.core.tiers import Encoder, Progress
-from annotation_assets.warehouse.sql import Connect, q
+from annotation_assets.warehouse.sql import Connect, q, registered
 
 EMBED_CHUNK = 2048
 SCORE_SLICE = 32_768
@@ -68,25 +68,19 @@ def embed_cached(
     starts = (unique.groupby("group", sort=False).cumcount() % batch_size == 0).to_numpy()
     batch = np.cumsum(starts) - 1
     missing = np.ones(len(unique), dtype=bool)
-    with connect() as conn:
-        conn.register("_want", unique[["dedup_key"]])
-        try:
-            reader = conn.sql(
-                f"SELECT e.dedup_key, e.vector FROM {q(task, 'embeddings')} e"
-                " JOIN _want w USING (dedup_key) WHERE e.encoder = ?",
-                params=[encoder.name],
-            ).to_arrow_reader(EMBED_CHUNK)
-            for part in reader:
-                if part.num_rows == 0:
-                    continue
-                flat = part.column(1).flatten().to_numpy(zero_copy_only=False)
-                rows = row_of.loc[part.column(0).to_pylist()].to_numpy()
-                result[position[rows]] = np.asarray(flat, dtype=np.float32).reshape(
-                    part.num_rows, -1
-                )
-                missing[rows] = False
-        finally:
-            conn.unregister("_want")
+    with connect() as conn, registered(conn, "_want", unique[["dedup_key"]]):
+        reader = conn.sql(
+            f"SELECT e.dedup_key, e.vector FROM {q(task, 'embeddings')} e"
+            " JOIN _want w USING (dedup_key) WHERE e.encoder = ?",
+            params=[encoder.name],
+        ).to_arrow_reader(EMBED_CHUNK)
+        for part in reader:
+            if part.num_rows == 0:
+                continue
+            flat = part.column(1).flatten().to_numpy(zero_copy_only=False)
+            rows = row_of.loc[part.column(0).to_pylist()].to_numpy()
+            result[position[rows]] = np.asarray(flat, dtype=np.float32).reshape(part.num_rows, -1)
+            missing[rows] = False
     n_missing = int(missing.sum())
     todo = np.unique(batch[missing])  # batches to encode, in request order
     if progress and n_missing:
@@ -112,13 +106,12 @@ def embed_cached(
             frame = pd.DataFrame(
                 {"encoder": encoder.name, "dedup_key": fresh, "vector": list(emb[new])}
             )
-            conn.register("_emb", frame)
-            conn.execute(
-                f"INSERT INTO {q(task, 'embeddings')} SELECT n.encoder, n.dedup_key,"
-                f" n.vector::FLOAT[] FROM _emb n ANTI JOIN {q(task, 'embeddings')} e"
-                " ON e.encoder = n.encoder AND e.dedup_key = n.dedup_key"
-            )
-            conn.unregister("_emb")
+            with registered(conn, "_emb", frame):
+                conn.execute(
+                    f"INSERT INTO {q(task, 'embeddings')} SELECT n.encoder, n.dedup_key,"
+                    f" n.vector::FLOAT[] FROM _emb n ANTI JOIN {q(task, 'embeddings')} e"
+                    " ON e.encoder = n.encoder AND e.dedup_key = n.dedup_key"
+                )
         result[position[rows[new]]] = emb[new]
         done += len(fresh)
         if progress:

@@ -1,8 +1,9 @@
 """Drop-scoped reads and writes every stage shares: qualified table names, replacing one
-drop's rows of a table, appending rows, a drop's sequence number."""
+drop's rows of a table, appending rows, a drop's sequence number, the texts of some of its
+records, and frames registered for one query."""
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 
 import duckdb
@@ -59,12 +60,54 @@ def append_rows(
         cols = [c for c in column_names(table) if c in frame.columns]
         incoming = frame[cols]
     col_sql = ", ".join(f'"{c}"' for c in cols)
-    name = f"_incoming_{table}"
-    conn.register(name, incoming)
-    try:
+    with registered(conn, f"_incoming_{table}", incoming) as name:
         conn.execute(f"INSERT INTO {q(task, table)} ({col_sql}) SELECT {col_sql} FROM {name}")
+
+
+@contextmanager
+def registered(
+    conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame | pa.Table
+) -> Iterator[str]:
+    """`frame` visible to SQL as the view `name` inside the block, and gone after it (also
+    when the block fails, so a retry on the same connection can register it again)."""
+    conn.register(name, frame)
+    try:
+        yield name
     finally:
         conn.unregister(name)
+
+
+def drop_texts(
+    conn: duckdb.DuckDBPyConnection,
+    task: str,
+    drop_id: str,
+    record_ids: Sequence[str],
+    dedup_keys: Sequence[str] | None = None,
+) -> list[str]:
+    """The normalized texts of these records of the drop, in the order given: a stage reads
+    only the texts it scores. With `dedup_keys`, each text must still have the key the stage
+    read with it. A record missing (the drop was normalized again while the stage ran) is a
+    LookupError, so the stage fails instead of caching a vector or an answer under another
+    text's key."""
+    if len(record_ids) == 0:
+        return []
+    want = pd.DataFrame({"record_id": list(record_ids), "ord": range(len(record_ids))})
+    same_key = ""
+    if dedup_keys is not None:
+        want["dedup_key"] = list(dedup_keys)
+        same_key = " AND n.dedup_key = w.dedup_key"
+    with registered(conn, "_want_texts", want):
+        found = conn.execute(
+            f"SELECT n.text FROM _want_texts w JOIN {q(task, 'normalized_records')} n"
+            f" ON n.record_id = w.record_id{same_key} AND n.drop_id = ? ORDER BY w.ord",
+            [drop_id],
+        ).fetchall()
+    if len(found) != len(record_ids):
+        raise LookupError(
+            f"drop {drop_id!r}: {len(record_ids) - len(found)} records changed while the stage"
+            " ran (normalized again?); run the stage again"
+        )
+    return [row[0] for row in found]
 
 
 def drop_seq(conn: duckdb.DuckDBPyConnection, task: str, drop_id: str) -> int:
@@ -81,9 +124,6 @@ def insert_temp(conn: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
     """Appends `frame` to a temporary table, by column name."""
     if frame.empty:
         return
-    conn.register("_chunk", frame)
-    try:
-        cols = ", ".join(f'"{c}"' for c in frame.columns)
+    cols = ", ".join(f'"{c}"' for c in frame.columns)
+    with registered(conn, "_chunk", frame):
         conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _chunk")
-    finally:
-        conn.unregister("_chunk")

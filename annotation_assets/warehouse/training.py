@@ -27,7 +27,7 @@ from annotation_assets.core.spec import TaskSpec
 from annotation_assets.core.tiers import Encoder, Progress
 from annotation_assets.warehouse.decisions import decided_records
 from annotation_assets.warehouse.embeddings import embed_cached
-from annotation_assets.warehouse.sql import Connect, now, q
+from annotation_assets.warehouse.sql import Connect, now, q, registered
 
 RULE_TRAIN_CAP = 2000
 
@@ -40,13 +40,12 @@ def training_set(conn: duckdb.DuckDBPyConnection, spec: TaskSpec, seq: int) -> p
     the examples)."""
     task = spec.name
     decided = decided_records(conn, spec)[["record_id", "label"]]
-    conn.register("_decided", decided)
-    humans = conn.execute(
-        f"SELECT n.dedup_key, n.text, d.label, s.seq FROM _decided d"
-        f" JOIN {q(task, 'normalized_records')} n USING (record_id)"
-        f" JOIN {q(task, 'drops')} s USING (drop_id)"
-    ).fetchdf()
-    conn.unregister("_decided")
+    with registered(conn, "_decided", decided):
+        humans = conn.execute(
+            f"SELECT n.dedup_key, n.text, d.label, s.seq FROM _decided d"
+            f" JOIN {q(task, 'normalized_records')} n USING (record_id)"
+            f" JOIN {q(task, 'drops')} s USING (drop_id)"
+        ).fetchdf()
     rules = conn.execute(
         f"""
         SELECT dedup_key, text, label, seq FROM (
