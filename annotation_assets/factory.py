@@ -25,7 +25,12 @@ from annotation_assets.stages.normalize import normalize_drop
 from annotation_assets.stages.review import queue_for_review
 from annotation_assets.stages.rules import label_by_rules
 from annotation_assets.warehouse.counts import drop_throughput, record_stage_time
-from annotation_assets.warehouse.tuning import TuneOutcome, champion_version, tune_encoder
+from annotation_assets.warehouse.tuning import (
+    TuneOutcome,
+    base_identity,
+    champion_version,
+    tune_encoder,
+)
 from resources import LabelModels, S3Storage, Warehouse
 
 STAGES = ("ingest", "normalize", "rules", "model", "heavy", "review", "dataset")
@@ -293,7 +298,9 @@ def build_task_assets(spec: TaskSpec, home: Home) -> TaskAssets:
             # failed fine-tune must not stop re-scoring with them
             context.log.error(f"fine-tuning failed, the encoder in force stays: {err!r}")
             outcome = TuneOutcome(
-                "failed", f"{type(err).__name__}: {err}"[:500], champion_version(store, base.name)
+                "failed",
+                f"{type(err).__name__}: {err}"[:500],
+                champion_version(store, base_identity(base_path)),
             )
         context.log.info(f"tuned encoder: {outcome.status}: {outcome.reason}")
         meta: dict[str, Any] = {

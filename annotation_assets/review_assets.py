@@ -191,9 +191,9 @@ def build_review_sensors(
     rescore_job: Any,
     partitions: dg.DynamicPartitionsDefinition,
 ) -> list[dg.SensorDefinition]:
-    """A sensor importing decision files dropped in reviews/<task>/, and one re-scoring every
-    drop whenever the import job finishes (tuned_encoder, materialized after human_labels,
-    by that sensor, the CLI or the UI)."""
+    """A sensor importing decision files dropped in reviews/<task>/, one re-scoring every drop
+    whenever human_labels is materialized (by that sensor, the CLI or the UI), and one
+    re-scoring them again when the import promoted a tuned encoder."""
     task = spec.name
     folder = home.reviews / task
 
@@ -217,8 +217,7 @@ def build_review_sensors(
         )
 
     @dg.asset_sensor(
-        # the last asset of the import job: decisions imported, the encoder tuned if due
-        asset_key=dg.AssetKey([task, "tuned_encoder"]),
+        asset_key=dg.AssetKey([task, "human_labels"]),
         job=rescore_job,
         name=f"{task}_rescore_after_reviews",
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -227,12 +226,29 @@ def build_review_sensors(
     def rescore_after_reviews(
         context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
     ) -> dg.SensorResult:
+        return _rescore_every_drop(context, f"rescore:{asset_event.run_id}")
+
+    @dg.asset_sensor(
+        asset_key=dg.AssetKey([task, "tuned_encoder"]),
+        job=rescore_job,
+        name=f"{task}_rescore_after_promotion",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Re-scores every drop with a newly promoted tuned encoder (the import's "
+        "re-scoring may have started before the fine-tune ended).",
+    )
+    def rescore_after_promotion(
+        context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
+    ) -> dg.SensorResult | dg.SkipReason:
+        materialization = asset_event.asset_materialization
+        promoted = materialization.metadata.get("promoted") if materialization else None
+        if promoted is None or not getattr(promoted, "value", False):
+            return dg.SkipReason("no new encoder promoted")
+        return _rescore_every_drop(context, f"promoted:{asset_event.run_id}")
+
+    def _rescore_every_drop(context: dg.SensorEvaluationContext, stamp: str) -> dg.SensorResult:
         drops = context.instance.get_dynamic_partitions(partitions.name or "")
-        stamp = asset_event.run_id
         return dg.SensorResult(
-            run_requests=[
-                dg.RunRequest(partition_key=d, run_key=f"rescore:{stamp}:{d}") for d in drops
-            ]
+            run_requests=[dg.RunRequest(partition_key=d, run_key=f"{stamp}:{d}") for d in drops]
         )
 
-    return [new_reviews, rescore_after_reviews]
+    return [new_reviews, rescore_after_reviews, rescore_after_promotion]

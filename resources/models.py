@@ -1,3 +1,4 @@
+import sys
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -9,7 +10,7 @@ from annotation_assets.core.encoder import TextEncoder, bundled_encoder_path, lo
 from annotation_assets.core.llm import Labeler
 from annotation_assets.core.model_store import ModelStore
 from annotation_assets.core.spec import HeavySettings, TaskSpec
-from annotation_assets.warehouse.tuning import champion_version, encoders_dir
+from annotation_assets.warehouse.tuning import base_identity, champion_version, encoders_dir
 from resources.llm import ChatLabeler
 from resources.local_llm import LocalLabeler
 
@@ -73,12 +74,20 @@ class LabelModels(dg.ConfigurableResource):
     def encoder_for(self, spec: TaskSpec) -> TextEncoder:
         """The encoder in force: the task's promoted fine-tuned version (warehouse/tuning.py)
         when there is one for its base encoder and `model.finetune` is on, else the base."""
-        base = self.base_encoder_for(spec)
-        if not spec.model.finetune:
-            return base
-        store = Path(self.models_dir) / spec.name
-        version = champion_version(store, base.name)
-        return base if version is None else self.open_encoder(spec, encoders_dir(store) / version)
+        base_path = self.base_encoder_path(spec)
+        if spec.model.finetune:
+            store = Path(self.models_dir) / spec.name
+            version = champion_version(store, base_identity(base_path))
+            if version is not None:
+                try:
+                    return self.open_encoder(spec, encoders_dir(store) / version)
+                except (OSError, ValueError) as err:  # damaged weights or tokenizer files
+                    print(
+                        f"annotate: {spec.name}: tuned encoder {version} does not load"
+                        f" ({err}); using the base encoder",
+                        file=sys.stderr,
+                    )
+        return self.open_encoder(spec, base_path)
 
     def clip_for(self, spec: TaskSpec) -> tuple[ClipHeavyScorer | None, str]:
         """The CLIP heavy stage of an image task, or None with the reason it is unavailable

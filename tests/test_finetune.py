@@ -6,9 +6,11 @@ the champion only when it wins on held-out decisions; the model stage uses the c
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,10 +33,15 @@ from annotation_assets.core.finetune import (
 )
 from annotation_assets.home import Home
 from annotation_assets.warehouse.tuning import (
+    ATTEMPTS,
     CHAMPION,
+    COMPARISONS,
+    _append_line,
+    base_identity,
     champion_version,
     comparisons,
     encoders_dir,
+    prune,
     tune_encoder,
 )
 from resources import Warehouse
@@ -351,8 +358,78 @@ def test_a_challenger_replaces_the_champion_only_when_it_wins_on_held_out_decisi
     )
     assert outcome.status == "tuned" and outcome.promoted is challenger_better
     assert (outcome.challenger["precision"] >= 0.85) is challenger_better
-    assert champion_version(root, "base@1") == (outcome.version if challenger_better else None)
+    base_id = base_identity(tiny_encoder_dir)
+    assert champion_version(root, base_id) == (outcome.version if challenger_better else None)
     [record] = comparisons(root)
     assert record["promoted"] is challenger_better and record["reason"] == outcome.reason
     # another base encoder does not inherit the champion
     assert champion_version(root, "other@1") is None
+
+
+def test_two_imports_at_once_fine_tune_once(
+    home: Home, tasks_dir: Callable[..., Path], tiny_encoder_dir: Path
+) -> None:
+    d = _deploy(home, tasks_dir, tiny_encoder_dir, finetune=False)
+    records, truth = corpus(180, 7)
+    d.drop("d1", records)
+    assert d.run("d1").success
+    _decide(d, truth, "first.csv")
+    _import(d)
+    spec = make_spec(name=TASK, rules=[], examples={}, model={"min_examples_per_label": 3, **TUNE})
+    root = home.models / TASK
+    outcomes: list[Any] = []
+
+    def tune() -> None:
+        outcomes.append(
+            tune_encoder(
+                Warehouse.for_home(home).connect,
+                spec,
+                root,
+                base_path=tiny_encoder_dir,
+                base=_Vectors("base@1", truth, informative=False),
+                load=lambda path: _Vectors(f"{path.name}@1", truth, informative=True),
+            )
+        )
+
+    threads = [threading.Thread(target=tune) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # the second waited for the first, then found its comparison: not due
+    assert sorted(o.status for o in outcomes) == ["skipped", "tuned"]
+    assert len(comparisons(root)) == 1
+    assert [p.name for p in encoders_dir(root).iterdir() if p.name.endswith(".tmp")] == []
+
+    # a fine-tune killed three times is not tried again (its count stays in attempts.json)
+    (encoders_dir(root) / COMPARISONS).unlink()
+    version = outcomes[0].version or outcomes[1].version
+    shutil.rmtree(encoders_dir(root) / version)
+    (encoders_dir(root) / CHAMPION).unlink()
+    (encoders_dir(root) / ATTEMPTS).write_text(json.dumps({version: 3}))
+    outcomes.clear()
+    tune()
+    assert outcomes[0].status == "skipped" and "interrupted 3 times" in outcomes[0].reason
+
+
+def test_the_comparison_log_survives_a_cut_line_and_pruning_keeps_the_replaced_champion(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "models" / "t"
+    folder = encoders_dir(root)
+    folder.mkdir(parents=True)
+    row = {"base": "b", "promoted": False, "reason": "r", "n_reviewed": 1}
+    _append_line(folder / COMPARISONS, {**row, "version": "v1"})
+    with open(folder / COMPARISONS, "a") as fh:  # a kill in the middle of a line
+        fh.write('{"version": "v2", "ba')
+    _append_line(folder / COMPARISONS, {**row, "version": "v3"})
+    with open(folder / COMPARISONS, "a") as fh:
+        fh.write('[1]\n{"version": "v4"}\n')  # JSON, but not a comparison
+    assert [c["version"] for c in comparisons(root)] == ["v1", "v3"]
+
+    for name in ("v1", "v2", "v3", ".v5.1.abc.tmp"):
+        (folder / name).mkdir()
+    # keep 1 recent (v3), the champion and the one it replaced (v2, v1): nothing to remove
+    assert prune(folder, keep=1, also={"v2", "v1"}) == []
+    assert prune(folder, keep=1, also={"v2"}) == ["v1"]
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["v2", "v3"]

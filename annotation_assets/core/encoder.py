@@ -3,13 +3,13 @@
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
 
-from annotation_assets.core.finetune import trained_keys
+from annotation_assets.core.finetune import FINETUNE_META, trained_keys
 
 DEFAULT_BATCH_SIZE = 16
 Precision = Literal["auto", "float32", "bfloat16"]
@@ -29,9 +29,11 @@ def encoder_identity(path: Path) -> str:
     """A short stable name for an encoder folder: folder name plus a digest of its config and
     weight files (names and sizes), so cached embeddings never mix two models."""
     digest = hashlib.sha1()
-    config = path / "config.json"
-    if config.exists():
-        digest.update(config.read_bytes())
+    for described in (path / "config.json", path / FINETUNE_META):
+        # a tuned encoder's metadata holds its training history: retrained weights (a
+        # fine-tune cut short by its time budget, say) never share cached vectors
+        if described.exists():
+            digest.update(described.read_bytes())
     for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
         digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
     return f"{path.name}@{digest.hexdigest()[:10]}"
@@ -96,12 +98,9 @@ class TextEncoder:
         self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self._model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
         self.dim = int(self._model.config.hidden_size)
-
-    @cached_property
-    def trained_keys(self) -> frozenset[str]:
-        """The dedup keys of the texts this encoder was fine-tuned on (core/finetune.py);
-        empty for an encoder that was not."""
-        return trained_keys(self.path)
+        # the dedup keys of the texts it was fine-tuned on (core/finetune.py; empty for an
+        # encoder that was not), read now: pruning may remove the folder later
+        self.trained_keys = trained_keys(path)
 
     def encode(
         self,

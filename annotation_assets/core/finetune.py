@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -222,12 +223,12 @@ def finetune_encoder(
         key = -score["stop_loss"] if len(stop_texts) else epoch
         if best is None or key > best[0]:
             best = (key, epoch + 1, model.state())
-        elif epoch + 1 - best[1] >= settings.patience:
-            if epoch + 1 < settings.epochs:  # epochs were left to run
-                stopped = "early_stop"
-            break
         if out_of_time:
             stopped = "time_budget"
+            break
+        if epoch + 1 - best[1] >= settings.patience:
+            if epoch + 1 < settings.epochs:  # epochs were left to run
+                stopped = "early_stop"
             break
     assert best is not None
     model.encoder.load_state_dict(best[2])
@@ -317,15 +318,16 @@ def write_version(
         return final
     for stale in store.glob(f".{version}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = store / f".{version}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = store / f".{version}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     tmp.mkdir()
     try:
         metrics = build(tmp)
         (tmp / TRAINED_KEYS).write_text("".join(f"{k}\n" for k in sorted(trained_keys)))
         payload = {**meta, "version": version, "metrics": metrics}
         (tmp / FINETUNE_META).write_text(json.dumps(payload, indent=1, sort_keys=True, default=str))
-        if final.exists():  # an incomplete folder from an older layout
+        if (final / FINETUNE_META).exists():  # another process completed it meanwhile
+            return final
+        if final.exists():  # a folder without its metadata: never completed
             shutil.rmtree(final)
         os.replace(tmp, final)
     finally:

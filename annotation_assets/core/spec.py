@@ -124,7 +124,7 @@ class ModelSettings(_Strict):
     finetune_learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 4e-5
     finetune_batch_size: Annotated[int, Field(ge=1, le=512)] = 16
     finetune_max_length: Annotated[int, Field(ge=8, le=512)] = 128
-    finetune_seed: int = 0
+    finetune_seed: Annotated[int, Field(ge=0)] = 0
     finetune_max_seconds: Annotated[float, Field(gt=0.0)] = 900.0
     finetune_keep_versions: Annotated[int, Field(ge=0, le=100)] = 2
 

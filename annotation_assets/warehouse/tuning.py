@@ -15,11 +15,13 @@ version (earlier champions included) was ever trained on them. Each contender's 
 on the same training rows over its own encoder's vectors and calibrated by cross-fitting on the
 held-out rows, so both sides are measured alike."""
 
+import fcntl
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from annotation_assets.core.classifier import fit_head_logits
-from annotation_assets.core.encoder import cpu_has_native_bf16, resolve_precision
+from annotation_assets.core.encoder import cpu_has_native_bf16, encoder_identity, resolve_precision
 from annotation_assets.core.finetune import (
     FINETUNE_META,
     FinetuneSettings,
@@ -38,6 +40,7 @@ from annotation_assets.core.finetune import (
     heldout_metrics,
     read_meta,
     stable_bucket,
+    trained_keys,
     write_version,
 )
 from annotation_assets.core.spec import TaskSpec
@@ -48,6 +51,10 @@ from annotation_assets.warehouse.training import training_set
 
 CHAMPION = "CHAMPION"
 COMPARISONS = "comparisons.jsonl"
+ATTEMPTS = "attempts.json"
+LOCK = ".lock"
+MAX_ATTEMPTS = 3  # a fine-tune killed this many times (out of memory?) is not tried again
+COMPARISON_KEYS = frozenset({"version", "base", "promoted", "reason", "n_reviewed"})
 STOP_SHARE = 10  # percent of the training rows kept for early stopping
 MIN_HELDOUT = 20
 MIN_STOP = 30  # smaller early-stopping folds are noise: then no early stopping
@@ -74,8 +81,9 @@ def encoders_dir(store_root: Path) -> Path:
 
 
 def champion_version(store_root: Path, base: str) -> str | None:
-    """The tuned encoder in force for a task whose base encoder has identity `base`: None when
-    none was promoted, its folder is gone, or it was tuned from another base encoder."""
+    """The tuned encoder in force for a task whose base encoder has identity `base`
+    (`base_identity`): None when none was promoted, its folder is gone, or it was tuned from
+    another base encoder."""
     folder = encoders_dir(store_root)
     try:
         version = (folder / CHAMPION).read_text().strip()
@@ -95,12 +103,35 @@ def comparisons(store_root: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except ValueError:
             continue  # a line cut by a kill mid-write
+        if isinstance(row, dict) and row.keys() >= COMPARISON_KEYS:
+            rows.append(row)
     return rows
+
+
+def base_identity(base_path: Path) -> str:
+    """The base encoder's identity, whatever precision it runs in on this machine: a champion
+    tuned on a worker with bfloat16 instructions serves workers without them too."""
+    return encoder_identity(base_path)
+
+
+@contextmanager
+def _store_lock(folder: Path) -> Iterator[None]:
+    """Only one fine-tune of a task at a time (two imports close together): the second waits,
+    then finds the first's comparison and is not due. An advisory lock on the store's folder,
+    for the processes of one machine (and of machines sharing a file system with working
+    POSIX locks)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def settings_of(spec: TaskSpec) -> FinetuneSettings:
@@ -132,10 +163,38 @@ def tune_encoder(
     on held-out human decisions, promotes it if it wins, records the comparison and prunes
     old versions. `base` is the base encoder (loaded from `base_path`), `load` opens a tuned
     folder as an Encoder."""
+    base_id = base_identity(base_path)
+    if not spec.model.finetune:
+        return TuneOutcome("off", "model.finetune is false", champion_version(store_root, base_id))
+    with _store_lock(encoders_dir(store_root)):
+        return _tune_locked(
+            connect,
+            spec,
+            store_root,
+            base_path=base_path,
+            base_id=base_id,
+            base=base,
+            load=load,
+            progress=progress,
+            forget_vectors=forget_vectors,
+        )
+
+
+def _tune_locked(
+    connect: Connect,
+    spec: TaskSpec,
+    store_root: Path,
+    *,
+    base_path: Path,
+    base_id: str,
+    base: Encoder,
+    load: Callable[[Path], Encoder],
+    progress: Progress | None,
+    forget_vectors: bool,
+) -> TuneOutcome:
     m = spec.model
-    champion = champion_version(store_root, base.name)
-    if not m.finetune:
-        return TuneOutcome("off", "model.finetune is false", champion)
+    folder = encoders_dir(store_root)
+    champion = champion_version(store_root, base_id)  # read under the lock
     with connect() as conn:
         row = first_row(conn.execute(f"SELECT max(seq) FROM {q(spec.name, 'drops')}"))
         seq = int(row[0]) if row is not None and row[0] is not None else 0
@@ -145,7 +204,7 @@ def tune_encoder(
     if n_human < m.finetune_min_reviewed:
         reason = f"{n_human} human decisions, fine-tuning starts at {m.finetune_min_reviewed}"
         return TuneOutcome("skipped", reason, champion)
-    earlier = [c for c in comparisons(store_root) if c.get("base") == base.name]
+    earlier = [c for c in comparisons(store_root) if c["base"] == base_id]
     if earlier:
         due = int(earlier[-1]["n_reviewed"] * (1 + m.finetune_regrow))
         if n_human < max(due, earlier[-1]["n_reviewed"] + 1):
@@ -158,6 +217,8 @@ def tune_encoder(
     heldout = human & (buckets < round(m.finetune_holdout_share * 100))
     index = {label: i for i, label in enumerate(spec.label_names)}
     held = train[heldout]
+    if champion:  # a larger holdout share since it was trained must not score it on its own
+        held = held[~held["dedup_key"].isin(trained_keys(folder / champion))]
     if len(held) < MIN_HELDOUT or held["label"].nunique() < 2:
         reason = (
             f"only {len(held)} held-out decisions ({held['label'].nunique()} labels); the"
@@ -173,22 +234,30 @@ def tune_encoder(
     w_fit = fit_rows["weight"].to_numpy(dtype=np.float64)
     settings = settings_of(spec)
     version = finetune_version(
-        base.name,
+        base_id,
         fit_rows["dedup_key"].tolist(),
         y_fit,
         w_fit,
         stop_rows["dedup_key"].tolist(),
         settings,
     )
-    folder = encoders_dir(store_root)
+    attempts = _attempts(folder)
+    if attempts.get(version, 0) >= MAX_ATTEMPTS:
+        reason = (
+            f"fine-tuning {version} was interrupted {attempts[version]} times (out of memory?);"
+            f" delete {folder / ATTEMPTS} to try again"
+        )
+        return TuneOutcome("skipped", reason, champion)
     meta = {
-        "base": base.name,
+        "base": base_id,
         "base_path": str(base_path),
         "created_at": now().isoformat(),
         "n_reviewed": n_human,
         "settings": settings.__dict__,
         "by_origin": fit_rows["origin"].value_counts().to_dict(),
     }
+    if not (folder / version / FINETUNE_META).exists():
+        _write_attempts(folder, attempts | {version: attempts.get(version, 0) + 1})
     path = write_version(
         folder,
         version,
@@ -207,6 +276,7 @@ def tune_encoder(
         trained_keys=rest["dedup_key"].tolist(),
         meta=meta,
     )
+    _write_attempts(folder, {k: v for k, v in _attempts(folder).items() if k != version})
     metrics = read_meta(path)["metrics"]
     threshold = spec.thresholds.auto_accept
     challenger_encoder = load(path)
@@ -220,8 +290,8 @@ def tune_encoder(
         promoted, why = False, "this version is already the champion"
     record = {
         "version": version,
-        "base": base.name,
-        "champion_before": champion or base.name,
+        "base": base_id,
+        "champion_before": champion or base_id,
         "promoted": promoted,
         "reason": why,
         "n_reviewed": n_human,
@@ -231,12 +301,15 @@ def tune_encoder(
         "champion": compare["champion"],
         "train_seconds": metrics.get("train_seconds"),
     }
-    _append_line(folder / COMPARISONS, record)
-    if promoted:
+    previous = champion
+    if promoted:  # first: a kill before the record leaves the winner in force, not unused
         _replace_text(folder / CHAMPION, version)
         champion = version
+    _append_line(folder / COMPARISONS, record)
     _register(connect, spec.name, version, challenger_encoder.name, record, metrics, path)
-    pruned = prune(folder, keep=m.finetune_keep_versions, champion=champion)
+    # the champion just replaced is kept: runs that read CHAMPION before the swap may use it
+    keep = {v for v in (champion, previous) if v}
+    pruned = prune(folder, keep=m.finetune_keep_versions, also=keep)
     if pruned and forget_vectors:
         _forget_vectors(connect, spec.name, pruned)
     return TuneOutcome(
@@ -275,17 +348,23 @@ def _heldout(
     return heldout_metrics(logits, y[n:], threshold)
 
 
-def prune(folder: Path, *, keep: int, champion: str | None) -> list[str]:
-    """Removes tuned versions beyond the champion and the `keep` most recently compared
-    (the policy in docs/model.md); returns the versions removed."""
+def prune(folder: Path, *, keep: int, also: set[str]) -> list[str]:
+    """Removes tuned versions other than `also` (the champion and the one it replaced) and
+    the `keep` most recently compared (the policy in docs/model.md), and the hidden folders
+    of fine-tunes that were killed (called under the store's lock, so none is running);
+    returns the versions removed."""
     if not folder.exists():
         return []
     order = [row["version"] for row in comparisons(folder.parent)]
-    recent = list(dict.fromkeys(reversed(order)))[:keep]
-    wanted = set(recent) | ({champion} if champion else set())
+    wanted = set(list(dict.fromkeys(reversed(order)))[:keep]) | also
     removed = []
     for path in sorted(folder.iterdir()):
-        if path.is_dir() and not path.name.startswith(".") and path.name not in wanted:
+        if not path.is_dir():
+            continue
+        if path.name.startswith("."):
+            if path.name.endswith(".tmp"):
+                shutil.rmtree(path, ignore_errors=True)
+        elif path.name not in wanted:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
     return removed
@@ -327,10 +406,32 @@ def _register(
         )
 
 
+def _attempts(folder: Path) -> dict[str, int]:
+    """Fine-tunes started and not finished, by version (a kill leaves its count)."""
+    try:
+        data = json.loads((folder / ATTEMPTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, int)}
+
+
+def _write_attempts(folder: Path, attempts: dict[str, int]) -> None:
+    _replace_text(folder / ATTEMPTS, json.dumps(attempts, sort_keys=True))
+
+
 def _append_line(path: Path, row: dict[str, Any]) -> None:
+    """Appends one JSON line, starting a new line first when a kill left the last one cut."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+    with open(path, "a+b") as fh:
+        fh.seek(0, os.SEEK_END)
+        cut = False
+        if fh.tell() > 0:
+            fh.seek(-1, os.SEEK_END)
+            cut = fh.read(1) != b"\n"
+        line = json.dumps(row, sort_keys=True, default=str) + "\n"
+        fh.write((("\n" if cut else "") + line).encode())
         fh.flush()
         os.fsync(fh.fileno())
 
