@@ -96,6 +96,23 @@ def test_one_drop_fills_every_stage_table_and_conserves_rows(deployment: Deploym
         assert table in counts["by_source"]
 
 
+def test_a_wrapped_json_feed_runs_through_its_record_path(
+    home: Home, tasks_dir: Callable[..., Path], tiny_encoder_dir: Path
+) -> None:
+    d = Deployment(home, tasks_dir({"fields": {"records": "data.results"}}), tiny_encoder_dir)
+    folder = home.drop_dir(TASK, "d1")
+    folder.mkdir(parents=True)
+    pages = [{"data": {"results": review_records(5, offset=5 * i)}, "page": i} for i in range(3)]
+    (folder / "feed.json").write_text("\n".join(json.dumps(page) for page in pages))
+    (folder / "_SUCCESS").write_text("")
+    assert d.run("d1").success
+    counts = d.counts("d1")
+    assert counts["ingested"] == 15 and counts["quarantined"] == 0
+    assert (
+        counts["ingested"] == counts["final_rows"] + counts["hitl_pending"] + counts["duplicates"]
+    )
+
+
 def test_every_check_runs_and_passes_on_a_clean_drop(deployment: Deployment) -> None:
     deployment.drop("d1", review_records(40))
     checks = _check_results(deployment.run("d1"))

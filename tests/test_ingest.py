@@ -26,6 +26,7 @@ from annotation_assets.core.ingest import (
     NOT_AN_OBJECT,
     OUTSIDE_DROP,
     RAW_COLUMNS,
+    RECORDS_NOT_FOUND,
     UNREADABLE_FILE,
     UNSUPPORTED_FILE,
     FieldMap,
@@ -1051,3 +1052,74 @@ def test_a_hand_written_refused_objects_list_is_never_fatal(tmp_path: Path) -> N
         for value in row.values():
             if isinstance(value, str):
                 value.encode("utf-8")
+
+
+# ------------------------------------------------------------------ record paths
+
+WRAPPED = """{"meta": {"page": 1, "note": "] and }"}, "data": {"count": 2, "results": [
+  {"id": "a", "text": "one"},
+  {"id": "b", "text": "two"}
+], "after": {"z": [1, {"y": "]"}]}}, "next": null}
+{"data": {"results": [{"id": "c", "text": "three"}]}}
+"""
+RESULTS = FieldMap(records=("data", "results"))
+
+
+def test_a_wrapped_json_feed_is_read_from_its_record_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from annotation_assets.core.ingest import json_rows
+
+    drop = _drop_with(tmp_path, "feed.json", WRAPPED)
+
+    def read() -> list[tuple[Any, ...]]:
+        return [
+            (r["line_no"], r["record_id"], r["text"], r["error"])
+            for r in _rows(drop, fields=RESULTS)
+        ]
+
+    whole = read()
+    assert whole == [(2, "a", "one", None), (3, "b", "two", None), (5, "c", "three", None)]
+    for piece, forget in ((1, 0), (3, 7), (7, 1)):  # values split across reads
+        monkeypatch.setattr(json_rows, "_JSON_READ_PIECE", piece)
+        monkeypatch.setattr(json_rows, "_JSON_FORGET_AFTER", forget)
+        assert read() == whole, (piece, forget)
+    # without the path the wrapper is one record without an id or text
+    assert [r["error"] for r in _rows(drop)] == ["missing_id", "missing_id"]
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        ('{"data": {"items": []}}', "no data.results"),
+        ('{"data": {"results": {"id": 1}}}', "data.results is not an array"),
+        ('{"data": [1]}', "data is not an object"),
+        ('{"data": {"results": [{"id": "a", "text": "x"}]', "the file ends inside the object"),
+    ],
+)
+def test_a_wrapper_without_the_record_path_is_quarantined_with_the_reason(
+    tmp_path: Path, content: str, detail: str
+) -> None:
+    rows = _rows(_drop_with(tmp_path, "feed.json", content), fields=RESULTS)
+    errors = [(r["error"], r["detail"]) for r in rows if r["error"]]
+    expected = RECORDS_NOT_FOUND if "ends inside" not in detail else MALFORMED_JSON
+    assert errors == [(expected, detail)], rows
+    assert all(len(str(r["payload"])) <= 200 for r in rows if r["error"])
+
+
+def test_jsonl_wrappers_are_read_line_by_line_from_the_record_path(tmp_path: Path) -> None:
+    lines = [
+        {"data": {"results": [{"id": "a", "text": "one"}, "not a record"]}},
+        {"data": {"next": 2}},
+        {"data": {"results": [{"id": "b", "text": "two"}]}},
+    ]
+    drop = _drop_with(tmp_path, "pages.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n")
+    rows = [
+        (r["line_no"], r["record_id"], r["error"], r["detail"]) for r in _rows(drop, fields=RESULTS)
+    ]
+    assert rows == [
+        (1, "a", None, None),
+        (1, None, NOT_AN_OBJECT, "str"),
+        (2, None, RECORDS_NOT_FOUND, "no data.results"),
+        (3, "b", None, None),
+    ]

@@ -109,6 +109,11 @@ MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "unknown_top_level_field": ({**MINIMAL, "colour": "red"}, "colour"),
     "examples_unknown_label": ({**MINIMAL, "examples": {"angry": ["grr"]}}, "examples.angry"),
+    "record_path_empty_part": (
+        {**MINIMAL, "fields": {"records": "data..results"}},
+        "fields.records",
+    ),
+    "finetune_seed_negative": ({**MINIMAL, "model": {"finetune_seed": -1}}, "model.finetune_seed"),
 }
 
 

@@ -75,6 +75,19 @@ Rule = Annotated[RegexRule | KeywordsRule | LexiconSentimentRule, Field(discrimi
 class Fields(_Strict):
     id: str = "id"
     text: str = "text"
+    # JSON feeds wrapped in an object: the dotted path to the array of records
+    records: str | None = None
+
+    @field_validator("records")
+    @classmethod
+    def _dotted_path(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(not part for part in value.split("."))):
+            raise ValueError(f"{value!r} must be member names joined by dots, e.g. data.results")
+        return value
+
+    @property
+    def record_path(self) -> tuple[str, ...]:
+        return tuple(self.records.split(".")) if self.records else ()
 
 
 class Thresholds(_Strict):

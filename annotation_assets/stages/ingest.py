@@ -40,7 +40,9 @@ def ingest_drop(
     done_bytes = 0
     if progress:
         progress("ingest", 0, None)
-    fields = ingest.FieldMap(id=spec.fields.id, text=spec.fields.text)
+    fields = ingest.FieldMap(
+        id=spec.fields.id, text=spec.fields.text, records=spec.fields.record_path
+    )
     with connect() as conn:
         # Rows go to a temporary table first, outside any transaction: DuckDB keeps a
         # transaction's uncommitted rows in memory, but spills a temporary table to disk

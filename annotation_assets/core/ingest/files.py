@@ -34,6 +34,7 @@ MAX_CSV_RECORD_LINES = 100
 # Reason codes for raw rows that cannot become records.
 MALFORMED_JSON = "malformed_json"
 NOT_AN_OBJECT = "not_an_object"
+RECORDS_NOT_FOUND = "records_not_found"  # no array at the spec's fields.records path
 INVALID_UTF8 = "invalid_utf8"
 LINE_TOO_LONG = "line_too_long"
 MALFORMED_CSV = "malformed_csv"

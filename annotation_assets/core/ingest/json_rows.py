@@ -1,5 +1,9 @@
 """The rows of JSON record files: `.jsonl` (one value a line) and `.json` (top-level arrays
-and values one after another, read forward in pieces)."""
+and values one after another, read forward in pieces). With a record path (the spec's
+`fields.records`, e.g. `data.results`), each top-level object is a wrapper, as many APIs
+return (`{"data": {"results": [...]}, "next": ...}`), and the records are the elements of the
+array at that path: streamed as a top-level array's elements are, never the whole wrapper at
+once."""
 
 import codecs
 import json
@@ -14,6 +18,7 @@ from annotation_assets.core.ingest.files import (
     LINE_TOO_LONG,
     MALFORMED_JSON,
     NOT_AN_OBJECT,
+    RECORDS_NOT_FOUND,
     UNREADABLE_FILE,
     Row,
     damage_detail,
@@ -24,7 +29,9 @@ from annotation_assets.core.ingest.files import (
 )
 
 
-def jsonl_rows(path: Path, max_line_bytes: int) -> Iterator[Row]:
+def jsonl_rows(path: Path, max_line_bytes: int, records: tuple[str, ...] = ()) -> Iterator[Row]:
+    """One row a line; with a record path, each line is a wrapper object and its rows are the
+    elements of the array at that path (numbered by the line)."""
     with open_text_lines(path) as fh:
         for line_no, raw in enumerate(without_bom(fh), start=1):
             raw = raw.rstrip(b"\r\n")
@@ -35,8 +42,37 @@ def jsonl_rows(path: Path, max_line_bytes: int) -> Iterator[Row]:
                 yield Row(line_no, text, error=INVALID_UTF8, detail="line is not valid UTF-8")
             elif len(raw) > max_line_bytes:
                 yield Row(line_no, text, error=LINE_TOO_LONG, detail=f"{len(raw)} bytes")
+            elif records:
+                yield from _wrapped_line_rows(line_no, text, records)
             else:
                 yield _parse_json_line(line_no, text)
+
+
+def _wrapped_line_rows(line_no: int, text: str, records: tuple[str, ...]) -> Iterator[Row]:
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        yield Row(line_no, text, error=MALFORMED_JSON, detail="nesting too deep")
+        return
+    except ValueError as err:
+        yield Row(line_no, text, error=MALFORMED_JSON, detail=str(err)[:200])
+        return
+    for depth, key in enumerate(records):
+        if not isinstance(value, dict) or key not in value:
+            where = ".".join(records[: depth + 1])
+            yield Row(line_no, text, error=RECORDS_NOT_FOUND, detail=f"no {where}")
+            return
+        value = value[key]
+    if not isinstance(value, list):
+        detail = f"{'.'.join(records)} is a {type(value).__name__}, not an array"
+        yield Row(line_no, text, error=RECORDS_NOT_FOUND, detail=detail)
+        return
+    for element in value:
+        shown = json.dumps(element, ensure_ascii=False)
+        if isinstance(element, dict):
+            yield Row(line_no, shown, record=element)
+        else:
+            yield Row(line_no, shown, error=NOT_AN_OBJECT, detail=type(element).__name__)
 
 
 def _parse_json_line(line_no: int, text: str) -> Row:
@@ -193,7 +229,55 @@ class _JsonText:
             pass
 
 
-def json_rows(path: Path, max_line_bytes: int) -> Iterator[Row]:
+def _walk_members(src: _JsonText, pos: int, want: str | None, limit: int) -> tuple[int, str | None]:
+    """Inside an object (`pos` past its "{" or past a member), passes over members until the
+    one named `want` (returning the index of its value) or, with `want` None, to the end of
+    the object (returning the index past its "}"). Values passed over are parsed whole, each
+    at most `limit` characters. Returns (where, why) with `why` set when the object ends
+    without `want`, or does not parse."""
+    while True:
+        pos = src.skip_space(pos)
+        if pos >= len(src.buf):
+            return pos, "the file ends inside the object"
+        char = src.buf[pos]
+        if char == "}":
+            return pos + 1, None if want is None else "missing"
+        if char == ",":
+            pos += 1
+            continue
+        name, end, why = src.value_at(pos, limit)
+        if why is not None or not isinstance(name, str):
+            return pos, why or "a member name that is not a string"
+        pos = src.skip_space(end)
+        if not src.buf.startswith(":", pos):
+            return pos, "no ':' after a member name"
+        pos = src.skip_space(pos + 1)
+        if name == want:
+            return pos, None
+        _, end, why = src.value_at(pos, limit)
+        if why is not None:
+            return pos, f"{name!r}: {why}"
+        pos = end
+
+
+def _enter_records(
+    src: _JsonText, pos: int, records: tuple[str, ...], limit: int
+) -> tuple[int, str | None]:
+    """From the "{" of a wrapper at `pos`, into the array at the path `records`: the index past
+    its "[", or (where, why)."""
+    for depth, key in enumerate(records):
+        pos, why = _walk_members(src, pos + 1, key, limit)
+        where = ".".join(records[: depth + 1])
+        if why is not None:
+            return pos, f"no {where}" if why == "missing" else f"{where}: {why}"
+        expected = "[" if depth == len(records) - 1 else "{"
+        if not src.buf.startswith(expected, pos):
+            kind = "an array" if expected == "[" else "an object"
+            return pos, f"{where} is not {kind}"
+    return pos + 1, None
+
+
+def json_rows(path: Path, max_line_bytes: int, records: tuple[str, ...] = ()) -> Iterator[Row]:
     """The rows of a `.json` file: the elements of top-level arrays (Scrapy's and most
     scrapers' JSON feeds, minified or pretty-printed; a feed appended to twice), and values
     outside arrays one after another (JSON Lines under a `.json` name, one pretty-printed
@@ -209,6 +293,7 @@ def json_rows(path: Path, max_line_bytes: int) -> Iterator[Row]:
         if src.buf.startswith("\ufeff", pos):
             pos = src.skip_space(pos + 1)
         in_array = after_value = False
+        wrappers = 0  # objects entered on the way to the records array (a record path)
         first = True
         prefix: str | None = None  # the indentation of elements that start their line
         # Over-long values are given up on after max_line_bytes only where reading can pick
@@ -224,6 +309,27 @@ def json_rows(path: Path, max_line_bytes: int) -> Iterator[Row]:
             if char == "]" and in_array:
                 in_array = after_value = False
                 pos += 1
+                for _ in range(wrappers):  # the wrapper's members after the records
+                    pos, why = _walk_members(src, pos, None, limit)
+                    if why is not None:
+                        text = src.buf[pos : pos + 200]
+                        yield Row(src.line_at(pos), text, error=MALFORMED_JSON, detail=why[:200])
+                        src.read_all()
+                        pos = len(src.buf)
+                        break
+                wrappers = 0
+                continue
+            if records and char == "{" and not in_array:
+                line_no, shown = src.line_at(pos), src.buf[pos : pos + 200]
+                pos, why = _enter_records(src, pos, records, limit)
+                if why is None:
+                    in_array, after_value, wrappers = True, False, len(records)
+                    continue
+                # the rest of the file is kept as one row: where the next wrapper starts is
+                # not known without parsing this one, which did not lead to the records
+                src.read_all()
+                yield Row(line_no, shown, error=RECORDS_NOT_FOUND, detail=why[:200])
+                pos = len(src.buf)
                 continue
             if char == "[" and not in_array:
                 in_array, after_value = True, False

@@ -42,6 +42,7 @@ from annotation_assets.core.ingest.json_rows import json_rows, jsonl_rows
 class FieldMap:
     id: str = "id"
     text: str = "text"
+    records: tuple[str, ...] = ()  # JSON: the path to the array of records in a wrapper
 
 
 def parquet_rows(path: Path, batch_size: int) -> Iterator[Row]:
@@ -57,7 +58,9 @@ def parquet_rows(path: Path, batch_size: int) -> Iterator[Row]:
         yield Row(None, None, error=UNREADABLE_FILE, detail=detail)
 
 
-def _file_rows(path: Path, drop_dir: Path, *, max_line_bytes: int) -> Iterator[Row]:
+def _file_rows(
+    path: Path, drop_dir: Path, *, max_line_bytes: int, records: tuple[str, ...] = ()
+) -> Iterator[Row]:
     inside = link_target_inside(path, drop_dir)
     if inside is None:
         yield Row(None, None, error=UNREADABLE_FILE, detail="symlink loop")
@@ -78,9 +81,9 @@ def _file_rows(path: Path, drop_dir: Path, *, max_line_bytes: int) -> Iterator[R
         elif name.endswith((".csv", ".tsv")):
             yield from csv_rows(path, max_line_bytes)
         elif name.endswith(".json"):
-            yield from json_rows(path, max_line_bytes)
+            yield from json_rows(path, max_line_bytes, records)
         else:
-            yield from jsonl_rows(path, max_line_bytes)
+            yield from jsonl_rows(path, max_line_bytes, records)
     except DAMAGED_FILE as err:
         yield Row(None, None, error=UNREADABLE_FILE, detail=damage_detail(err))
 
@@ -231,7 +234,7 @@ def iter_raw_chunks(
     for path in list_drop_files(drop_dir):
         source_file, valid_name = stored_name(path.relative_to(drop_dir))
         rows = (
-            _file_rows(path, drop_dir, max_line_bytes=max_line_bytes)
+            _file_rows(path, drop_dir, max_line_bytes=max_line_bytes, records=fields.records)
             if valid_name
             else iter([Row(None, None, error=UNSUPPORTED_FILE, detail=BAD_NAME)])
         )
