@@ -271,6 +271,7 @@ STATUS_COLUMNS = (
 
 def cmd_status(runner: Runner, args: argparse.Namespace) -> int:
     tasks = [runner.spec(args.task).name] if args.task else sorted(runner.specs)
+    runner.warn_spec_problems()
     rows = _status_rows(runner, tasks)
     print(f"home: {runner.home.root}")
     if not rows and args.task:

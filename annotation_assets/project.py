@@ -1,10 +1,11 @@
 """Assembles the Dagster Definitions for every task in the tasks folder."""
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
-from annotation_assets.core.spec import load_task_specs
+from annotation_assets.core.spec import SpecProblem, load_task_specs_isolated
 from annotation_assets.factory import TaskAssets, build_task_assets
 from annotation_assets.home import Home
 from annotation_assets.report_assets import build_quality_report_asset
@@ -24,9 +25,10 @@ def build_definitions(
 ) -> dg.Definitions:
     """Assets, checks, jobs and sensors of every task, with resources bound to `home`; every
     job runs on `executor` (default: Dagster's multiprocess executor)."""
-    specs = load_task_specs(tasks_dir)
+    specs, problems = load_task_specs_isolated(tasks_dir)
     built: list[TaskAssets] = [build_task_assets(spec, home) for spec in specs.values()]
     reports = [build_quality_report_asset(ta.spec, home) for ta in built]
+    broken = [_spec_problems_asset(tasks_dir, problems)] if problems else []
     report_jobs = [
         dg.define_asset_job(
             f"{ta.spec.name}_quality_report",
@@ -46,7 +48,7 @@ def build_definitions(
             )
         )
     return dg.Definitions(
-        assets=[*(a for ta in built for a in ta.assets), *reports],
+        assets=[*(a for ta in built for a in ta.assets), *reports, *broken],
         asset_checks=[
             *(c for ta in built for c in build_task_checks(ta)),
             *(build_agreement_check(ta.spec) for ta in built),
@@ -62,3 +64,26 @@ def build_definitions(
             ),
         },
     )
+
+
+def _spec_problems_asset(tasks_dir: Path, problems: list[SpecProblem]) -> dg.AssetsDefinition:
+    """Where the UI shows the task files that failed validation (the other tasks load and run):
+    their one-line errors in the description of the `task_spec_errors` asset, which fails
+    with them when materialized. Present only while some file is broken."""
+    for problem in problems:
+        warnings.warn(f"{problem.message} (this task is skipped)", stacklevel=2)
+    listed = "\n".join(f"- {problem.message}" for problem in problems)
+
+    @dg.asset(
+        key="task_spec_errors",
+        group_name="task_specs",
+        description=f"Task files in {tasks_dir} that failed validation; their tasks are not "
+        f"loaded (every other task is):\n\n{listed}",
+    )
+    def task_spec_errors() -> None:
+        raise dg.Failure(
+            description=f"{len(problems)} task file(s) failed validation",
+            metadata={"errors": dg.MetadataValue.md(listed)},
+        )
+
+    return task_spec_errors

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from annotation_assets.core.llm import public_endpoint
-from annotation_assets.core.spec import TaskSpec, check_drop_id, load_task_specs
+from annotation_assets.core.spec import (
+    SpecProblem,
+    TaskSpec,
+    check_drop_id,
+    load_task_specs_isolated,
+)
 from annotation_assets.core.staging import staging_folder
 from annotation_assets.home import Home
 from annotation_assets.warehouse.counts import drop_counts
@@ -38,22 +43,44 @@ class Runner:
         self.tasks_dir = tasks_dir
         self.verbose = verbose
         self._announced: set[str] = set()
+        self._warned = False
 
     @cached_property
+    def _loaded(self) -> tuple[dict[str, TaskSpec], list[SpecProblem]]:
+        return load_task_specs_isolated(self.tasks_dir)
+
+    @property
     def specs(self) -> dict[str, TaskSpec]:
-        return load_task_specs(self.tasks_dir)
+        """The valid task specs by name (a broken file takes out only its own task)."""
+        return self._loaded[0]
+
+    @property
+    def spec_problems(self) -> list[SpecProblem]:
+        return self._loaded[1]
 
     def spec(self, task: str) -> TaskSpec:
         if task not in self.specs:
+            for problem in self.spec_problems:
+                if problem.name == task or problem.path.stem == task:
+                    raise UsageError(problem.message)
             known = ", ".join(sorted(self.specs)) or "none"
             raise UsageError(f"unknown task {task!r} in {self.tasks_dir} (known: {known})")
         return self.specs[task]
+
+    def warn_spec_problems(self) -> None:
+        """One stderr line per broken task file (the other tasks go on)."""
+        if self._warned:
+            return
+        self._warned = True
+        for problem in self.spec_problems:
+            print(f"annotate: {problem.message} (this task is skipped)", file=sys.stderr)
 
     @cached_property
     def definitions(self) -> dg.Definitions:
         from annotation_assets.project import build_definitions
 
-        self.specs  # noqa: B018 - validate specs first, for a one-line error
+        self.warn_spec_problems()  # once, as one line each: not again as Python warnings
+        warnings.filterwarnings("ignore", message=r".*\(this task is skipped\)$")
         warnings.filterwarnings("ignore", category=dg.PreviewWarning)
         warnings.filterwarnings("ignore", category=dg.BetaWarning)
         return build_definitions(

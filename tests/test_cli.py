@@ -177,6 +177,27 @@ def test_a_malformed_spec_is_reported_in_one_line_naming_file_and_field(
     assert "t.yaml" in line and "thresholds.auto_accept" in line
 
 
+def test_a_broken_spec_takes_out_only_its_own_task(
+    tmp_path: Path, drop: Path, tiny_encoder_dir: Path
+) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "reviews.yaml").write_text(
+        "name: reviews\nkind: text_classification\nlabels: [negative, positive]\n"
+    )
+    (tasks / "t.yaml").write_text("name: t\nkind: text_classification\nlabels: [a]\n")
+    cli = Cli(tmp_path / "h", tasks, tiny_encoder_dir)
+    # the broken task's own commands fail in one line naming file and field
+    line = _one_line_error(cli("status", "t"))
+    assert "t.yaml: labels" in line
+    # every other task works; the broken file is named once on stderr
+    p = cli("run", "reviews", "--drop", str(drop))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.strip().splitlines()[-1])["ingested"] > 0
+    warned = [line for line in p.stderr.splitlines() if "t.yaml" in line]
+    assert len(warned) == 1 and warned[0].endswith("(this task is skipped)")
+
+
 @pytest.mark.slow  # a long trial (tests marked slow run with -m slow)
 def test_output_paths_that_cannot_be_written_are_refused_in_one_line(
     cli: Cli, drop: Path, tmp_path: Path

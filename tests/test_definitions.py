@@ -28,3 +28,27 @@ def test_dagster_loads_the_code_location(target: list[str], tmp_path: Path) -> N
     )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "All code locations passed validation" in p.stderr + p.stdout
+
+
+def test_a_broken_spec_loads_the_other_tasks_and_shows_its_error(
+    tmp_path: Path, tiny_encoder_dir: Path
+) -> None:
+    import dagster as dg
+
+    from annotation_assets.home import Home
+    from annotation_assets.project import build_definitions
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "good.yaml").write_text("name: good\nkind: text_classification\nlabels: [a, b]\n")
+    (tasks / "bad.yaml").write_text("name: bad\nkind: text_classification\nlabels: [a, b]\nx: 1\n")
+    with pytest.warns(UserWarning, match="bad.yaml: x"):
+        defs = build_definitions(
+            Home(tmp_path / "home").create(), tasks, encoder_path=str(tiny_encoder_dir)
+        )
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "good/final_dataset" in keys and not any(k.startswith("bad/") for k in keys)
+    errors = defs.resolve_assets_def("task_spec_errors")
+    assert "bad.yaml: x" in (errors.descriptions_by_key[dg.AssetKey("task_spec_errors")] or "")
+    result = dg.materialize([errors], raise_on_error=False)
+    assert not result.success

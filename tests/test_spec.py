@@ -12,6 +12,7 @@ from annotation_assets.core.spec import (
     check_drop_id,
     load_task_spec,
     load_task_specs,
+    load_task_specs_isolated,
     parse_task_spec,
 )
 
@@ -222,3 +223,23 @@ def test_check_drop_id_accepts_allowed_ids(drop_id: str) -> None:
 def test_check_drop_id_refuses_other_ids(drop_id: str) -> None:
     with pytest.raises(ValueError, match="is not allowed"):
         check_drop_id(drop_id)
+
+
+def test_a_broken_file_takes_out_only_its_own_task(tmp_path: Path) -> None:
+    _write(tmp_path / "good.yaml", {**MINIMAL, "name": "good"})
+    _write(tmp_path / "bad.yaml", {**MINIMAL, "name": "bad", "thresholds": {"auto_accept": 3}})
+    (tmp_path / "junk.yml").write_text("name: [unclosed\n")
+    _write(tmp_path / "twice_a.yaml", {**MINIMAL, "name": "twice"})
+    _write(tmp_path / "twice_b.yaml", {**MINIMAL, "name": "twice"})
+    specs, problems = load_task_specs_isolated(tmp_path)
+    assert sorted(specs) == ["good"]
+    by_file = {p.path.name: p for p in problems}
+    assert sorted(by_file) == ["bad.yaml", "junk.yml", "twice_a.yaml", "twice_b.yaml"]
+    assert by_file["bad.yaml"].name == "bad"
+    assert "thresholds.auto_accept" in by_file["bad.yaml"].message
+    assert by_file["junk.yml"].name is None
+    assert "defined twice (also in twice_b.yaml)" in by_file["twice_a.yaml"].message
+    assert all("\n" not in p.message for p in problems)
+    # the strict loader still refuses the folder with the first problem
+    with pytest.raises(SpecError):
+        load_task_specs(tmp_path)

@@ -1,6 +1,7 @@
 """Task specs: one YAML file per annotation task, validated on load."""
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -447,15 +448,73 @@ def load_task_spec(path: Path) -> TaskSpec:
 
 def load_task_specs(folder: Path) -> dict[str, TaskSpec]:
     """Every `*.yaml`/`*.yml` task in a folder, by name; the first bad file raises SpecError."""
+    specs, problems = load_task_specs_isolated(folder)
+    if problems:
+        raise SpecError(problems[0].message)
+    return specs
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """A task file that cannot be used: its one-line message (naming file and field) and the
+    task name it gives, when that much can be read."""
+
+    path: Path
+    name: str | None
+    message: str
+
+
+def load_task_specs_isolated(folder: Path) -> tuple[dict[str, TaskSpec], list[SpecProblem]]:
+    """Every valid `*.yaml`/`*.yml` task in a folder by name, and the problems of the others:
+    one broken file takes only its own task out. Two files with one name are both refused
+    (neither can be told to be the right one). A missing folder raises SpecError."""
     if not folder.is_dir():
         raise SpecError(f"{folder}: tasks folder does not exist")
     specs: dict[str, TaskSpec] = {}
+    paths: dict[str, Path] = {}
+    problems: list[SpecProblem] = []
+    twice: set[str] = set()
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        spec = load_task_spec(path)
-        if spec.name in specs:
-            raise SpecError(f"{path}: name: task {spec.name!r} is defined twice")
+        try:
+            spec = load_task_spec(path)
+        except SpecError as err:
+            problems.append(SpecProblem(path, _declared_name(path), str(err)))
+            continue
+        if spec.name in specs or spec.name in twice:
+            first = paths.get(spec.name)
+            problems.append(
+                SpecProblem(
+                    path,
+                    spec.name,
+                    f"{path}: name: task {spec.name!r} is defined twice"
+                    + (f" (also in {first.name})" if first else ""),
+                )
+            )
+            if first is not None:
+                problems.append(
+                    SpecProblem(
+                        first,
+                        spec.name,
+                        f"{first}: name: task {spec.name!r} is defined twice (also in {path.name})",
+                    )
+                )
+            specs.pop(spec.name, None)
+            paths.pop(spec.name, None)
+            twice.add(spec.name)
+            continue
         specs[spec.name] = spec
-    return specs
+        paths[spec.name] = path
+    return specs, problems
+
+
+def _declared_name(path: Path) -> str | None:
+    """The `name` a task file gives, if it reads as YAML with a string name (else None)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def check_drop_id(drop_id: str) -> str:
