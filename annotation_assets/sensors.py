@@ -2,6 +2,7 @@
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -77,6 +78,53 @@ def build_drop_sensor(
     return new_drops
 
 
+# The S3 sensor's cursor stays bounded however many drops arrive: it keeps the names of the
+# RECENT_WINDOW most recent drops (listed again each tick, so a late drop sorting among them
+# is found), the name before them (listing starts after it), and drops seen without their
+# _SUCCESS yet (checked again until complete, at most MAX_WAITING).
+RECENT_WINDOW = 256
+MAX_WAITING = 1000
+
+
+@dataclass(frozen=True)
+class S3Cursor:
+    after: str | None = None
+    recent: tuple[str, ...] = ()
+    waiting: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> "S3Cursor":
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return cls()
+        if isinstance(data, list):  # the earlier cursor: every drop ever seen
+            return cls().advance([str(x) for x in data], [], [])
+        if not isinstance(data, dict):
+            return cls()
+        after = data.get("after")
+        return cls(
+            after=after if isinstance(after, str) else None,
+            recent=tuple(str(x) for x in data.get("recent", ())),
+            waiting=tuple(str(x) for x in data.get("waiting", ())),
+        )
+
+    def advance(self, listed: list[str], new: list[str], incomplete: list[str]) -> "S3Cursor":
+        """The cursor after a tick that listed these names, found `new` complete and saw
+        `incomplete` without their marker."""
+        done = sorted((set(self.recent) | set(listed) | set(new)) - set(incomplete))
+        recent, older = done[-RECENT_WINDOW:], done[:-RECENT_WINDOW]
+        after = max([self.after or "", *older]) or None
+        return S3Cursor(after, tuple(recent), tuple(sorted(set(incomplete))[-MAX_WAITING:]))
+
+    def dump(self) -> str:
+        return json.dumps(
+            {"after": self.after, "recent": list(self.recent), "waiting": list(self.waiting)}
+        )
+
+
 def build_s3_drop_sensor(
     spec: TaskSpec,
     job: UnresolvedAssetJobDefinition,
@@ -100,25 +148,44 @@ def build_s3_drop_sensor(
     def new_s3_drops(
         context: dg.SensorEvaluationContext, s3: S3Storage
     ) -> dg.SensorResult | dg.SkipReason:
-        seen = set(json.loads(context.cursor)) if context.cursor else set()
+        cursor = S3Cursor.parse(context.cursor)
         known = set(context.instance.get_dynamic_partitions(partitions.name or ""))
-        new = []
+        new: list[str] = []
+        incomplete: list[str] = []
+        listed: list[str] = []
         try:
             client = s3.client()
-            for child in list(list_child_prefixes(client, source.bucket, source.prefix)):
-                name = child.removeprefix(source.prefix).rstrip("/")
-                if name in seen or name in known or name.startswith((".", "_")):
+            after = f"{source.prefix}{cursor.after}/" if cursor.after else None
+            children = [
+                child.removeprefix(source.prefix).rstrip("/")
+                for child in list_child_prefixes(
+                    client, source.bucket, source.prefix, start_after=after
+                )
+            ]
+            # drops listed before but not complete then, that now sort before the listing
+            for name in sorted(set(children) | set(cursor.waiting)):
+                if name in known or name in cursor.recent or name.startswith((".", "_")):
+                    listed.append(name)
                     continue
                 if not DROP_ID.match(name) or name in {".", ".."}:
                     context.log.warning(f"ignoring {source}{name}/: not a valid drop id")
                     continue
-                if s3_drop_is_complete(client, S3Url(source.bucket, child)):
+                listed.append(name)
+                if s3_drop_is_complete(client, S3Url(source.bucket, source.prefix + name + "/")):
                     new.append(name)
+                else:
+                    incomplete.append(name)
         except S3Error as err:
             context.log.error(str(err))
             return dg.SkipReason(f"cannot list {source}: {err}")
-        if not new:
+        moved = cursor.advance(listed, new, incomplete)
+        if not new and moved == cursor:
             return dg.SkipReason(f"no new complete drops under {source}")
+        if not new:
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(f"no new complete drops under {source}"),
+                cursor=moved.dump(),
+            )
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
@@ -129,7 +196,7 @@ def build_s3_drop_sensor(
                 for d in new
             ],
             dynamic_partitions_requests=[partitions.build_add_request(new)],
-            cursor=json.dumps(sorted(seen | set(new))),
+            cursor=moved.dump(),
         )
 
     return new_s3_drops

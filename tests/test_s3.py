@@ -217,7 +217,40 @@ def test_s3_sensor_registers_only_complete_drops_once(
     later = _evaluate(s3_sensor, instance, first.cursor)
     assert isinstance(later, dg.SensorResult)
     assert [r.partition_key for r in later.run_requests or []] == ["2026-11-02"]
-    assert json.loads(later.cursor or "[]") == ["2026-11-01", "2026-11-02"]
+    assert json.loads(later.cursor or "{}") == {
+        "after": None,
+        "recent": ["2026-11-01", "2026-11-02", "_tmp"],
+        "waiting": [],
+    }
+
+
+def test_the_s3_sensor_cursor_stays_bounded_and_late_markers_are_found(
+    s3_sensor: dg.SensorDefinition, s3_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from annotation_assets import sensors
+
+    monkeypatch.setattr(sensors, "RECENT_WINDOW", 3)
+    instance = dg.DagsterInstance.ephemeral()
+    s3_bucket.put("incoming/d00/part.jsonl", "{}\n")  # its _SUCCESS comes much later
+    cursor = None
+    for i in range(1, 9):
+        s3_bucket.put(f"incoming/d{i:02d}/_SUCCESS", "")
+        result = _evaluate(s3_sensor, instance, cursor)
+        assert isinstance(result, dg.SensorResult)
+        assert [r.partition_key for r in result.run_requests or []] == [f"d{i:02d}"]
+        instance.add_dynamic_partitions(f"{TASK}_drops", [f"d{i:02d}"])
+        cursor = result.cursor
+    state = json.loads(cursor or "{}")
+    assert state == {"after": "d05", "recent": ["d06", "d07", "d08"], "waiting": ["d00"]}
+    # a drop seen incomplete is checked again although listing now starts after d05
+    s3_bucket.put("incoming/d00/_SUCCESS", "")
+    result = _evaluate(s3_sensor, instance, cursor)
+    assert isinstance(result, dg.SensorResult)
+    assert [r.partition_key for r in result.run_requests or []] == ["d00"]
+    assert json.loads(result.cursor or "{}")["waiting"] == []
+    # the earlier cursor (every name ever seen) is read as the new one
+    old = sensors.S3Cursor.parse(json.dumps([f"d{i:02d}" for i in range(1, 9)]))
+    assert (old.after, old.recent) == ("d05", ("d06", "d07", "d08"))
 
 
 def test_s3_sensor_pages_through_many_drops(

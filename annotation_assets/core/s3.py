@@ -191,12 +191,15 @@ def list_keys(client: Any, bucket: str, prefix: str = "") -> Iterator[S3Object]:
                 yield S3Object(item["Key"], int(item.get("Size", 0)), item.get("ETag", ""))
 
 
-def list_child_prefixes(client: Any, bucket: str, prefix: str = "") -> Iterator[str]:
+def list_child_prefixes(
+    client: Any, bucket: str, prefix: str = "", *, start_after: str | None = None
+) -> Iterator[str]:
     """The immediate sub-prefixes of `prefix` (full prefixes ending with '/'), following
-    continuation tokens."""
+    continuation tokens; with `start_after` (a key), only those sorting after it."""
     with s3_errors(f"{SCHEME}{bucket}/{prefix}"):
+        extra = {"StartAfter": start_after} if start_after else {}
         pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix, Delimiter="/"
+            Bucket=bucket, Prefix=prefix, Delimiter="/", **extra
         )
         for page in pages:
             for item in page.get("CommonPrefixes", ()):
