@@ -1123,3 +1123,76 @@ def test_jsonl_wrappers_are_read_line_by_line_from_the_record_path(tmp_path: Pat
         (2, None, RECORDS_NOT_FOUND, "no data.results"),
         (3, "b", None, None),
     ]
+
+
+# ------------------------------------------------------------------ bounded cost
+
+GIANT = 40 << 20  # bytes of one line (40 MiB); gzip makes it about 40 kB
+
+
+def _giant_drop(tmp_path: Path, name: str) -> Path:
+    """A compressed file whose middle line expands to GIANT bytes, between two records."""
+    drop = tmp_path / "drop"
+    drop.mkdir(parents=True, exist_ok=True)
+    csv_file = name.removesuffix(".gz").endswith(".csv")
+    first, last = (
+        ("id,text\na,first\n", "b,last\n")
+        if csv_file
+        else (
+            '{"id": "a", "text": "first"}\n',
+            '{"id": "b", "text": "last"}\n',
+        )
+    )
+    with gzip.open(drop / name, "wb", compresslevel=1) as fh:
+        fh.write(first.encode())
+        block = b"x" * (1 << 20)
+        for _ in range(GIANT // len(block)):
+            fh.write(block)
+        fh.write(b"\n" + last.encode())
+    return drop
+
+
+@pytest.mark.parametrize("name", ["records.jsonl.gz", "records.csv.gz"])
+def test_a_line_that_expands_enormously_costs_only_its_prefix(tmp_path: Path, name: str) -> None:
+    rows = _rows(_giant_drop(tmp_path, name))
+    good = [(r["record_id"], r["text"]) for r in rows if r["error"] is None]
+    [bad] = [r for r in rows if r["error"] is not None]
+    assert good == [("a", "first"), ("b", "last")]  # the record after it is read too
+    assert bad["error"] == LINE_TOO_LONG and bad["detail"] == f"{GIANT} bytes"
+    assert len(bad["payload"]) <= 4096 and bad["payload"].startswith("xxxx")
+
+
+PEAK_CHILD = """
+import resource, sys
+from pathlib import Path
+from annotation_assets.core.ingest import iter_raw_chunks
+rows = sum(len(chunk) for chunk in iter_raw_chunks(Path(sys.argv[1])))
+print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_peak_memory_of_reading_such_a_drop_stays_near_a_normal_ones(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def peak_kib(drop: Path) -> int:
+        p = subprocess.run(
+            [sys.executable, "-c", PEAK_CHILD, str(drop)], capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr[-2000:]
+        rows, peak = p.stdout.split()
+        assert int(rows) == 3
+        return int(peak)
+
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    lines = [
+        '{"id": "a", "text": "first"}',
+        '{"id": "m", "text": "middle"}',
+        '{"id": "b", "text": "last"}',
+    ]
+    with gzip.open(normal / "records.jsonl.gz", "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    giant = _giant_drop(tmp_path / "g", "records.jsonl.gz")
+    # a line of 40 MiB (and max_line_bytes of 1 MB) costs at most a few MiB more than none
+    assert peak_kib(giant) - peak_kib(normal) < 8 * 1024

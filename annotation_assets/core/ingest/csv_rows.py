@@ -14,10 +14,11 @@ from annotation_assets.core.ingest.files import (
     LINE_TOO_LONG,
     MALFORMED_CSV,
     MAX_CSV_RECORD_LINES,
+    LongLine,
     Row,
+    bounded_lines,
     decode_utf8,
     open_text_lines,
-    without_bom,
 )
 
 
@@ -85,7 +86,7 @@ def csv_field_rows(
 def csv_rows(path: Path, max_line_bytes: int) -> Iterator[Row]:
     tsv = path.name.lower().removesuffix(".gz").endswith(".tsv")
     with open_text_lines(path) as fh:
-        lines = enumerate(without_bom(fh), start=1)
+        lines = enumerate(bounded_lines(fh, max_line_bytes), start=1)
         header: list[str] | None = None
         rows = csv_field_rows(lines, max_line_bytes, preferred="\t" if tsv else ",")
         for start, chunk, fields, error in rows:
@@ -141,6 +142,16 @@ def _csv_records(
             if nxt is None:
                 break
             line_no, raw = nxt
+        if isinstance(raw, LongLine):  # only its first bytes were kept
+            if pending:  # an open quoted record does not run on through it
+                first_no, first_raw = pending[0]
+                first_text = decode_utf8(first_raw)[0].rstrip("\r\n")
+                yield first_no, first_text, (MALFORMED_CSV, "unclosed quote")
+                replay = [*pending[1:], (line_no, raw), *replay]
+                pending = []
+                continue
+            yield line_no, decode_utf8(raw)[0], (LINE_TOO_LONG, f"{raw.total} bytes")
+            continue
         if not pending and not raw.strip(_NOT_A_FIELD.get(delimiter, b" \t\r\n\x0b\x0c")):
             continue
         pending.append((line_no, raw))

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -169,10 +169,41 @@ def decode_utf8(raw: bytes) -> tuple[str, bool]:
         return raw.decode("utf-8", errors="backslashreplace"), False
 
 
-def without_bom(lines: Iterable[bytes]) -> Iterator[bytes]:
-    """The file's lines with a UTF-8 byte-order mark (Excel, Notepad) dropped from the first."""
-    for i, raw in enumerate(lines):
-        yield raw.removeprefix(b"\xef\xbb\xbf") if i == 0 else raw
+LONG_LINE_PREFIX = 4096  # bytes of an over-long line kept as its quarantined payload
+_SKIP_PIECE = 1 << 20
+
+
+class LongLine(bytes):
+    """The first LONG_LINE_PREFIX bytes of a line longer than the limit (its payload);
+    `total` is the line's length in bytes."""
+
+    total: int
+
+
+def bounded_lines(fh: IO[bytes], max_line_bytes: int) -> Iterator[bytes]:
+    """The lines of a binary file (newline kept; a UTF-8 byte-order mark dropped from the
+    first), never holding more than max_line_bytes + 1 bytes of one line, whatever the
+    compression ratio: a longer line comes as a LongLine, the rest of it read past in pieces
+    of 1 MiB."""
+    first = True
+    while True:
+        raw = fh.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        if first:
+            raw, first = raw.removeprefix(b"\xef\xbb\xbf"), False
+        if len(raw) <= max_line_bytes or raw.endswith(b"\n"):
+            yield raw
+            continue
+        total = len(raw)
+        while True:
+            piece = fh.readline(_SKIP_PIECE)
+            total += len(piece)
+            if not piece or piece.endswith(b"\n"):
+                break
+        line = LongLine(raw[:LONG_LINE_PREFIX])
+        line.total = total - (1 if piece.endswith(b"\n") else 0)
+        yield line
 
 
 # What reading a damaged file raises: a truncated gzip stream (EOFError), a bad CRC or header

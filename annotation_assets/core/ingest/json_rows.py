@@ -20,12 +20,13 @@ from annotation_assets.core.ingest.files import (
     NOT_AN_OBJECT,
     RECORDS_NOT_FOUND,
     UNREADABLE_FILE,
+    LongLine,
     Row,
+    bounded_lines,
     damage_detail,
     decode_utf8,
     has_surrogates,
     open_text_lines,
-    without_bom,
 )
 
 
@@ -33,7 +34,11 @@ def jsonl_rows(path: Path, max_line_bytes: int, records: tuple[str, ...] = ()) -
     """One row a line; with a record path, each line is a wrapper object and its rows are the
     elements of the array at that path (numbered by the line)."""
     with open_text_lines(path) as fh:
-        for line_no, raw in enumerate(without_bom(fh), start=1):
+        for line_no, raw in enumerate(bounded_lines(fh, max_line_bytes), start=1):
+            if isinstance(raw, LongLine):  # only its first bytes were kept
+                shown = decode_utf8(raw)[0]
+                yield Row(line_no, shown, error=LINE_TOO_LONG, detail=f"{raw.total} bytes")
+                continue
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
                 continue
