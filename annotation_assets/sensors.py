@@ -155,7 +155,8 @@ def build_s3_drop_sensor(
         listed: list[str] = []
         try:
             client = s3.client()
-            after = f"{source.prefix}{cursor.after}/" if cursor.after else None
+            # the bare id, not "<id>/": "-" and "." sort before "/", so "<id>-b/" lists too
+            after = f"{source.prefix}{cursor.after}" if cursor.after else None
             children = [
                 child.removeprefix(source.prefix).rstrip("/")
                 for child in list_child_prefixes(

@@ -1196,3 +1196,60 @@ def test_peak_memory_of_reading_such_a_drop_stays_near_a_normal_ones(tmp_path: P
     giant = _giant_drop(tmp_path / "g", "records.jsonl.gz")
     # a line of 40 MiB (and max_line_bytes of 1 MB) costs at most a few MiB more than none
     assert peak_kib(giant) - peak_kib(normal) < 8 * 1024
+
+
+def test_damage_inside_a_wrapper_never_takes_another_array_for_the_records(
+    tmp_path: Path,
+) -> None:
+    feed = """{
+  "data": [
+    {"id": "1", "text": "a"},
+    {"id": "2", "text": b}
+  ],
+  "included": [
+    {"id": "9", "text": "not a record"}
+  ]
+}
+{"data": [{"id": "3", "text": "c"}]}
+"""
+    rows = _rows(_drop_with(tmp_path, "feed.json", feed), fields=FieldMap(records=("data",)))
+    assert [r["record_id"] for r in rows if r["error"] is None] == ["1", "3"]
+    [bad] = [r for r in rows if r["error"]]
+    assert bad["error"] == MALFORMED_JSON and bad["line_no"] == 4
+    assert "not a record" in bad["payload"]  # kept in the damaged row, never a record
+
+
+def test_a_wrapper_without_records_costs_only_itself(tmp_path: Path) -> None:
+    pages = [
+        {"data": {"results": None}},
+        *({"data": {"results": [{"id": f"r{i}", "text": "x"}]}} for i in range(3)),
+    ]
+    drop = _drop_with(tmp_path, "feed.json", "\n".join(json.dumps(x) for x in pages) + "\n")
+    rows = _rows(drop, fields=RESULTS)
+    assert [(r["error"], r["record_id"]) for r in rows] == [
+        (RECORDS_NOT_FOUND, None),
+        (None, "r0"),
+        (None, "r1"),
+        (None, "r2"),
+    ]
+
+
+def test_a_jsonl_wrapper_payload_is_stored_as_utf8(tmp_path: Path) -> None:
+    line = '{"data": {"results": [{"id": "1", "text": "a", "m": "\\ud800"}]}}'
+    [row] = _rows(_drop_with(tmp_path, "pages.jsonl", line + "\n"), fields=RESULTS)
+    assert row["error"] is None and not has_surrogates(row["payload"])
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_a_line_of_exactly_the_limit_is_whole_with_a_bom_and_any_line_ending(
+    tmp_path: Path, ending: str
+) -> None:
+    head = '{"id": "a", "text": "'
+    line = head + "x" * (1024 - len(head) - 2) + '"}'
+    assert len(line) == 1024
+    content = b"\xef\xbb\xbf" + (line + ending + '{"id": "b", "text": "y"}' + ending).encode()
+    rows = _rows(_drop_with(tmp_path, "part.jsonl", content), max_line_bytes=1024)
+    assert [(r["line_no"], r["record_id"], r["error"]) for r in rows] == [
+        (1, "a", None),
+        (2, "b", None),
+    ]

@@ -240,6 +240,11 @@ def test_a_broken_file_takes_out_only_its_own_task(tmp_path: Path) -> None:
     assert by_file["junk.yml"].name is None
     assert "defined twice (also in twice_b.yaml)" in by_file["twice_a.yaml"].message
     assert all("\n" not in p.message for p in problems)
+    # a broken file naming a valid task takes that name out too (it may be its new version)
+    _write(tmp_path / "zz_good_again.yaml", {**MINIMAL, "name": "good", "kind": "nope"})
+    specs, problems = load_task_specs_isolated(tmp_path)
+    assert specs == {}
+    assert any("good.yaml: name" in p.message and "broken" in p.message for p in problems)
     # the strict loader still refuses the folder with the first problem
     with pytest.raises(SpecError):
         load_task_specs(tmp_path)

@@ -504,6 +504,19 @@ def load_task_specs_isolated(folder: Path) -> tuple[dict[str, TaskSpec], list[Sp
             continue
         specs[spec.name] = spec
         paths[spec.name] = path
+    for problem in list(problems):
+        # a broken file naming a loaded task may be its intended new version: neither loads
+        if problem.name in specs:
+            first = paths.pop(problem.name)
+            del specs[problem.name]
+            problems.append(
+                SpecProblem(
+                    first,
+                    problem.name,
+                    f"{first}: name: task {problem.name!r} is defined twice (also in"
+                    f" {problem.path.name}, which is broken)",
+                )
+            )
     return specs, problems
 
 

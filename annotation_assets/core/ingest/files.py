@@ -182,27 +182,29 @@ class LongLine(bytes):
 
 def bounded_lines(fh: IO[bytes], max_line_bytes: int) -> Iterator[bytes]:
     """The lines of a binary file (newline kept; a UTF-8 byte-order mark dropped from the
-    first), never holding more than max_line_bytes + 1 bytes of one line, whatever the
-    compression ratio: a longer line comes as a LongLine, the rest of it read past in pieces
-    of 1 MiB."""
+    first), never holding more than max_line_bytes + 2 bytes of one line (room for "\\r\\n"),
+    whatever the compression ratio: a longer line comes as a LongLine, the rest of it read
+    past in pieces of 1 MiB. Lines up to that size come whole; the reader measures them."""
+    limit = max_line_bytes + 2
     first = True
     while True:
-        raw = fh.readline(max_line_bytes + 1)
+        raw = fh.readline(limit + (3 if first else 0))  # the first may start with a BOM
         if not raw:
             return
         if first:
             raw, first = raw.removeprefix(b"\xef\xbb\xbf"), False
-        if len(raw) <= max_line_bytes or raw.endswith(b"\n"):
+        if raw.endswith(b"\n") or len(raw) < limit:  # whole (the last may lack a newline)
             yield raw
             continue
-        total = len(raw)
-        while True:
-            piece = fh.readline(_SKIP_PIECE)
-            total += len(piece)
-            if not piece or piece.endswith(b"\n"):
+        total, last = len(raw), raw
+        while not last.endswith(b"\n"):
+            last = fh.readline(_SKIP_PIECE)
+            if not last:
                 break
+            total += len(last)
+        ending = 2 if last.endswith(b"\r\n") else 1 if last.endswith(b"\n") else 0
         line = LongLine(raw[:LONG_LINE_PREFIX])
-        line.total = total - (1 if piece.endswith(b"\n") else 0)
+        line.total = total - ending
         yield line
 
 

@@ -26,6 +26,7 @@ from annotation_assets.core.ingest.files import (
     damage_detail,
     decode_utf8,
     has_surrogates,
+    json_text,
     open_text_lines,
 )
 
@@ -73,7 +74,7 @@ def _wrapped_line_rows(line_no: int, text: str, records: tuple[str, ...]) -> Ite
         yield Row(line_no, text, error=RECORDS_NOT_FOUND, detail=detail)
         return
     for element in value:
-        shown = json.dumps(element, ensure_ascii=False)
+        shown = json_text(element)  # lone surrogates escaped: the payload is stored as UTF-8
         if isinstance(element, dict):
             yield Row(line_no, shown, record=element)
         else:
@@ -229,6 +230,12 @@ class _JsonText:
             if not self.read(len(self.buf)):  # doubling: the skipped text is kept whole
                 return len(self.buf)
 
+    def discard_rest(self) -> None:
+        """Reads to the end of the file keeping nothing (what is left is not wanted)."""
+        self.buf, self.counted = "", 0
+        while self.read(_JSON_READ_PIECE):
+            self.buf = ""
+
     def read_all(self) -> None:
         while self.read(len(self.buf)):
             pass
@@ -265,6 +272,20 @@ def _walk_members(src: _JsonText, pos: int, want: str | None, limit: int) -> tup
         pos = end
 
 
+def _after_wrapper(src: _JsonText, pos: int, prefix: str | None, *, keep: bool = False) -> int:
+    """Where reading picks up after a wrapper that did not lead to records or was damaged:
+    the next line starting with its indentation and "{" (wrappers one a line, or one after
+    another at one indentation), else the end of the file. With `keep` the text up to there
+    stays in the buffer (a row's payload); else the rest of a file is read past, not held."""
+    if prefix is not None:
+        return src.next_line_starting(pos, prefix)
+    if keep:
+        src.read_all()
+        return len(src.buf)
+    src.discard_rest()
+    return 0
+
+
 def _enter_records(
     src: _JsonText, pos: int, records: tuple[str, ...], limit: int
 ) -> tuple[int, str | None]:
@@ -299,6 +320,9 @@ def json_rows(path: Path, max_line_bytes: int, records: tuple[str, ...] = ()) ->
             pos = src.skip_space(pos + 1)
         in_array = after_value = False
         wrappers = 0  # objects entered on the way to the records array (a record path)
+        # the indentation of the wrapper being read when it starts its line: where reading
+        # picks up after damage inside it (None: it does not start a line)
+        wrapper_prefix: str | None = None
         first = True
         prefix: str | None = None  # the indentation of elements that start their line
         # Over-long values are given up on after max_line_bytes only where reading can pick
@@ -317,24 +341,26 @@ def json_rows(path: Path, max_line_bytes: int, records: tuple[str, ...] = ()) ->
                 for _ in range(wrappers):  # the wrapper's members after the records
                     pos, why = _walk_members(src, pos, None, limit)
                     if why is not None:
-                        text = src.buf[pos : pos + 200]
-                        yield Row(src.line_at(pos), text, error=MALFORMED_JSON, detail=why[:200])
-                        src.read_all()
-                        pos = len(src.buf)
+                        yield Row(
+                            src.line_at(pos),
+                            src.buf[pos : pos + 200],
+                            error=MALFORMED_JSON,
+                            detail=why[:200],
+                        )
+                        pos = _after_wrapper(src, pos, wrapper_prefix)
                         break
                 wrappers = 0
                 continue
             if records and char == "{" and not in_array:
                 line_no, shown = src.line_at(pos), src.buf[pos : pos + 200]
+                wrapper_prefix = src.starts_line(pos)
                 pos, why = _enter_records(src, pos, records, limit)
                 if why is None:
                     in_array, after_value, wrappers = True, False, len(records)
+                    first = True  # the elements' indentation is looked for in each wrapper
                     continue
-                # the rest of the file is kept as one row: where the next wrapper starts is
-                # not known without parsing this one, which did not lead to the records
-                src.read_all()
                 yield Row(line_no, shown, error=RECORDS_NOT_FOUND, detail=why[:200])
-                pos = len(src.buf)
+                pos = _after_wrapper(src, pos, wrapper_prefix)
                 continue
             if char == "[" and not in_array:
                 in_array, after_value = True, False
@@ -355,6 +381,14 @@ def json_rows(path: Path, max_line_bytes: int, records: tuple[str, ...] = ()) ->
                 text = src.buf[pos:end]
                 row = _json_value_row(line_no, text, value, max_line_bytes, src.escaped)
                 after_value = in_array
+            elif wrappers:
+                # inside a wrapper a line that starts like an element may belong to another
+                # array of it: picking up there could take other values for records. The rest
+                # of this wrapper is one row, and reading picks up at the next wrapper.
+                resume = _after_wrapper(src, pos, wrapper_prefix, keep=True)
+                text = src.buf[pos:resume].rstrip()
+                row = _json_value_row(line_no, text, None, max_line_bytes, src.escaped, why)
+                end, after_value, in_array, wrappers = resume, False, False, 0
             else:
                 if prefix is not None:
                     # from the value's own line, not from where the damage was seen: a value
