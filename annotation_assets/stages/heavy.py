@@ -217,8 +217,9 @@ class LLMTier(Tier):
         if progress:
             progress("heavy tier", 0, len(rows))
         pool = ThreadPoolExecutor(max_workers=settings.concurrency)
+        pending: dict[Future[Answer], int] = {}
         try:
-            pending: dict[Future[Answer], int] = {pool.submit(ask, i): i for i in rows}
+            pending = {pool.submit(ask, i): i for i in rows}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -234,6 +235,13 @@ class LLMTier(Tier):
                     progress("heavy tier", len(done), len(rows))
         finally:  # what was answered is kept, even when the stage is interrupted
             pool.shutdown(wait=True, cancel_futures=True)
+            # answers that arrived while the interruption was raised (or in the same batch)
+            for future, i in pending.items():
+                if future.cancelled() or future.exception() is not None:
+                    continue
+                answer = future.result()
+                if answer.status in (ANSWERED, INVALID_ANSWER) and answer.cacheable:
+                    unsaved.append((keys[i], answer))
             self._save(unsaved)
         return done
 
